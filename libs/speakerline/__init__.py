@@ -1,0 +1,1 @@
+"""speakerline shared library: event contracts, Pub/Sub runtime, adapters, topology and the local stack."""

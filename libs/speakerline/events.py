@@ -1,0 +1,214 @@
+"""Versioned CloudEvents: build, validate, and map to and from Pub/Sub messages.
+
+Every event type is `io.speakerline.<name>.v<major>` and its data is validated against
+`schemas/events/<name>/v<major>.schema.json` both when it is built (refuse to publish an invalid event) and when it
+is received. On Pub/Sub, events travel in the binary content mode of the CloudEvents Pub/Sub protocol binding:
+`ce-` prefixed message attributes plus a `content-type` attribute, with the event data as the message body. That
+is, attribute for attribute, the HTTP binary mode of the cloudevents SDK, which we use for both directions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from cloudevents.conversion import to_binary, to_structured
+from cloudevents.exceptions import GenericException
+from cloudevents.http import CloudEvent, from_http
+
+TYPE_PREFIX = "io.speakerline."
+SCHEMA_BASE_URI = "https://schemas.speakerline.io/events"
+_TYPE_RE = re.compile(r"^io\.speakerline\.(?P<name>[a-z]+(?:\.[a-z]+)+)\.v(?P<major>[1-9][0-9]*)$")
+_TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+
+__all__ = [
+    "CloudEvent",
+    "InvalidEvent",
+    "catalog",
+    "from_pubsub",
+    "new_event",
+    "to_pubsub",
+    "to_structured_json",
+]
+
+
+class InvalidEvent(Exception):
+    """A message that must never be processed. `code` is machine-readable, `message` is for humans."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class EventSchema:
+    name: str  # e.g. "audio.uploaded"
+    major: int
+    schema: Mapping[str, Any]
+
+    @property
+    def type(self) -> str:
+        return f"{TYPE_PREFIX}{self.name}.v{self.major}"
+
+    @property
+    def dataschema(self) -> str:
+        return str(self.schema["$id"])
+
+    @property
+    def description(self) -> str:
+        return str(self.schema.get("description", ""))
+
+
+class Catalog:
+    """Every event schema shipped in `speakerline_schemas`, indexed by CloudEvent type."""
+
+    def __init__(self, schemas: list[EventSchema]) -> None:
+        self.by_type = {s.type: s for s in sorted(schemas, key=lambda s: (s.name, s.major))}
+        self.names = {s.name for s in schemas}
+        self._validators = {
+            t: jsonschema.Draft202012Validator(s.schema, format_checker=jsonschema.FormatChecker())
+            for t, s in self.by_type.items()
+        }
+
+    def __iter__(self) -> Any:
+        return iter(self.by_type.values())
+
+    def get(self, event_type: str) -> EventSchema:
+        """The schema of `event_type`, or InvalidEvent saying why there is none."""
+        schema = self.by_type.get(event_type)
+        if schema is not None:
+            return schema
+        match = _TYPE_RE.match(event_type)
+        if match and match["name"] in self.names:
+            known = sorted(s.type for s in self.by_type.values() if s.name == match["name"])
+            raise InvalidEvent(
+                "unknown_major_version",
+                f"{event_type} is a major version of {match['name']} this build does not know "
+                f"(known: {', '.join(known)}).",
+            )
+        raise InvalidEvent("unknown_event_type", f"{event_type!r} is not a speakerline event type.")
+
+    def validate(self, event_type: str, data: Any) -> EventSchema:
+        schema = self.get(event_type)
+        errors = sorted(self._validators[event_type].iter_errors(data), key=lambda e: list(e.absolute_path))
+        if errors:
+            details = "; ".join(
+                f"{'/'.join(str(p) for p in e.absolute_path) or '(data)'}: {e.message}" for e in errors[:5]
+            )
+            raise InvalidEvent("schema_violation", f"{event_type} data does not match its schema: {details}")
+        return schema
+
+
+def _load_schemas() -> list[EventSchema]:
+    root = resources.files("speakerline_schemas") / "events"
+    found: list[EventSchema] = []
+    for event_dir in root.iterdir():
+        if not event_dir.is_dir():
+            continue
+        for file in event_dir.iterdir():
+            m = re.fullmatch(r"v([1-9][0-9]*)\.schema\.json", file.name)
+            if m:
+                found.append(EventSchema(event_dir.name, int(m[1]), json.loads(file.read_text())))
+    return found
+
+
+@cache
+def catalog() -> Catalog:
+    return Catalog(_load_schemas())
+
+
+def _new_traceparent(trace_id: str | None = None) -> str:
+    return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def trace_ids(event: CloudEvent) -> tuple[str, str] | None:
+    """(trace id, span id) of the event's W3C traceparent extension, if it has a valid one."""
+    match = _TRACEPARENT_RE.match(str(event.get("traceparent") or ""))
+    return (match[1], match[2]) if match else None
+
+
+def new_event(
+    event_type: str,
+    data: Mapping[str, Any],
+    *,
+    source: str,
+    cause: CloudEvent | None = None,
+    event_id: str | None = None,
+    time: datetime | None = None,
+) -> CloudEvent:
+    """Build a validated event. `cause` is the event being handled: its trace continues in the new event.
+
+    `event_id` lets a handler derive a deterministic id (e.g. from the cause's id) so that a redelivered input
+    produces the very same output event, which keeps downstream consumers idempotent.
+    """
+    schema = catalog().validate(event_type, data)
+    job_id = data.get("job_id")
+    parent = trace_ids(cause) if cause is not None else None
+    attributes: dict[str, Any] = {
+        "type": event_type,
+        "source": source,
+        "id": event_id or str(uuid.uuid4()),
+        "time": (time or datetime.now(UTC)).isoformat(),
+        "datacontenttype": "application/json",
+        "dataschema": schema.dataschema,
+        "traceparent": _new_traceparent(parent[0] if parent else None),
+    }
+    if job_id:
+        attributes["subject"] = f"jobs/{job_id}"
+        attributes["jobid"] = job_id
+    return CloudEvent(attributes, dict(data))
+
+
+def to_pubsub(event: CloudEvent) -> tuple[bytes, dict[str, str]]:
+    """(message data, message attributes) in binary content mode; re-validates before anything leaves."""
+    catalog().validate(event["type"], event.get_data())
+    headers, body = to_binary(event)
+    return body if isinstance(body, bytes) else str(body).encode(), {k: str(v) for k, v in headers.items()}
+
+
+def from_pubsub(data: bytes, attributes: Mapping[str, str]) -> CloudEvent:
+    """Parse and validate a received message; raises InvalidEvent for anything that must not be processed."""
+    if "ce-type" not in attributes and "ce-specversion" not in attributes:
+        # Structured mode is accepted too, but a message with neither shape is not a CloudEvent at all.
+        if not data.lstrip().startswith(b"{") or b'"specversion"' not in data:
+            raise InvalidEvent("not_a_cloudevent", "The message has no ce-* attributes and is not a structured CloudEvent.")
+    try:
+        event = from_http(dict(attributes), data)
+    except (GenericException, ValueError) as exc:
+        raise InvalidEvent("not_a_cloudevent", f"The message is not a valid CloudEvent: {exc}") from exc
+    if event["specversion"] != "1.0":
+        raise InvalidEvent("unsupported_specversion", f"CloudEvents specversion {event['specversion']} is not 1.0.")
+    schema = catalog().get(event["type"])
+    if event.get("dataschema") not in (None, schema.dataschema):
+        raise InvalidEvent(
+            "dataschema_mismatch", f"dataschema {event.get('dataschema')} does not match {schema.dataschema}."
+        )
+    payload = event.get_data()
+    if not isinstance(payload, Mapping):
+        raise InvalidEvent("malformed_data", f"{event['type']} data is not a JSON object.")
+    catalog().validate(event["type"], payload)
+    return event
+
+
+def to_structured_json(event: CloudEvent) -> bytes:
+    """The event in structured JSON mode (application/cloudevents+json), e.g. as a webhook body."""
+    _, body = to_structured(event)
+    return body if isinstance(body, bytes) else str(body).encode()
+
+
+def event_name(event_type: str) -> str:
+    """'io.speakerline.job.completed.v1' -> 'job.completed'."""
+    match = _TYPE_RE.match(event_type)
+    if not match:
+        raise InvalidEvent("unknown_event_type", f"{event_type!r} is not a speakerline event type.")
+    return match["name"]

