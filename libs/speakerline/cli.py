@@ -26,7 +26,7 @@ def _cmd_stack(args: argparse.Namespace) -> int:
         except stack.StackError as exc:
             print(f"stack up failed: {exc}", file=sys.stderr)
             return 1
-        print("stack is up. For other shells: eval \"$(speakerline stack env)\"")
+        print('stack is up. For other shells: eval "$(speakerline stack env)"')
         return 0
     if args.stack_cmd == "down":
         stack.down(cfg)
@@ -51,6 +51,31 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _cmd_schemas(args: argparse.Namespace) -> int:
+    from speakerline import contracts, topology
+
+    if args.schemas_cmd == "asyncapi":
+        contracts.ASYNCAPI_FILE.write_text(contracts.render_asyncapi(topology.load()))
+        print(f"wrote {contracts.ASYNCAPI_FILE}")
+        return 0
+    if args.schemas_cmd == "check":
+        problems = contracts.check_against_released()
+        for event_type, found in problems.items():
+            for problem in found:
+                print(f"{event_type}: {problem}", file=sys.stderr)
+        stale = contracts.ASYNCAPI_FILE.read_text() != contracts.render_asyncapi(topology.load())
+        if stale:
+            print("schemas/asyncapi.yaml is stale: run `speakerline schemas asyncapi`", file=sys.stderr)
+        return 1 if problems or stale else 0
+    try:
+        added = contracts.release()
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print("released: " + (", ".join(added) or "nothing new"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speakerline", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -63,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     stack_sub.add_parser("status", help="health of every component; exit 1 if any is down")
     stack_sub.add_parser("env", help="print export lines for the emulators")
     p_stack.set_defaults(func=_cmd_stack)
+
+    p_schemas = sub.add_parser("schemas", help="event contracts: compatibility and AsyncAPI")
+    schemas_sub = p_schemas.add_subparsers(dest="schemas_cmd", required=True)
+    schemas_sub.add_parser("check", help="released schemas unbroken and asyncapi.yaml fresh; exit 1 otherwise")
+    schemas_sub.add_parser("release", help="freeze new schema versions into schemas/released.json")
+    schemas_sub.add_parser("asyncapi", help="regenerate schemas/asyncapi.yaml")
+    p_schemas.set_defaults(func=_cmd_schemas)
     return parser
 
 

@@ -178,10 +178,10 @@ def to_pubsub(event: CloudEvent) -> tuple[bytes, dict[str, str]]:
 
 def from_pubsub(data: bytes, attributes: Mapping[str, str]) -> CloudEvent:
     """Parse and validate a received message; raises InvalidEvent for anything that must not be processed."""
-    if "ce-type" not in attributes and "ce-specversion" not in attributes:
-        # Structured mode is accepted too, but a message with neither shape is not a CloudEvent at all.
-        if not data.lstrip().startswith(b"{") or b'"specversion"' not in data:
-            raise InvalidEvent("not_a_cloudevent", "The message has no ce-* attributes and is not a structured CloudEvent.")
+    # Structured mode is accepted too, but a message with neither shape is not a CloudEvent at all.
+    binary = "ce-type" in attributes or "ce-specversion" in attributes
+    if not binary and (not data.lstrip().startswith(b"{") or b'"specversion"' not in data):
+        raise InvalidEvent("not_a_cloudevent", "The message has no ce-* attributes and is not a structured CloudEvent.")
     try:
         event = from_http(dict(attributes), data)
     except (GenericException, ValueError) as exc:

