@@ -34,6 +34,7 @@ __all__ = [
     "CloudEvent",
     "InvalidEvent",
     "catalog",
+    "data_of",
     "from_pubsub",
     "new_event",
     "to_pubsub",
@@ -198,6 +199,14 @@ def from_pubsub(data: bytes, attributes: Mapping[str, str]) -> CloudEvent:
         raise InvalidEvent("malformed_data", f"{event['type']} data is not a JSON object.")
     catalog().validate(event["type"], payload)
     return event
+
+
+def data_of(event: CloudEvent) -> dict[str, Any]:
+    """The event's data as a dict (every speakerline event carries a JSON object)."""
+    data = event.get_data()
+    if not isinstance(data, dict):
+        raise InvalidEvent("malformed_data", f"{event['type']} data is not a JSON object.")
+    return data
 
 
 def to_structured_json(event: CloudEvent) -> bytes:

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import partial
@@ -44,6 +45,14 @@ ExhaustedHook = Callable[[CloudEvent, BaseException], Sequence[CloudEvent]]
 Decoder = Callable[[bytes, Mapping[str, str]], CloudEvent]
 
 DEAD_LETTER_ATTR = "speakerline-dead-letter-"
+
+# Delivery attempt of the message being handled (None when the subscription has no dead-letter policy or the
+# push format does not carry it). Handlers that report attempts read it through `delivery_attempt()`.
+_attempt: ContextVar[int | None] = ContextVar("speakerline_delivery_attempt", default=None)
+
+
+def delivery_attempt() -> int | None:
+    return _attempt.get()
 
 
 class Outcome(Enum):
@@ -125,6 +134,7 @@ def process(service: ServiceDef, sub: Subscription, delivery: Delivery) -> Outco
         if event["type"] not in route.accepts:
             log.info("event type not handled here; acknowledged")
             return Outcome.ACK
+        token = _attempt.set(delivery.delivery_attempt)
         try:
             outputs = route.handler(event)
             service.publisher.publish(outputs)
@@ -137,6 +147,8 @@ def process(service: ServiceDef, sub: Subscription, delivery: Delivery) -> Outco
                 except Exception:
                     log.exception("could not publish the terminal event of an exhausted message")
             return Outcome.NACK
+        finally:
+            _attempt.reset(token)
         log.info("event handled", published=[e["type"] for e in outputs])
         return Outcome.ACK
 

@@ -1,0 +1,79 @@
+# speakerline developer commands. `make run` and `make test` are the two a newcomer needs (see README).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PYANNOTE_METRICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install test unit integration e2e lint typecheck run up down status bench eval schemas docker-config clean
+
+install: $(STAMP)
+
+# Re-installs only when the dependency declaration changes.
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (README: Requirements)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet -e '.[all]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+# mypy cannot follow setuptools' package-dir mapping (services/ingest -> speakerline_ingest), so it checks a
+# view of symlinks named like the packages.
+PACKAGES := speakerline=libs/speakerline speakerline_ingest=services/ingest speakerline_diarization=services/diarization \
+	speakerline_postprocess=services/postprocess speakerline_notification=services/notification \
+	speakerline_projector=services/projector
+typecheck: install
+	@rm -rf .typecheck && mkdir -p .typecheck
+	@for p in $(PACKAGES); do ln -s ../$${p#*=} .typecheck/$${p%%=*}; done
+	MYPYPATH=.typecheck $(BIN)/mypy $(foreach p,$(PACKAGES),-p $(firstword $(subst =, ,$(p))))
+
+unit: install
+	$(BIN)/pytest tests -m "not integration and not e2e"
+
+integration: install
+	$(BIN)/pytest tests -m integration
+
+e2e: install
+	$(BIN)/pytest tests -m e2e
+
+# The whole suite: static checks, contracts, unit, integration (emulators) and end-to-end (every service).
+test: lint typecheck
+	$(BIN)/speakerline schemas check
+	$(BIN)/pytest tests
+
+schemas: install
+	$(BIN)/speakerline schemas release
+	$(BIN)/speakerline schemas asyncapi
+
+up: install
+	$(BIN)/speakerline stack up
+
+down:
+	@if [ -x $(BIN)/speakerline ]; then $(BIN)/speakerline stack down; fi
+
+status: install
+	$(BIN)/speakerline stack status
+
+# The main job: bring the stack up, diarize the bundled multi-speaker sample, print the timeline and its DER
+# against the reference annotation, bring the stack down.
+run: install
+	$(BIN)/speakerline demo
+
+bench: install
+	$(BIN)/pytest tests/bench --benchmark-only -p no:cacheprovider -o addopts="" -q
+
+eval: install
+	$(BIN)/pytest tests/diarization/test_quality.py -s -q
+
+docker-config:
+	docker compose config --quiet
+
+clean: down
+	rm -rf $(VENV) .stack .mypy_cache .ruff_cache .pytest_cache

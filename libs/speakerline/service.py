@@ -1,0 +1,77 @@
+"""Process bootstrap shared by every service: settings from the environment, logging, and the two entry styles.
+
+A service module builds its `ServiceDef` once (`lazy`) and exposes both:
+- `main()` → streaming-pull worker (`python -m speakerline_<name>`), and
+- `entrypoint(cloud_event)` → functions-framework CloudEvent function for Pub/Sub push / Eventarc.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+from speakerline import logs, runtime
+from speakerline import topology as topo
+from speakerline.pubsub import PubSubPublisher
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    topology: topo.Topology
+    source_prefix: str = "//speakerline/services"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        project = os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCLOUD_PROJECT")
+        if not project:
+            raise RuntimeError("GOOGLE_CLOUD_PROJECT is not set")
+        return cls(project=project, topology=topo.load())
+
+    def source(self, service: str) -> str:
+        """CloudEvent `source` of events this service publishes."""
+        return f"{self.source_prefix}/{service}"
+
+    def bucket(self, key: str) -> str:
+        return self.topology.bucket(key)
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def publisher(settings: Settings) -> PubSubPublisher:
+    return PubSubPublisher(settings.project, settings.topology)
+
+
+def lazy(build: Callable[[], T]) -> Callable[[], T]:
+    """Build once per process, on first use (functions-framework imports modules before serving)."""
+    return cache(build)
+
+
+def run_worker(name: str, build: Callable[[], runtime.ServiceDef]) -> None:
+    logs.configure(name)
+    service = build()
+    ready = os.environ.get("SPEAKERLINE_READY_FILE")
+    runtime.run_pull(service, Settings.from_env().project, Path(ready) if ready else None)
+
+
+def push_entrypoint(name: str, build: Callable[[], runtime.ServiceDef]) -> Callable[[Any], None]:
+    """A functions-framework CloudEvent function body for `name`."""
+    configured = False
+
+    def entrypoint(cloud_event: Any) -> None:
+        nonlocal configured
+        if not configured:
+            logs.configure(name)
+            configured = True
+        runtime.handle_push(build(), cloud_event)
+
+    return entrypoint

@@ -1,0 +1,105 @@
+"""Cloud Storage adapter: the few blob operations the services need, addressed by gs:// URIs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import BinaryIO, Protocol, cast
+
+from google.api_core import exceptions as gexc
+from google.cloud import storage
+
+_GS_URI = re.compile(r"^gs://(?P<bucket>[^/]+)/(?P<name>.+)$")
+
+# Uploads are streamed in chunks of this size (resumable uploads need a multiple of 256 KiB).
+CHUNK_BYTES = 8 * 1024 * 1024
+# Readers refill this much per request: small, because FFmpeg seeks (to the end for durations, and back), and
+# each refill is held in memory.
+READ_CHUNK_BYTES = 1024 * 1024
+
+
+class ObjectNotFound(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    uri: str
+    size_bytes: int
+    content_type: str | None
+    generation: str
+
+
+def parse_uri(uri: str) -> tuple[str, str]:
+    match = _GS_URI.match(uri)
+    if not match:
+        raise ValueError(f"not a gs:// object URI: {uri!r}")
+    return match["bucket"], match["name"]
+
+
+def uri(bucket: str, name: str) -> str:
+    return f"gs://{bucket}/{name}"
+
+
+class BlobStore(Protocol):
+    def stat(self, uri: str) -> ObjectInfo: ...
+
+    def open_read(self, uri: str) -> BinaryIO: ...
+
+    def read_bytes(self, uri: str) -> bytes: ...
+
+    def download(self, uri: str, path: Path) -> None: ...
+
+    def upload_file(self, path: Path, uri: str, content_type: str) -> None: ...
+
+    def upload_bytes(self, data: bytes, uri: str, content_type: str) -> None: ...
+
+
+class GcsBlobStore:
+    def __init__(self, client: storage.Client) -> None:
+        self.client = client
+
+    def _blob(self, object_uri: str) -> storage.Blob:
+        bucket, name = parse_uri(object_uri)
+        return self.client.bucket(bucket).blob(name, chunk_size=CHUNK_BYTES)
+
+    def stat(self, object_uri: str) -> ObjectInfo:
+        bucket, name = parse_uri(object_uri)
+        blob = self.client.bucket(bucket).get_blob(name)
+        if blob is None:
+            raise ObjectNotFound(object_uri)
+        return ObjectInfo(object_uri, int(blob.size or 0), blob.content_type, str(blob.generation))
+
+    def open_read(self, object_uri: str) -> BinaryIO:
+        # A seekable reader fetching READ_CHUNK_BYTES at a time: the whole object is never in memory.
+        try:
+            reader = cast(BinaryIO, self._blob(object_uri).open("rb", chunk_size=READ_CHUNK_BYTES))
+        except gexc.NotFound as exc:
+            raise ObjectNotFound(object_uri) from exc
+        return reader
+
+    def read_bytes(self, object_uri: str) -> bytes:
+        try:
+            data: bytes = self._blob(object_uri).download_as_bytes()
+        except gexc.NotFound as exc:
+            raise ObjectNotFound(object_uri) from exc
+        return data
+
+    def download(self, object_uri: str, path: Path) -> None:
+        try:
+            self._blob(object_uri).download_to_filename(str(path))
+        except gexc.NotFound as exc:
+            raise ObjectNotFound(object_uri) from exc
+
+    def upload_file(self, path: Path, object_uri: str, content_type: str) -> None:
+        self._blob(object_uri).upload_from_filename(str(path), content_type=content_type)
+
+    def upload_bytes(self, data: bytes, object_uri: str, content_type: str) -> None:
+        self._blob(object_uri).upload_from_string(data, content_type=content_type)
+
+    def signed_url(self, object_uri: str, ttl: timedelta) -> str:
+        """A V4 signed GET URL (needs credentials that can sign, e.g. a service account key or IAM signBlob)."""
+        url: str = self._blob(object_uri).generate_signed_url(version="v4", expiration=ttl, method="GET")
+        return url

@@ -1,0 +1,3 @@
+from speakerline_ingest.main import main
+
+main()

@@ -1,0 +1,244 @@
+import itertools
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from speakerline.timeline import Turn
+from speakerline_postprocess.timeline_rules import (
+    DEFAULT_CONFIG,
+    PostprocessConfig,
+    Summary,
+    build_output,
+    clean,
+    summarize,
+)
+
+ms_times = st.integers(min_value=0, max_value=120_000).map(lambda ms: ms / 1000)
+
+
+@st.composite
+def turn_st(draw: st.DrawFn) -> Turn:
+    start = draw(ms_times)
+    length = draw(st.integers(min_value=0, max_value=5_000)) / 1000
+    return Turn(start, round(start + length, 3), draw(st.sampled_from(["a", "b", "c", "d"])))
+
+
+turn_lists = st.lists(turn_st(), max_size=40)
+configs = st.builds(
+    PostprocessConfig,
+    merge_gap_s=st.sampled_from([0.0, 0.25, 0.5, 2.0]),
+    min_segment_s=st.sampled_from([0.0, 0.3, 1.0]),
+)
+
+
+def T(start: float, end: float, speaker: str) -> Turn:
+    return Turn(start, end, speaker)
+
+
+# --------------------------------------------------------------------------------------------- config
+
+
+def test_config_defaults_and_validation():
+    assert PostprocessConfig() == PostprocessConfig(merge_gap_s=0.5, min_segment_s=0.3) == DEFAULT_CONFIG
+    for bad in (-0.1, math.nan, math.inf):
+        with pytest.raises(ValueError):
+            PostprocessConfig(merge_gap_s=bad)
+        with pytest.raises(ValueError):
+            PostprocessConfig(min_segment_s=bad)
+
+
+# ---------------------------------------------------------------------------------------------- clean
+
+
+def test_clean_merges_small_gaps_and_overlaps():
+    turns = [T(0, 1, "x"), T(1.4, 2, "x"), T(1.9, 3, "x"), T(5, 6, "x")]
+    assert clean(turns) == [T(0, 3, "SPEAKER_00"), T(5, 6, "SPEAKER_00")]
+
+
+def test_clean_gap_boundary_is_inclusive_despite_float_noise():
+    # 0.7 - 0.2 == 0.49999999999999994 and 1.2 - 0.7 == 0.5 (+ noise): both are a 0.5 s gap.
+    assert clean([T(0, 0.2, "x"), T(0.7, 1.2, "x"), T(1.7, 2.0, "x")]) == [T(0, 2.0, "SPEAKER_00")]
+
+
+def test_clean_does_not_bridge_a_gap_where_someone_else_talks():
+    turns = [T(0, 1, "a"), T(1.05, 1.4, "b"), T(1.45, 3, "a")]
+    assert clean(turns) == [T(0, 1, "SPEAKER_00"), T(1.05, 1.4, "SPEAKER_01"), T(1.45, 3, "SPEAKER_00")]
+
+
+def test_clean_bridges_gap_when_other_speech_is_outside_it():
+    # b's backchannel lies inside a's first turn, not in the gap: a's turns still merge.
+    turns = [T(0, 5, "a"), T(3, 3.5, "b"), T(5.2, 8, "a")]
+    assert clean(turns) == [T(0, 8, "SPEAKER_00"), T(3, 3.5, "SPEAKER_01")]
+
+
+def test_clean_drops_blips_after_merging():
+    # Three 0.2 s fragments form one 0.8 s turn and survive; the isolated 0.1 s cough does not.
+    turns = [T(0, 0.2, "a"), T(0.3, 0.5, "a"), T(0.6, 0.8, "a"), T(5, 5.1, "a"), T(2, 4, "b")]
+    assert clean(turns) == [T(0, 0.8, "SPEAKER_00"), T(2, 4, "SPEAKER_01")]
+
+
+def test_clean_keeps_backchannel_only_speaker_with_enough_total_time():
+    turns = [T(0, 10, "main"), T(2, 2.2, "mhm"), T(5, 5.2, "mhm"), T(20, 20.1, "ghost")]
+    assert clean(turns) == [T(0, 10, "SPEAKER_00"), T(2, 2.2, "SPEAKER_01"), T(5, 5.2, "SPEAKER_01")]
+
+
+def test_clean_merges_once_a_dropped_blip_no_longer_blocks_the_gap():
+    turns = [T(0, 1, "a"), T(1.1, 1.2, "b"), T(1.3, 2, "a")]
+    assert clean(turns) == [T(0, 2, "SPEAKER_00")]
+
+
+def test_clean_relabels_by_first_appearance_deterministically():
+    turns = [T(5, 6, "spk9"), T(0, 1, "spk3"), T(2, 3, "spk9"), T(7, 8, "spk1")]
+    assert [t.speaker for t in clean(turns)] == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_01", "SPEAKER_02"]
+
+
+def test_clean_label_width_grows_past_100_speakers():
+    turns = [T(i * 10, i * 10 + 1, f"s{i}") for i in range(120)]
+    labels = [t.speaker for t in clean(turns)]
+    assert labels[0] == "SPEAKER_000" and labels[-1] == "SPEAKER_119"
+    assert clean(clean(turns)) == clean(turns)
+
+
+def test_clean_empty():
+    assert clean([]) == []
+
+
+@settings(max_examples=300)
+@given(turn_lists, configs)
+def test_clean_properties(turns, config):
+    cleaned = clean(turns, config)
+    assert cleaned == sorted(cleaned)
+    assert clean(cleaned, config) == cleaned  # idempotent
+    by_speaker: dict[str, list[Turn]] = {}
+    for turn in cleaned:
+        by_speaker.setdefault(turn.speaker, []).append(turn)
+    for own in by_speaker.values():
+        for first, second in itertools.pairwise(own):
+            assert second.start > first.end  # no same-speaker overlap or contact left
+    n = len(by_speaker)
+    width = max(2, len(str(n - 1)))
+    assert set(by_speaker) == {f"SPEAKER_{i:0{width}d}" for i in range(n)}
+    first_seen = list(dict.fromkeys(t.speaker for t in cleaned))
+    assert first_seen == sorted(first_seen)
+    # Cleaning never invents speech outside what the input covered (plus bridged gaps).
+    if turns:
+        assert min(t.start for t in cleaned or turns) >= min(t.start for t in turns)
+        assert max(t.end for t in cleaned or turns) <= max(t.end for t in turns)
+    for turn in cleaned:
+        is_blip = turn.duration < config.min_segment_s - 1e-9
+        if is_blip:  # only backchannel-only speakers keep short turns
+            assert all(t.duration < config.min_segment_s - 1e-9 for t in by_speaker[turn.speaker])
+
+
+# ------------------------------------------------------------------------------------------ summarize
+
+
+def test_summarize_example():
+    turns = [T(0, 4, "A"), T(3, 6, "B"), T(8, 10, "A")]
+    summary = summarize(turns, 12.0)
+    assert summary.num_speakers == 2
+    assert summary.total_speech_s == pytest.approx(8)
+    assert summary.overlap_s == pytest.approx(1)
+    assert summary.silence_s == pytest.approx(4)
+    a, b = summary.speakers
+    assert (a.speaker, a.talk_time_s, a.num_segments, a.first_start_s, a.last_end_s) == ("A", 6, 2, 0, 10)
+    assert a.share_of_speech == pytest.approx(6 / 9)
+    assert b.share_of_audio == pytest.approx(3 / 12)
+    assert summary.to_dict() == {
+        "duration_s": 12.0,
+        "total_speech_s": 8.0,
+        "overlap_s": 1.0,
+        "silence_s": 4.0,
+        "num_speakers": 2,
+        "speakers": [
+            {
+                "speaker": "A",
+                "talk_time_s": 6.0,
+                "share_of_speech": 0.667,
+                "share_of_audio": 0.5,
+                "num_segments": 2,
+                "first_start_s": 0.0,
+                "last_end_s": 10.0,
+            },
+            {
+                "speaker": "B",
+                "talk_time_s": 3.0,
+                "share_of_speech": 0.333,
+                "share_of_audio": 0.25,
+                "num_segments": 1,
+                "first_start_s": 3.0,
+                "last_end_s": 6.0,
+            },
+        ],
+    }
+
+
+def test_summarize_same_speaker_overlap_is_not_overlap_and_not_double_counted():
+    summary = summarize([T(0, 4, "A"), T(2, 6, "A")], 6.0)
+    assert summary.overlap_s == 0
+    assert summary.speakers[0].talk_time_s == pytest.approx(6)
+    assert summary.speakers[0].share_of_audio == pytest.approx(1)
+
+
+def test_summarize_stretches_duration_to_last_turn_and_handles_empty():
+    assert summarize([T(0, 10.02, "A")], 10.0).duration_s == pytest.approx(10.02)
+    empty = summarize([], 30.0)
+    assert (empty.num_speakers, empty.total_speech_s, empty.silence_s, empty.speakers) == (0, 0, 30, ())
+    assert summarize([], 0.0).to_dict()["speakers"] == []
+    with pytest.raises(ValueError):
+        summarize([], -1.0)
+
+
+@settings(max_examples=300)
+@given(turn_lists, st.integers(min_value=0, max_value=200_000).map(lambda ms: ms / 1000))
+def test_summarize_properties(turns, duration):
+    summary = summarize(turns, duration)
+    eps = 1e-6
+    assert summary.duration_s >= duration
+    assert 0 <= summary.overlap_s <= summary.total_speech_s + eps
+    assert summary.total_speech_s <= summary.duration_s + eps
+    assert summary.silence_s == pytest.approx(max(0.0, summary.duration_s - summary.total_speech_s))
+    talk = [s.talk_time_s for s in summary.speakers]
+    assert all(0 <= t <= summary.duration_s + eps for t in talk)
+    # Union of speakers <= sum of their talk times <= union + overlap counted per extra speaker.
+    assert summary.total_speech_s <= sum(talk) + eps
+    if sum(talk) > 0:
+        assert sum(s.share_of_speech for s in summary.speakers) == pytest.approx(1)
+    assert summary.num_speakers == len({t.speaker for t in turns})
+    assert sum(s.num_segments for s in summary.speakers) == len(turns)
+    json.dumps(summary.to_dict())
+
+
+# --------------------------------------------------------------------------------------- build_output
+
+
+def test_build_output_document():
+    turns = clean([T(0, 1.23456, "z"), T(2, 3, "y")])
+    doc = build_output(turns, summarize(turns, 4.0), "job-1", {"engine": "pyannote", "input": "gs://b/a"})
+    assert doc["segments"] == [
+        {"speaker": "SPEAKER_00", "start": 0.0, "end": 1.235, "duration": 1.235},
+        {"speaker": "SPEAKER_01", "start": 2.0, "end": 3.0, "duration": 1.0},
+    ]
+    assert doc["speakers"] == ["SPEAKER_00", "SPEAKER_01"]
+    assert doc["summary"]["num_speakers"] == 2
+    assert (doc["job_id"], doc["engine"], doc["input"]) == ("job-1", "pyannote", "gs://b/a")
+    assert list(doc)[:4] == ["segments", "speakers", "summary", "job_id"]
+    json.dumps(doc)
+
+
+def test_build_output_rejects_reserved_extra_keys_and_mismatched_summary():
+    turns = [T(0, 1, "SPEAKER_00")]
+    with pytest.raises(ValueError, match="reserved"):
+        build_output(turns, summarize(turns, 1), "j", {"segments": []})
+    with pytest.raises(ValueError, match="do not match"):
+        build_output(turns, summarize([], 1), "j", {})
+    assert build_output([], summarize([], 1), "j", None)["segments"] == []
+
+
+def test_summary_is_frozen():
+    with pytest.raises(AttributeError):
+        summarize([], 1).num_speakers = 3  # type: ignore[misc, unused-ignore]
+    assert isinstance(summarize([], 1), Summary)
