@@ -30,9 +30,9 @@ PACKAGES := speakerline=libs/speakerline speakerline_ingest=services/ingest spea
 	speakerline_postprocess=services/postprocess speakerline_notification=services/notification \
 	speakerline_projector=services/projector
 typecheck: install
-	@rm -rf .typecheck && mkdir -p .typecheck
+	@mkdir -p .typecheck && find .typecheck -maxdepth 1 -type l -delete
 	@for p in $(PACKAGES); do ln -s ../$${p#*=} .typecheck/$${p%%=*}; done
-	MYPYPATH=.typecheck $(BIN)/mypy $(foreach p,$(PACKAGES),-p $(firstword $(subst =, ,$(p))))
+	MYPYPATH=.typecheck $(BIN)/mypy --cache-dir .typecheck/.cache $(foreach p,$(PACKAGES),-p $(firstword $(subst =, ,$(p))))
 
 unit: install
 	$(BIN)/pytest tests -m "not integration and not e2e"

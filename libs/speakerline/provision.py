@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import google.cloud.pubsub_v1 as pubsub_v1
+import google.cloud.storage as storage
 from google.api_core import exceptions as gexc
-from google.cloud import pubsub_v1, storage
 from google.protobuf import duration_pb2
 
 from speakerline.topology import Subscription, Topology

@@ -291,7 +291,7 @@ def _ensure(cfg: StackConfig, comp: Component, timeout_s: float, say: Callable[[
 
 def up(cfg: StackConfig, say: Callable[[str], None] = print, timeout_s: float = 90.0) -> None:
     """Start what is not running, apply the topology, wait until every component is healthy."""
-    from google.cloud import storage
+    import google.cloud.storage as storage
 
     from speakerline import provision
 
@@ -358,8 +358,8 @@ def status(cfg: StackConfig) -> list[ComponentStatus]:
 
 def topology_applied(cfg: StackConfig) -> list[str]:
     """Names of topology subscriptions missing on the Pub/Sub emulator (empty when fully applied)."""
+    import google.cloud.pubsub_v1 as pubsub_v1
     from google.api_core import exceptions as gexc
-    from google.cloud import pubsub_v1
 
     os.environ.update(cfg.emulator_env())
     subscriber = pubsub_v1.SubscriberClient()

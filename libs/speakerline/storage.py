@@ -8,8 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
+import google.cloud.storage as storage
 from google.api_core import exceptions as gexc
-from google.cloud import storage
 
 _GS_URI = re.compile(r"^gs://(?P<bucket>[^/]+)/(?P<name>.+)$")
 

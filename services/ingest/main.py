@@ -6,7 +6,7 @@ import os
 from functools import partial
 
 import functions_framework
-from google.cloud import storage as gcs
+import google.cloud.storage as gcs
 
 from speakerline import runtime, service
 from speakerline.storage import GcsBlobStore

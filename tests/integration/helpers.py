@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from google.cloud import pubsub_v1
+import google.cloud.pubsub_v1 as pubsub_v1
 
 from speakerline import topology
 

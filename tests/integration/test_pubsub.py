@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import google.cloud.pubsub_v1 as pubsub_v1
 import pytest
-from google.cloud import pubsub_v1
 
 from speakerline import events, provision, runtime, topology
 from speakerline.pubsub import PubSubPublisher

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
+import google.cloud.pubsub_v1 as pubsub_v1
+import google.cloud.storage as storage
 import pytest
-from google.cloud import pubsub_v1, storage
 
 from speakerline import topology
 from speakerline.stack import StackConfig

@@ -1,0 +1,141 @@
+"""Diarization handler: normalized audio → raw speaker turns in the work bucket → `diarization.completed`.
+
+`diarization.started` is published as soon as a worker takes the job (before the long part), so the job's
+state shows DIARIZING while the engine runs; the streaming-pull client keeps the message's lease alive
+meanwhile. Engine errors raise: Pub/Sub redelivers with backoff, and after the last attempt `job.failed`
+(retriable) is published and the message goes to the dead-letter topic for ops to replay. An engine that
+cannot be loaded at all fails the job at once (retrying the same worker would not help).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from speakerline import runtime, storage
+from speakerline.events import CloudEvent, data_of, new_event
+from speakerline.jobs import derived_event_id
+from speakerline.timeline import Turn, to_rttm, turns_to_json
+from speakerline_diarization.engines.base import (
+    DiarizationEngine,
+    DiarizationOptions,
+    DiarizationResult,
+    EngineUnavailable,
+)
+
+INGESTED = "io.speakerline.audio.ingested.v1"
+STARTED = "io.speakerline.diarization.started.v1"
+COMPLETED = "io.speakerline.diarization.completed.v1"
+JOB_FAILED = "io.speakerline.job.failed.v1"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str
+    model: str
+    device: str
+
+
+@dataclass(frozen=True)
+class DiarizationDeps:
+    blobs: storage.BlobStore
+    work_bucket: str
+    source: str
+    worker: str
+    publish: Callable[[Sequence[CloudEvent]], Any]
+    engine: Callable[[], DiarizationEngine]  # loads once, lazily (a model load takes seconds)
+    engine_info: Callable[[], EngineInfo]
+    # When set, the job is handed to a Vertex AI custom job running this same handler on a GPU, which
+    # publishes the completion itself; this worker only records that it started.
+    dispatch: Callable[[CloudEvent], EngineInfo] | None = None
+    scratch_dir: Path | None = None
+
+
+def _event(
+    event_type: str, data: Mapping[str, Any], cause: CloudEvent, deps: DiarizationDeps, discriminator: str = ""
+) -> CloudEvent:
+    return new_event(
+        event_type, data, source=deps.source, cause=cause, event_id=derived_event_id(cause, event_type, discriminator)
+    )
+
+
+def _failed(cause: CloudEvent, deps: DiarizationDeps, code: str, message: str, retriable: bool) -> CloudEvent:
+    data = data_of(cause)
+    failed = {
+        "job_id": data["job_id"],
+        "request": data["request"],
+        "error": {"stage": "diarization", "code": code, "message": message[:2000], "retriable": retriable},
+        "attempt": runtime.delivery_attempt() or 1,
+    }
+    return _event(JOB_FAILED, failed, cause, deps)
+
+
+def options_of(request: Mapping[str, Any]) -> DiarizationOptions:
+    opts = request.get("options") or {}
+    return DiarizationOptions(opts.get("num_speakers"), opts.get("min_speakers"), opts.get("max_speakers"))
+
+
+def _started(event: CloudEvent, deps: DiarizationDeps, info: EngineInfo) -> CloudEvent:
+    data = data_of(event)
+    attempt = runtime.delivery_attempt() or 1
+    started = {
+        "job_id": data["job_id"],
+        "request": data["request"],
+        "engine": {"name": info.name, "model": info.model, "device": info.device},
+        "attempt": attempt,
+        "worker": deps.worker,
+    }
+    return _event(STARTED, started, event, deps, f"{attempt}:{deps.worker}")
+
+
+def _turns(result: DiarizationResult) -> list[Turn]:
+    return [Turn(t.start, t.end, t.speaker) for t in result.turns]
+
+
+def on_audio_ingested(event: CloudEvent, deps: DiarizationDeps) -> list[CloudEvent]:
+    data = data_of(event)
+    job_id = data["job_id"]
+    if deps.dispatch is not None:
+        return [_started(event, deps, deps.dispatch(event))]
+    try:
+        engine = deps.engine()
+        info = deps.engine_info()
+    except EngineUnavailable as exc:
+        return [_failed(event, deps, "engine_unavailable", f"No diarization engine could be loaded: {exc}", False)]
+    deps.publish([_started(event, deps, info)])
+
+    with tempfile.TemporaryDirectory(dir=deps.scratch_dir, prefix="diarization-") as tmp:
+        wav = Path(tmp) / "audio.wav"
+        deps.blobs.download(data["audio"]["uri"], wav)
+        result = engine.diarize(wav, options_of(data["request"]))
+    turns = _turns(result)
+    base = f"jobs/{job_id}"
+    turns_uri = storage.uri(deps.work_bucket, f"{base}/turns.json")
+    rttm_uri = storage.uri(deps.work_bucket, f"{base}/raw.rttm")
+    deps.blobs.upload_bytes(json.dumps({"segments": turns_to_json(turns)}).encode(), turns_uri, "application/json")
+    deps.blobs.upload_bytes(to_rttm(turns, job_id).encode(), rttm_uri, "text/plain")
+    timings = {k: round(float(v), 3) for k, v in result.timings.items() if k in ("load_s", "inference_s", "rtf")}
+    timings.setdefault("inference_s", 0.0)
+    timings.setdefault("rtf", 0.0)
+    completed = {
+        "job_id": job_id,
+        "request": data["request"],
+        "audio": data["audio"],
+        "engine": {"name": result.engine, "model": result.model, "device": result.device},
+        "result": {
+            "turns_uri": turns_uri,
+            "rttm_uri": rttm_uri,
+            "num_speakers": len(result.speakers),
+            "num_turns": len(turns),
+        },
+        "timings": timings,
+    }
+    return [_event(COMPLETED, completed, event, deps)]
+
+
+def on_exhausted(event: CloudEvent, error: BaseException, deps: DiarizationDeps) -> list[CloudEvent]:
+    return [_failed(event, deps, "engine_error", f"Diarization kept failing: {error}", True)]

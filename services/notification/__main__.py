@@ -1,0 +1,3 @@
+from speakerline_notification.main import main
+
+main()

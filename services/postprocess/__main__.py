@@ -1,0 +1,3 @@
+from speakerline_postprocess.main import main
+
+main()

@@ -1,0 +1,98 @@
+"""Post-processing: the engine's raw turns → a clean timeline, output.json + RTTM + WebVTT, `job.completed`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from speakerline import storage
+from speakerline.events import CloudEvent, data_of, new_event
+from speakerline.jobs import derived_event_id
+from speakerline.timeline import Turn, to_rttm, to_webvtt, turns_from_json
+from speakerline_postprocess.timeline_rules import PostprocessConfig, Summary, build_output, clean, summarize
+
+COMPLETED_IN = "io.speakerline.diarization.completed.v1"
+JOB_COMPLETED = "io.speakerline.job.completed.v1"
+JOB_FAILED = "io.speakerline.job.failed.v1"
+
+
+@dataclass(frozen=True)
+class PostprocessDeps:
+    blobs: storage.BlobStore
+    results_bucket: str
+    source: str
+    config: PostprocessConfig
+
+
+def event_summary(summary: Summary, turns: list[Turn]) -> dict[str, Any]:
+    """The job.completed summary (contract shape) from the post-processing summary."""
+    return {
+        "duration_s": round(summary.duration_s, 3),
+        "num_speakers": summary.num_speakers,
+        "num_segments": len(turns),
+        "speech_s": round(summary.total_speech_s, 3),
+        "overlap_s": round(summary.overlap_s, 3),
+        "speakers": [
+            {
+                "speaker": s.speaker,
+                "talk_time_s": round(s.talk_time_s, 3),
+                "share": round(s.share_of_speech, 3),
+                "num_segments": s.num_segments,
+            }
+            for s in summary.speakers
+        ],
+    }
+
+
+def on_diarization_completed(event: CloudEvent, deps: PostprocessDeps) -> list[CloudEvent]:
+    data = data_of(event)
+    job_id = data["job_id"]
+    raw = json.loads(deps.blobs.read_bytes(data["result"]["turns_uri"]))
+    turns = clean(turns_from_json(raw["segments"]), deps.config)
+    summary = summarize(turns, float(data["audio"]["duration_s"]))
+    output = build_output(
+        turns, summary, job_id, extra={"engine": data["engine"], "input": data["request"]["input"]["uri"]}
+    )
+    base = f"results/{job_id}/output"
+    uris = {ext: storage.uri(deps.results_bucket, f"{base}.{ext}") for ext in ("json", "rttm", "vtt")}
+    deps.blobs.upload_bytes(json.dumps(output, indent=2).encode(), uris["json"], "application/json")
+    deps.blobs.upload_bytes(to_rttm(turns, job_id).encode(), uris["rttm"], "text/plain")
+    deps.blobs.upload_bytes(to_webvtt(turns).encode(), uris["vtt"], "text/vtt")
+    completed = {
+        "job_id": job_id,
+        "request": data["request"],
+        "engine": data["engine"],
+        "result": {
+            "output_uri": uris["json"],
+            "rttm_uri": uris["rttm"],
+            "vtt_uri": uris["vtt"],
+            "summary": event_summary(summary, turns),
+        },
+    }
+    return [
+        new_event(
+            JOB_COMPLETED,
+            completed,
+            source=deps.source,
+            cause=event,
+            event_id=derived_event_id(event, JOB_COMPLETED),
+        )
+    ]
+
+
+def on_exhausted(event: CloudEvent, error: BaseException, deps: PostprocessDeps) -> list[CloudEvent]:
+    data = data_of(event)
+    failed = {
+        "job_id": data["job_id"],
+        "request": data["request"],
+        "error": {
+            "stage": "postprocess",
+            "code": "postprocess_error",
+            "message": f"Post-processing kept failing: {error}"[:2000],
+            "retriable": True,
+        },
+    }
+    return [
+        new_event(JOB_FAILED, failed, source=deps.source, cause=event, event_id=derived_event_id(event, JOB_FAILED))
+    ]
