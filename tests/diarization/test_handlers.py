@@ -1,0 +1,82 @@
+"""Diarization handler with an engine double behind the engine interface (engines have their own tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from speakerline import events
+from speakerline.timeline import parse_rttm
+from speakerline_diarization import handlers
+from speakerline_diarization.engines.base import (
+    DiarizationOptions,
+    DiarizationResult,
+    EngineUnavailable,
+    SpeakerTurn,
+)
+
+
+class ScriptedEngine:
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[bytes, DiarizationOptions]] = []
+
+    def diarize(self, audio_path: Path, options: DiarizationOptions) -> DiarizationResult:
+        self.calls.append((audio_path.read_bytes(), options))
+        turns = (SpeakerTurn(0.0, 1.5, "spk_a"), SpeakerTurn(1.5, 3.0, "spk_b"))
+        return DiarizationResult(turns, "scripted", "test-model", "cpu", {"inference_s": 0.5, "rtf": 0.1})
+
+
+def _deps(blobs, engine, published: list) -> handlers.DiarizationDeps:  # type: ignore[no-untyped-def]
+    def load():  # type: ignore[no-untyped-def]
+        if isinstance(engine, Exception):
+            raise engine
+        return engine
+
+    return handlers.DiarizationDeps(
+        blobs=blobs,
+        work_bucket="work",
+        source="//speakerline/services/diarization",
+        worker="w1",
+        publish=published.extend,
+        engine=load,
+        engine_info=lambda: handlers.EngineInfo("scripted", "test-model", "cpu"),
+    )
+
+
+def test_started_is_published_first_then_completed_with_results_in_the_work_bucket(blobs, example) -> None:
+    data = example("audio.ingested")
+    blobs.put(data["audio"]["uri"], b"RIFF-the-normalized-audio")
+    engine, published = ScriptedEngine(), []
+    event = events.new_event(handlers.INGESTED, data, source="//t")
+
+    (out,) = handlers.on_audio_ingested(event, _deps(blobs, engine, published))
+
+    assert [e["type"] for e in published] == [handlers.STARTED]
+    assert events.data_of(published[0])["engine"] == {"name": "scripted", "model": "test-model", "device": "cpu"}
+    assert engine.calls == [(b"RIFF-the-normalized-audio", DiarizationOptions(None, 2, 4))]
+    assert out["type"] == handlers.COMPLETED
+    result = events.data_of(out)["result"]
+    assert (result["num_speakers"], result["num_turns"]) == (2, 2)
+    segments = json.loads(blobs.read_bytes(result["turns_uri"]))["segments"]
+    assert segments[0] == {"speaker": "spk_a", "start": 0.0, "end": 1.5, "duration": 1.5}
+    assert len(parse_rttm(blobs.read_bytes(result["rttm_uri"]).decode())[data["job_id"]]) == 2
+
+
+def test_an_engine_that_cannot_load_fails_the_job_without_retrying(blobs, example) -> None:
+    event = events.new_event(handlers.INGESTED, example("audio.ingested"), source="//t")
+    published: list = []
+    (out,) = handlers.on_audio_ingested(event, _deps(blobs, EngineUnavailable("no model"), published))
+    assert out["type"] == handlers.JOB_FAILED
+    error = events.data_of(out)["error"]
+    assert (error["code"], error["retriable"], error["stage"]) == ("engine_unavailable", False, "diarization")
+    assert published == []
+
+
+def test_exhausted_retries_fail_the_job_as_retriable(blobs, example) -> None:
+    event = events.new_event(handlers.INGESTED, example("audio.ingested"), source="//t")
+    (out,) = handlers.on_exhausted(event, RuntimeError("CUDA error"), _deps(blobs, ScriptedEngine(), []))
+    error = events.data_of(out)["error"]
+    assert (error["code"], error["retriable"]) == ("engine_error", True)
+    assert "CUDA error" in error["message"]
