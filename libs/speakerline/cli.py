@@ -10,6 +10,26 @@ from pathlib import Path
 
 from speakerline import stack
 
+EXIT_OK, EXIT_JOB_FAILED, EXIT_TIMEOUT, EXIT_USAGE = 0, 1, 2, 64
+
+
+def _use_local_stack_if_running() -> None:
+    """Without emulator settings in the environment, talk to the local stack if one was brought up."""
+    if "STORAGE_EMULATOR_HOST" in os.environ or "PUBSUB_EMULATOR_HOST" in os.environ:
+        return
+    state = _stack_dir() / stack.STATE_FILE
+    if state.exists():
+        for key, value in stack.StackConfig.load(_stack_dir()).emulator_env().items():
+            os.environ.setdefault(key, value)
+
+
+def _project() -> str:
+    project = os.environ.get("GOOGLE_CLOUD_PROJECT")
+    if not project:
+        print("GOOGLE_CLOUD_PROJECT is not set (and no local stack is up: `speakerline stack up`)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+    return project
+
 
 def _stack_dir() -> Path:
     override = os.environ.get("SPEAKERLINE_STACK_DIR")
@@ -27,6 +47,18 @@ def _cmd_stack(args: argparse.Namespace) -> int:
             print(f"stack up failed: {exc}", file=sys.stderr)
             return 1
         print('stack is up. For other shells: eval "$(speakerline stack env)"')
+        return 0
+    if args.stack_cmd == "provision":
+        # For emulators started elsewhere (docker compose): apply the topology to them and create the buckets.
+        from speakerline import provision, topology
+
+        env_project = os.environ.get("GOOGLE_CLOUD_PROJECT", stack.DEFAULT_PROJECT)
+        report = provision.apply_pubsub(topology.load(profile="local"), env_project)
+        print(f"pubsub topology: {len(report.created)} created, {len(report.existing)} already there")
+        from google.cloud import storage as gcs_client
+
+        sreport = provision.apply_storage(topology.load(), gcs_client.Client(project=env_project))
+        print(f"buckets: {len(sreport.created)} created, {len(sreport.existing)} already there")
         return 0
     if args.stack_cmd == "down":
         stack.down(cfg)
@@ -76,6 +108,168 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_job_json(job: dict[str, object]) -> None:
+    import json
+
+    from speakerline import client
+
+    print(json.dumps(client.jsonable(job), indent=2, sort_keys=True))
+
+
+def _final_document(job: dict[str, object] | None, job_id: str) -> dict[str, object]:
+    """The job document as `--json` prints it: segments of a completed job inlined from output.json."""
+    import google.cloud.storage as gcs
+
+    from speakerline import client
+    from speakerline.storage import GcsBlobStore
+
+    if job is None:
+        return {"job_id": job_id, "status": "UNKNOWN"}
+    doc = dict(job)
+    if doc.get("status") == "COMPLETED":
+        result = dict(doc.get("result") or {})  # type: ignore[call-overload]
+        result["segments"] = client.segments(GcsBlobStore(gcs.Client(project=_project())), doc)
+        doc["result"] = result
+    return doc
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    import google.cloud.storage as gcs
+    from google.cloud import firestore
+
+    from speakerline import client
+
+    _use_local_stack_if_running()
+    project = _project()
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"{path}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        options = client.speaker_options(args.num_speakers, args.min_speakers, args.max_speakers)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    submission = client.submit(
+        gcs.Client(project=project),
+        path,
+        options=options,
+        webhook_url=args.webhook,
+        correlation_id=args.correlation_id,
+    )
+    if not args.wait:
+        if args.json:
+            _print_job_json({"job_id": submission.job_id, "input": submission.uri, "status": "SUBMITTED"})
+        else:
+            print(submission.job_id)
+        return EXIT_OK
+    progress = sys.stderr if args.json else sys.stdout
+    print(f"job {submission.job_id}: uploaded {submission.uri}", file=progress)
+
+    def on_status(status: str, job: object) -> None:
+        print(f"job {submission.job_id}: {status}", file=progress, flush=True)
+
+    db = firestore.Client(project=project)
+    job = client.wait(db, submission.job_id, timeout_s=args.timeout, on_status=on_status)
+    return _report_job(job, submission.job_id, args.json)
+
+
+def _report_job(job: dict[str, object] | None, job_id: str, as_json: bool) -> int:
+    from speakerline import client
+    from speakerline import jobstore as store
+    from speakerline.jobs import JobStatus
+
+    doc = _final_document(job, job_id)
+    status = str(doc.get("status"))
+    if as_json:
+        _print_job_json(doc)
+    elif status == "COMPLETED":
+        print(store.format_job_detail(doc))
+        print()
+        print(client.format_timeline(client.turns(doc["result"]["segments"])))  # type: ignore[index]
+    else:
+        print(store.format_job_detail(doc) if job else f"job {job_id}: not found")
+    if status in (JobStatus.REJECTED, JobStatus.FAILED):
+        return EXIT_JOB_FAILED
+    return EXIT_OK if status == JobStatus.COMPLETED else EXIT_TIMEOUT
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    from google.cloud import firestore
+
+    from speakerline import jobstore
+
+    _use_local_stack_if_running()
+    db = firestore.Client(project=_project())
+    if args.jobs_cmd == "get":
+        job = jobstore.get_job(db, args.job_id)
+        if job is None:
+            print(f"job {args.job_id}: not found", file=sys.stderr)
+            return EXIT_JOB_FAILED
+        if args.json:
+            _print_job_json(_final_document(job, args.job_id))
+        else:
+            print(jobstore.format_job_detail(job))
+        return EXIT_OK
+    found = jobstore.list_jobs(db, args.status, args.limit)
+    if args.json:
+        import json
+
+        from speakerline import client
+
+        print(json.dumps(client.jsonable(found), indent=2, sort_keys=True))
+    else:
+        for job in found:
+            print(jobstore.format_job_line(job))
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """Stack up, diarize the bundled sample, compare with its reference annotation, stack down."""
+    from speakerline import client
+    from speakerline.timeline import parse_rttm
+
+    repo = Path(__file__).resolve().parents[2]
+    sample = repo / "tests" / "data" / "sample" / "conversation.flac"
+    reference_file = sample.with_suffix(".rttm")
+    cfg = stack.StackConfig(root=_stack_dir())
+    print("== bringing the local stack up (emulators + services)")
+    try:
+        stack.up(cfg)
+    except stack.StackError as exc:
+        print(f"stack up failed: {exc}", file=sys.stderr)
+        stack.down(cfg)
+        return EXIT_JOB_FAILED
+    try:
+        print(f"== submitting {sample.relative_to(repo)} (speaker count not given: the engine estimates it)")
+        code = main(["submit", str(sample), "--wait", "--timeout", str(args.timeout)])
+        if code != EXIT_OK:
+            return code
+        import json
+
+        from google.cloud import firestore
+
+        db = firestore.Client(project=cfg.project)
+        from speakerline import jobstore
+
+        latest = jobstore.list_jobs(db, "COMPLETED", 1)[0]
+        doc = _final_document(latest, str(latest["job_id"]))
+        hypothesis = client.turns(doc["result"]["segments"])  # type: ignore[index]
+        reference = next(iter(parse_rttm(reference_file.read_text()).values()))
+        der = client.diarization_error_rate(reference, hypothesis)
+        ref_speakers = len({t.speaker for t in reference})
+        hyp_speakers = len({t.speaker for t in hypothesis})
+        print()
+        print(f"== DER against {reference_file.relative_to(repo)} (no collar, overlap scored): {der:.1%}")
+        print(f"== speakers: found {hyp_speakers}, reference {ref_speakers}")
+        print(json.dumps({"der": round(der, 4), "speakers": hyp_speakers, "reference_speakers": ref_speakers}))
+        return EXIT_OK
+    finally:
+        if not args.keep:
+            print("== bringing the local stack down")
+            stack.down(cfg)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speakerline", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -85,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_up = stack_sub.add_parser("up", help="start emulators and services, apply the topology (idempotent)")
     p_up.add_argument("--no-services", action="store_true", help="only the emulators and the topology")
     stack_sub.add_parser("down", help="stop everything (whole process groups)")
+    stack_sub.add_parser("provision", help="apply the topology to emulators started elsewhere (docker compose)")
     stack_sub.add_parser("status", help="health of every component; exit 1 if any is down")
     stack_sub.add_parser("env", help="print export lines for the emulators")
     p_stack.set_defaults(func=_cmd_stack)
@@ -95,6 +290,34 @@ def build_parser() -> argparse.ArgumentParser:
     schemas_sub.add_parser("release", help="freeze new schema versions into schemas/released.json")
     schemas_sub.add_parser("asyncapi", help="regenerate schemas/asyncapi.yaml")
     p_schemas.set_defaults(func=_cmd_schemas)
+
+    p_submit = sub.add_parser("submit", help="upload an audio file; its upload starts a job")
+    p_submit.add_argument("file")
+    p_submit.add_argument("--num-speakers", type=int)
+    p_submit.add_argument("--min-speakers", type=int)
+    p_submit.add_argument("--max-speakers", type=int)
+    p_submit.add_argument("--webhook", help="URL to POST the signed job outcome to")
+    p_submit.add_argument("--correlation-id", help="your own id, echoed in every event of the job")
+    p_submit.add_argument("--wait", action="store_true", help="follow the job to its end, then print the timeline")
+    p_submit.add_argument("--json", action="store_true", help="print the final job document as JSON")
+    p_submit.add_argument("--timeout", type=float, default=900.0, help="seconds --wait waits (default 900)")
+    p_submit.set_defaults(func=_cmd_submit)
+
+    p_jobs = sub.add_parser("jobs", help="query job state (Firestore)")
+    jobs_sub = p_jobs.add_subparsers(dest="jobs_cmd", required=True)
+    p_get = jobs_sub.add_parser("get", help="one job")
+    p_get.add_argument("job_id")
+    p_get.add_argument("--json", action="store_true")
+    p_list = jobs_sub.add_parser("list", help="recent jobs, newest first")
+    p_list.add_argument("--status", help="RECEIVED, INGESTED, DIARIZING, DIARIZED, COMPLETED, REJECTED, FAILED")
+    p_list.add_argument("--limit", type=int, default=20)
+    p_list.add_argument("--json", action="store_true")
+    p_jobs.set_defaults(func=_cmd_jobs)
+
+    p_demo = sub.add_parser("demo", help="stack up, diarize the bundled sample, print timeline and DER, stack down")
+    p_demo.add_argument("--timeout", type=float, default=900.0)
+    p_demo.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
+    p_demo.set_defaults(func=_cmd_demo)
     return parser
 
 

@@ -1,0 +1,3 @@
+from speakerline_projector.main import main
+
+main()

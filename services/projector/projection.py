@@ -1,0 +1,246 @@
+"""The job read model: fold one event into the `jobs/{job_id}` document. Pure: no I/O, inputs never mutated.
+
+Pub/Sub delivers at least once and in no particular order (ordering is never enabled, see infra/topology.yaml),
+so the fold is built to give the same document whatever order a job's events arrive in:
+
+- every stage timestamp is the earliest time seen for that stage ("the first event of that stage");
+- the status is *derived* from the stages seen, never stored as a transition: the highest-ranked stage wins, so a
+  late event cannot regress it and a terminal event cannot be overridden by a lower-ranked one;
+- a data section (engine, audio, result, ...) comes from the highest-precedence stage that carries it and, within
+  a stage, from its first event: the same argmin that gives the stage timestamp, hence order-independent;
+- `request` only fills gaps, since every event of a job carries the same request;
+- notifications are a set keyed by event id, kept sorted by time.
+
+Deduplication of whole events (so that `event_count` counts each event once) is the store's job: it records every
+applied event id next to the document in the same transaction.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from speakerline.events import CloudEvent, InvalidEvent, event_name
+from speakerline.jobs import JobStatus
+
+# Stage of the job each event type marks, and the field of `stages` holding its first time.
+STAGE_OF_EVENT: Final[Mapping[str, str]] = {
+    "audio.uploaded": "received_at",
+    "audio.ingested": "ingested_at",
+    "diarization.started": "diarization_started_at",
+    "diarization.completed": "diarized_at",
+    "job.completed": "completed_at",
+    "job.rejected": "rejected_at",
+    "job.failed": "failed_at",
+}
+STAGE_KEYS: Final[tuple[str, ...]] = tuple(STAGE_OF_EVENT.values())
+
+STATUS_OF_STAGE: Final[Mapping[str, JobStatus]] = {
+    "received_at": JobStatus.RECEIVED,
+    "ingested_at": JobStatus.INGESTED,
+    "diarization_started_at": JobStatus.DIARIZING,
+    "diarized_at": JobStatus.DIARIZED,
+    "completed_at": JobStatus.COMPLETED,
+    "rejected_at": JobStatus.REJECTED,
+    "failed_at": JobStatus.FAILED,
+}
+
+# COMPLETED outranks FAILED: an ops replay from the dead-letter subscription may succeed after a job failed, and
+# that success is the truth; a late failure (a stale redelivery) never overrides a completion.
+STATUS_RANK: Final[Mapping[JobStatus, int]] = {
+    JobStatus.RECEIVED: 0,
+    JobStatus.INGESTED: 1,
+    JobStatus.DIARIZING: 2,
+    JobStatus.DIARIZED: 3,
+    JobStatus.FAILED: 4,
+    JobStatus.REJECTED: 4,
+    JobStatus.COMPLETED: 5,
+}
+# Equal ranks need a fixed tie-break to stay order-independent: a rejection is a verdict on the input itself
+# (submitting it again is rejected again), so it is the more useful status to show.
+_TIE_BREAK: Final[Mapping[JobStatus, int]] = {JobStatus.REJECTED: 1}
+
+# For each data section: the stages whose events carry it, lowest precedence first. A later stage knows more
+# (diarization.completed names the engine that actually ran, where diarization.started names the one that began).
+_SECTION_CARRIERS: Final[Mapping[str, tuple[str, ...]]] = {
+    "source": ("ingested_at",),
+    "audio": ("ingested_at", "diarized_at"),
+    "engine": ("diarization_started_at", "diarized_at", "completed_at"),
+    "timings": ("diarized_at",),
+    "result": ("completed_at",),
+    "error": ("failed_at", "rejected_at"),
+}
+_REQUEST_KEYS: Final[tuple[str, ...]] = ("input", "options", "webhook_url", "correlation_id", "submitted_by")
+_RESULT_KEYS: Final[tuple[str, ...]] = ("output_uri", "rttm_uri", "vtt_uri", "summary")
+_ERROR_KEYS: Final[tuple[str, ...]] = ("stage", "code", "message", "retriable")
+
+
+def event_time(event: CloudEvent) -> datetime:
+    """The event's `time` as an aware UTC datetime (a producer omitting the offset is taken to mean UTC)."""
+    raw = event.get("time")
+    if raw is None:
+        raise InvalidEvent("missing_time", f"event {event['id']} has no time attribute; it cannot be ordered")
+    parsed = raw if isinstance(raw, datetime) else datetime.fromisoformat(str(raw))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def job_id_of(event: CloudEvent) -> str:
+    data = event.get_data()
+    job_id = data.get("job_id") if isinstance(data, Mapping) else None
+    job_id = job_id or event.get("jobid")
+    if not job_id:
+        raise InvalidEvent("missing_job_id", f"event {event['id']} ({event['type']}) names no job")
+    return str(job_id)
+
+
+def empty_job(job_id: str, at: datetime) -> dict[str, Any]:
+    """A job document before any event: the shape every projection starts from."""
+    return {
+        "job_id": job_id,
+        "status": JobStatus.RECEIVED.value,
+        "created_at": at,
+        "updated_at": at,
+        "request": {},
+        "stages": dict.fromkeys(STAGE_KEYS),
+        "audio": None,
+        "source": None,
+        "engine": None,
+        "timings": None,
+        "result": None,
+        "error": None,
+        "attempts": {"diarization": 0},
+        "notifications": [],
+        "last_event": None,
+        "event_count": 0,
+    }
+
+
+def status_of(stages: Mapping[str, datetime | None]) -> JobStatus:
+    """The status implied by the stages seen: highest rank wins (RECEIVED when none, e.g. only notifications)."""
+    seen = [STATUS_OF_STAGE[key] for key, at in stages.items() if at is not None and key in STATUS_OF_STAGE]
+    if not seen:
+        return JobStatus.RECEIVED
+    return max(seen, key=lambda s: (STATUS_RANK[s], _TIE_BREAK.get(s, 0)))
+
+
+def project(job: Mapping[str, Any] | None, event: CloudEvent) -> dict[str, Any]:
+    """The new `jobs/{job_id}` document after `event`; `job` is the current one (None for the first event)."""
+    name = event_name(event["type"])
+    data: Mapping[str, Any] = event.get_data() or {}
+    at = event_time(event)
+    job_id = job_id_of(event)
+
+    doc = _normalized(copy.deepcopy(dict(job)), job_id, at) if job is not None else empty_job(job_id, at)
+    stages_before = dict(doc["stages"])
+    stage = STAGE_OF_EVENT.get(name)
+
+    doc["created_at"] = min(doc["created_at"], at)
+    doc["updated_at"] = max(doc["updated_at"], at)
+    _fill_request(doc["request"], data.get("request"))
+
+    if stage is not None:
+        first = stages_before.get(stage)
+        if first is None or at < first:
+            doc["stages"][stage] = at
+        _merge_sections(doc, stages_before, stage, at, _sections_of(name, data))
+
+    attempt = _diarization_attempt(name, data)
+    if attempt is not None:
+        doc["attempts"]["diarization"] = max(doc["attempts"].get("diarization", 0), attempt)
+
+    if name in ("notification.delivered", "notification.failed"):
+        doc["notifications"] = _add_notification(doc["notifications"], name, data, event["id"], at)
+
+    last = doc["last_event"]
+    if last is None or (at, str(event["id"])) >= (last["time"], str(last["id"])):
+        doc["last_event"] = {"id": event["id"], "type": event["type"], "time": at}
+    doc["event_count"] = int(doc["event_count"]) + 1
+    doc["status"] = status_of(doc["stages"]).value
+    return doc
+
+
+def _normalized(doc: dict[str, Any], job_id: str, at: datetime) -> dict[str, Any]:
+    """Fill keys missing from a stored document (written by an older projector) so the fold can rely on them."""
+    base = empty_job(job_id, at)
+    for key, value in base.items():
+        if doc.get(key) is None:
+            doc[key] = value
+    for key in STAGE_KEYS:
+        doc["stages"].setdefault(key, None)
+    return doc
+
+
+def _fill_request(request: dict[str, Any], carried: Any) -> None:
+    if not isinstance(carried, Mapping):
+        return
+    for key in _REQUEST_KEYS:
+        if request.get(key) is None and carried.get(key) is not None:
+            request[key] = copy.deepcopy(carried[key])
+
+
+def _sections_of(name: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The data sections an event contributes, already in the document's shape."""
+    sections: dict[str, Any] = {}
+    for key in ("audio", "source", "engine", "timings"):
+        if isinstance(data.get(key), Mapping):
+            sections[key] = copy.deepcopy(dict(data[key]))
+    # diarization.completed has a `result` too, but it is the raw engine output (turns, raw RTTM): the job's
+    # result is what postprocess published.
+    if name == "job.completed" and isinstance(data.get("result"), Mapping):
+        sections["result"] = {k: copy.deepcopy(data["result"][k]) for k in _RESULT_KEYS if k in data["result"]}
+    if name in ("job.failed", "job.rejected") and isinstance(data.get("error"), Mapping):
+        sections["error"] = {k: data["error"][k] for k in _ERROR_KEYS if k in data["error"]}
+    return sections
+
+
+def _merge_sections(
+    doc: dict[str, Any],
+    stages_before: Mapping[str, datetime | None],
+    stage: str,
+    at: datetime,
+    sections: Mapping[str, Any],
+) -> None:
+    for key, value in sections.items():
+        carriers = _SECTION_CARRIERS.get(key, ())
+        if stage not in carriers:
+            continue
+        # A higher-precedence stage already seen has written this section (its events always carry it).
+        outranked = any(stages_before.get(s) is not None for s in carriers[carriers.index(stage) + 1 :])
+        first = stages_before.get(stage)
+        # Within the stage the first event wins, like the stage timestamp; ties go to the later application.
+        if not outranked and (first is None or at <= first or doc.get(key) is None):
+            doc[key] = value
+
+
+def _diarization_attempt(name: str, data: Mapping[str, Any]) -> int | None:
+    attempt = data.get("attempt")
+    if not isinstance(attempt, int):
+        return None
+    if name == "diarization.started":
+        return attempt
+    # job.failed carries the delivery attempt of the stage that gave up; only diarization attempts count here.
+    error = data.get("error")
+    if name == "job.failed" and isinstance(error, Mapping) and error.get("stage") == "diarization":
+        return attempt
+    return None
+
+
+def _add_notification(
+    notifications: list[dict[str, Any]], name: str, data: Mapping[str, Any], event_id: str, at: datetime
+) -> list[dict[str, Any]]:
+    if any(n.get("event_id") == event_id for n in notifications):
+        return notifications
+    entry: dict[str, Any] = {
+        "channel": data.get("channel"),
+        "target": data.get("target"),
+        "status": "delivered" if name == "notification.delivered" else "failed",
+        "event_id": event_id,
+        "at": at,
+    }
+    error = data.get("error")
+    if isinstance(error, Mapping) and error.get("code"):
+        entry["code"] = error["code"]
+    # Sorted, not appended, so that the list is the same whatever order the reports arrived in.
+    return sorted([*notifications, entry], key=lambda n: (n["at"], str(n["event_id"])))
