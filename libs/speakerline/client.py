@@ -3,6 +3,7 @@ Firestore until it ends, fetch the timeline. Used by the `speakerline submit` an
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -45,7 +46,7 @@ def submit(
     bucket: str | None = None,
 ) -> Submission:
     """Upload `path` to the uploads bucket with the job's options as object metadata."""
-    bucket = bucket or topology.load().bucket("uploads")
+    bucket = bucket or os.environ.get("SPEAKERLINE_BUCKET_PREFIX", "") + topology.load().bucket("uploads")
     name = f"submissions/{uuid.uuid4().hex}/{path.name}"
     blob = client.bucket(bucket).blob(name)
     metadata = {key: str(value) for key, value in options.items()}

@@ -39,12 +39,30 @@ class Settings:
         return f"{self.source_prefix}/{service}"
 
     def bucket(self, key: str) -> str:
-        return self.topology.bucket(key)
+        # Bucket names are global: the cloud deployment prefixes them with the project id.
+        return os.environ.get("SPEAKERLINE_BUCKET_PREFIX", "") + self.topology.bucket(key)
 
 
 def env_flag(name: str, default: bool = False) -> bool:
     value = os.environ.get(name)
     return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def secret(name: str, *fallbacks: str) -> str | None:
+    """A secret's value: from env `name` (or a fallback env) when set, else from Secret Manager when env
+    `<name>_SECRET` holds a secret version resource name (`projects/.../secrets/.../versions/latest`), as the
+    cloud deployment configures it: a rotation is then a new version, not a redeploy."""
+    for env in (name, *fallbacks):
+        if os.environ.get(env):
+            return os.environ[env]
+    version = os.environ.get(f"{name}_SECRET")
+    if not version:
+        return None
+    from google.cloud import secretmanager
+
+    response = secretmanager.SecretManagerServiceClient().access_secret_version(name=version)
+    value: str = response.payload.data.decode("utf-8")
+    return value
 
 
 def publisher(settings: Settings) -> PubSubPublisher:

@@ -166,7 +166,9 @@ def on_job_outcome(event: CloudEvent, deps: NotificationDeps) -> list[CloudEvent
             continue
         rendered = render(channel, event, deps)
         if isinstance(rendered, str):
-            message = "No webhook signing secret is configured (SPEAKERLINE_WEBHOOK_SECRET); refusing to send unsigned."
+            message = (
+                "No webhook signing secret is configured (SPEAKERLINE_WEBHOOK_SIGNING_KEY); refusing to send unsigned."
+            )
             reports.append(_report(event, deps, channel, decision.host, error=(rendered, message, False)))
             continue
         result = deps.send(channel.url, rendered[0], rendered[1], decision)

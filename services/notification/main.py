@@ -29,9 +29,9 @@ def build() -> runtime.ServiceDef:
     allowed_hosts = frozenset(h for h in os.environ.get("SPEAKERLINE_WEBHOOK_ALLOWED_HOSTS", "").split(",") if h)
     deps = handlers.NotificationDeps(
         source=settings.source(NAME),
-        signing_secret=os.environ.get("SPEAKERLINE_WEBHOOK_SECRET") or None,
-        discord_url=os.environ.get("SPEAKERLINE_DISCORD_WEBHOOK_URL") or None,
-        slack_url=os.environ.get("SPEAKERLINE_SLACK_WEBHOOK_URL") or None,
+        signing_secret=service.secret("SPEAKERLINE_WEBHOOK_SIGNING_KEY"),
+        discord_url=service.secret("SPEAKERLINE_DISCORD_WEBHOOK_URL"),
+        slack_url=service.secret("SPEAKERLINE_SLACK_WEBHOOK_URL"),
         check_url=partial(
             check_url,
             allow_private=service.env_flag("SPEAKERLINE_ALLOW_PRIVATE_WEBHOOKS"),

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -18,36 +15,6 @@ from speakerline_notification.signing import verify
 from speakerline_notification.url_policy import check_url
 
 SECRET = "s3cret"
-
-
-class Receiver:
-    def __init__(self) -> None:
-        self.status = 200
-        self.requests: list[tuple[str, dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append((self.path, dict(self.headers), body))
-                self.send_response(receiver.status)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.server.shutdown()
 
 
 def _deps(
@@ -74,12 +41,12 @@ def _outcome(example, kind: str, webhook: str | None) -> events.CloudEvent:  # t
     return events.new_event(f"io.speakerline.{kind}.v1", data, source="//t")
 
 
-def test_completed_job_is_posted_signed_to_the_webhook_and_to_discord(receiver, example) -> None:
-    event = _outcome(example, "job.completed", receiver.url("/hook"))
-    reports = handlers.on_job_outcome(event, _deps([], discord=receiver.url("/discord")))
+def test_completed_job_is_posted_signed_to_the_webhook_and_to_discord(webhook_receiver, example) -> None:
+    event = _outcome(example, "job.completed", webhook_receiver.url("/hook"))
+    reports = handlers.on_job_outcome(event, _deps([], discord=webhook_receiver.url("/discord")))
     assert [events.data_of(r)["channel"] for r in reports] == ["webhook", "discord"]
     assert all(r["type"] == handlers.DELIVERED for r in reports)
-    (path, headers, body), (dpath, _, dbody) = receiver.requests
+    (path, headers, body), (dpath, _, dbody) = webhook_receiver.requests
     assert path == "/hook" and dpath == "/discord"
     assert verify(body, headers["Speakerline-Signature"], SECRET, int(time.time()))
     assert json.loads(body)["id"] == event["id"] and json.loads(body)["type"] == event["type"]
@@ -89,8 +56,8 @@ def test_completed_job_is_posted_signed_to_the_webhook_and_to_discord(receiver, 
     assert events.data_of(reports[0])["target"] == "127.0.0.1"
 
 
-def test_private_targets_are_refused_unless_allowed(receiver, example) -> None:
-    event = _outcome(example, "job.failed", receiver.url("/hook"))
+def test_private_targets_are_refused_unless_allowed(webhook_receiver, example) -> None:
+    event = _outcome(example, "job.failed", webhook_receiver.url("/hook"))
     (report,) = handlers.on_job_outcome(event, _deps([], allow_private=False))
     assert report["type"] == handlers.FAILED
     assert events.data_of(report)["error"] == {
@@ -98,19 +65,19 @@ def test_private_targets_are_refused_unless_allowed(receiver, example) -> None:
         "message": events.data_of(report)["error"]["message"],
         "retriable": False,
     }
-    assert receiver.requests == []
+    assert webhook_receiver.requests == []
 
 
-def test_a_client_error_is_reported_not_retried(receiver, example) -> None:
-    receiver.status = 404
-    (report,) = handlers.on_job_outcome(_outcome(example, "job.rejected", receiver.url("/gone")), _deps([]))
+def test_a_client_error_is_reported_not_retried(webhook_receiver, example) -> None:
+    webhook_receiver.status = 404
+    (report,) = handlers.on_job_outcome(_outcome(example, "job.rejected", webhook_receiver.url("/gone")), _deps([]))
     assert report["type"] == handlers.FAILED
     assert events.data_of(report)["error"]["retriable"] is False
 
 
-def test_a_server_error_retries_through_pubsub_then_reports_failure(receiver, example) -> None:
-    receiver.status = 503
-    event = _outcome(example, "job.completed", receiver.url("/flaky"))
+def test_a_server_error_retries_through_pubsub_then_reports_failure(webhook_receiver, example) -> None:
+    webhook_receiver.status = 503
+    event = _outcome(example, "job.completed", webhook_receiver.url("/flaky"))
     with pytest.raises(handlers.RetriableDeliveryFailure) as exc:
         handlers.on_job_outcome(event, _deps([]))
     (report,) = handlers.on_exhausted(event, exc.value, _deps([]))
@@ -118,10 +85,12 @@ def test_a_server_error_retries_through_pubsub_then_reports_failure(receiver, ex
     assert events.data_of(report)["error"]["retriable"] is True
 
 
-def test_without_a_signing_secret_webhooks_are_refused(receiver, example) -> None:
-    (report,) = handlers.on_job_outcome(_outcome(example, "job.completed", receiver.url("/h")), _deps([], secret=None))
+def test_without_a_signing_secret_webhooks_are_refused(webhook_receiver, example) -> None:
+    (report,) = handlers.on_job_outcome(
+        _outcome(example, "job.completed", webhook_receiver.url("/h")), _deps([], secret=None)
+    )
     assert events.data_of(report)["error"]["code"] == "signing_secret_missing"
-    assert receiver.requests == []
+    assert webhook_receiver.requests == []
 
 
 def test_no_channels_means_no_reports(example) -> None:

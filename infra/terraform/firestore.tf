@@ -1,0 +1,33 @@
+# Firestore (native mode): jobs/{job_id}, written only by the projector.
+
+resource "google_firestore_database" "default" {
+  project                           = var.project_id
+  name                              = "(default)"
+  location_id                       = var.firestore_location
+  type                              = "FIRESTORE_NATIVE"
+  concurrency_mode                  = "OPTIMISTIC"
+  app_engine_integration_mode       = "DISABLED"
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
+  delete_protection_state           = var.deletion_protection ? "DELETE_PROTECTION_ENABLED" : "DELETE_PROTECTION_DISABLED"
+  deletion_policy                   = var.deletion_protection ? "ABANDON" : "DELETE"
+
+  depends_on = [google_project_service.apis]
+}
+
+# Listing jobs by status, newest first (speakerline CLI / ops dashboards).
+resource "google_firestore_index" "jobs_status_updated" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "jobs" # speakerline.jobs.JOBS_COLLECTION
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "updated_at"
+    order      = "DESCENDING"
+  }
+}

@@ -1,0 +1,128 @@
+# Everything that has a name in the messaging and storage topology comes from infra/topology.yaml, the same file
+# `speakerline stack up` applies to the local emulators: nothing below hand-copies a topic, subscription, bucket
+# or service name. The `profiles` section of the file (faster local retries) is ignored here.
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+locals {
+  topology = yamldecode(file("${path.module}/../topology.yaml"))
+
+  sub_defaults = local.topology.defaults.subscription
+
+  services     = local.topology.services
+  gpu_services = { for name, svc in local.services : name => svc if try(svc.gpu, false) }
+  # Every CPU service is a Cloud Run service behind push subscriptions; GPU services pull (no ingress).
+  push_services = { for name, svc in local.services : name => svc if !try(svc.gpu, false) }
+
+  # Subscriptions with the defaults applied (per-subscription values win), the same rule as
+  # speakerline.topology.parse without a profile.
+  subscriptions = {
+    for name, sub in local.topology.subscriptions : name => {
+      topic                 = sub.topic
+      service               = sub.service
+      ack_deadline_s        = try(sub.ack_deadline_s, local.sub_defaults.ack_deadline_s)
+      max_delivery_attempts = try(sub.max_delivery_attempts, local.sub_defaults.max_delivery_attempts)
+      minimum_backoff_s     = try(sub.retry.minimum_backoff_s, local.sub_defaults.retry.minimum_backoff_s)
+      maximum_backoff_s     = try(sub.retry.maximum_backoff_s, local.sub_defaults.retry.maximum_backoff_s)
+      message_retention_s   = try(sub.message_retention_s, local.sub_defaults.message_retention_s)
+      dead_letter_topic     = "${name}-dead-letter"
+      push                  = contains(keys(local.push_services), sub.service)
+    }
+  }
+
+  buckets = {
+    for key, bucket in local.topology.buckets : key => {
+      name                        = "${var.project_id}-${bucket.name}"
+      lifecycle_delete_after_days = bucket.lifecycle_delete_after_days
+      notification                = try(bucket.notification, null)
+    }
+  }
+  bucket_notifications = { for key, bucket in local.buckets : key => bucket.notification if bucket.notification != null }
+
+  # Which topics each service publishes its output events to (the topology maps event types to topics; which
+  # service emits which type is code). Dead-letter topics of a service's own subscriptions are added in iam.tf:
+  # the runtime forwards poison messages there itself.
+  service_publishes = {
+    ingest       = ["audio-uploaded", "audio-ingested", "job-outcomes"] # re-publishes bucket uploads; rejected/failed
+    diarization  = ["diarization", "job-outcomes"]                      # started/completed; failed when exhausted
+    postprocess  = ["job-outcomes"]                                     # completed; failed when exhausted
+    notification = ["notifications"]                                    # delivered/failed reports
+    projector    = []                                                   # only writes Firestore
+  }
+
+  # Bucket access per service: objectViewer = read; objectUser = read + create + overwrite (a redelivered message
+  # rewrites the same deterministic object, which objectCreator alone refuses).
+  bucket_access = {
+    ingest      = { uploads = "roles/storage.objectViewer", work = "roles/storage.objectUser" }
+    diarization = { work = "roles/storage.objectUser" }
+    postprocess = { work = "roles/storage.objectViewer", results = "roles/storage.objectUser" }
+  }
+
+  # Seconds a push service may spend on one request: the longest ack deadline among its subscriptions (Pub/Sub
+  # waits that long for the push response).
+  request_timeout_s = {
+    for name, _ in local.push_services : name => max(concat(
+      [60], [for sub in values(local.subscriptions) : sub.ack_deadline_s if sub.service == name]
+    )...)
+  }
+
+  artifact_repo = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
+  image         = { for name, _ in local.services : name => lookup(var.images, name, "${local.artifact_repo}/speakerline-${name}:${var.image_tag}") }
+
+  common_env = {
+    GOOGLE_CLOUD_PROJECT = var.project_id
+    # Topology names are bare; the cloud prefixes buckets with the project id.
+    SPEAKERLINE_BUCKET_PREFIX = "${var.project_id}-"
+  }
+
+  apis = toset(concat([
+    "artifactregistry.googleapis.com",
+    "firestore.googleapis.com",
+    "iam.googleapis.com",
+    "pubsub.googleapis.com",
+    "run.googleapis.com",
+    "secretmanager.googleapis.com",
+    "storage.googleapis.com",
+  ], var.enable_vertex_dispatch ? ["aiplatform.googleapis.com"] : []))
+}
+
+resource "google_project_service" "apis" {
+  for_each = local.apis
+
+  project            = var.project_id
+  service            = each.value
+  disable_on_destroy = false
+}
+
+# Fail the plan, not the apply, when the topology and this module's per-service tables disagree.
+resource "terraform_data" "topology_checks" {
+  input = keys(local.services)
+
+  lifecycle {
+    precondition {
+      condition     = alltrue([for name in keys(local.services) : contains(keys(local.service_publishes), name)])
+      error_message = "A service in topology.yaml has no entry in local.service_publishes (infra/terraform/main.tf)."
+    }
+    precondition {
+      condition = alltrue(flatten([
+        for name, topics in local.service_publishes : [for t in topics : contains(keys(local.topology.topics), t)]
+      ]))
+      error_message = "local.service_publishes names a topic that topology.yaml does not define."
+    }
+    precondition {
+      condition     = alltrue([for sub in values(local.subscriptions) : sub.max_delivery_attempts >= 5 && sub.max_delivery_attempts <= 100])
+      error_message = "Pub/Sub dead-letter policies need 5 <= max_delivery_attempts <= 100."
+    }
+    precondition {
+      # Push requests identify their subscription by topic and service (see pubsub.tf).
+      condition     = length(distinct([for sub in values(local.subscriptions) : "${sub.service}/${sub.topic}" if sub.push])) == length([for sub in values(local.subscriptions) : sub if sub.push])
+      error_message = "A push service has two subscriptions on the same topic; push requests could not tell them apart."
+    }
+    precondition {
+      condition     = alltrue([for sub in values(local.subscriptions) : sub.ack_deadline_s >= 10 && sub.ack_deadline_s <= 600])
+      error_message = "Pub/Sub ack deadlines must be within 10..600 s."
+    }
+  }
+}

@@ -1,0 +1,179 @@
+# Artifact Registry and Cloud Run.
+#
+# CPU services (ingest, postprocess, notification, projector): Cloud Run services running the functions-framework
+# CloudEvent target behind Pub/Sub push subscriptions; ingress internal, no unauthenticated access, only the push
+# identity may invoke them.
+#
+# GPU services (diarization): a Cloud Run service with one NVIDIA L4, running the streaming-pull worker with
+# instance-based billing (CPU always allocated, so it pulls between requests it never gets), internal ingress and
+# no invoker bindings at all. See README.md ("Why a GPU Cloud Run service and not a MIG").
+
+resource "google_artifact_registry_repository" "images" {
+  #checkov:skip=CKV_GCP_84:CMEK for images is optional; images hold no customer data.
+  location      = var.region
+  repository_id = "speakerline"
+  description   = "speakerline service images (speakerline-<service>)."
+  format        = "DOCKER"
+
+  docker_config {
+    immutable_tags = false # `latest` is allowed for dev; pin image_tag to a git sha in prod
+  }
+
+  cleanup_policies {
+    id     = "delete-untagged"
+    action = "DELETE"
+    condition {
+      tag_state  = "UNTAGGED"
+      older_than = "604800s"
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_cloud_run_v2_service" "push" {
+  for_each = local.push_services
+
+  name                = "speakerline-${each.key}"
+  location            = var.region
+  description         = try(each.value.description, "")
+  ingress             = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  deletion_protection = var.deletion_protection
+
+  template {
+    service_account                  = google_service_account.service[each.key].email
+    timeout                          = "${local.request_timeout_s[each.key]}s"
+    max_instance_request_concurrency = lookup(var.service_resources, each.key, var.service_resources["default"]).concurrency
+
+    scaling {
+      min_instance_count = 0
+      max_instance_count = lookup(var.service_resources, each.key, var.service_resources["default"]).max_instances
+    }
+
+    containers {
+      image = local.image[each.key]
+
+      ports {
+        container_port = 8080
+      }
+
+      resources {
+        limits = {
+          cpu    = lookup(var.service_resources, each.key, var.service_resources["default"]).cpu
+          memory = lookup(var.service_resources, each.key, var.service_resources["default"]).memory
+        }
+        cpu_idle          = true
+        startup_cpu_boost = true
+      }
+
+      dynamic "env" {
+        for_each = merge(local.common_env, local.secret_env[each.key], lookup(var.service_env, each.key, {}))
+
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      startup_probe {
+        tcp_socket {
+          port = 8080
+        }
+      }
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+# Only the push identity invokes the push services; no allUsers / allAuthenticatedUsers anywhere.
+resource "google_cloud_run_v2_service_iam_member" "push_invoker" {
+  for_each = local.push_services
+
+  name     = google_cloud_run_v2_service.push[each.key].name
+  location = google_cloud_run_v2_service.push[each.key].location
+  role     = "roles/run.invoker"
+  member   = google_service_account.pubsub_push.member
+}
+
+resource "google_cloud_run_v2_service" "worker" {
+  for_each = local.gpu_services
+
+  name                = "speakerline-${each.key}"
+  location            = var.region
+  description         = try(each.value.description, "")
+  ingress             = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+  deletion_protection = var.deletion_protection
+
+  template {
+    service_account                  = google_service_account.service[each.key].email
+    max_instance_request_concurrency = 1
+    gpu_zonal_redundancy_disabled    = !var.diarization_gpu_zonal_redundancy
+
+    node_selector {
+      accelerator = "nvidia-l4"
+    }
+
+    scaling {
+      min_instance_count = var.diarization_min_instances
+      max_instance_count = max(var.diarization_max_instances, var.diarization_min_instances)
+    }
+
+    containers {
+      image = local.image[each.key]
+
+      # The image's entrypoint opens a bare TCP health listener on $PORT (Cloud Run services must listen) and
+      # execs the pull worker; the container exits, and Cloud Run replaces it, when the worker stops.
+      ports {
+        container_port = 8080
+      }
+
+      resources {
+        limits = {
+          cpu              = var.diarization_cpu
+          memory           = var.diarization_memory
+          "nvidia.com/gpu" = "1"
+        }
+        cpu_idle          = false # instance-based billing: a pull worker works outside requests
+        startup_cpu_boost = true
+      }
+
+      dynamic "env" {
+        for_each = merge(
+          local.common_env,
+          local.secret_env[each.key],
+          {
+            PYANNOTE_METRICS_ENABLED           = "false"
+            SPEAKERLINE_PYANNOTE_MODEL         = var.pyannote_model
+            SPEAKERLINE_VERTEX_DISPATCH        = var.enable_vertex_dispatch ? "true" : "false"
+            SPEAKERLINE_VERTEX_REGION          = var.region
+            SPEAKERLINE_VERTEX_MACHINE_TYPE    = "g2-standard-8"
+            SPEAKERLINE_VERTEX_ACCELERATOR     = "NVIDIA_L4"
+            SPEAKERLINE_VERTEX_IMAGE           = local.image[each.key]
+            SPEAKERLINE_VERTEX_SERVICE_ACCOUNT = google_service_account.service[each.key].email
+          },
+          lookup(var.service_env, each.key, {}),
+        )
+
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      # Model loading (hub or gs:// mirror) happens before the worker starts pulling; give it minutes.
+      startup_probe {
+        initial_delay_seconds = 0
+        period_seconds        = 10
+        timeout_seconds       = 5
+        failure_threshold     = 60
+
+        tcp_socket {
+          port = 8080
+        }
+      }
+    }
+  }
+
+  depends_on = [google_project_service.apis, google_secret_manager_secret_iam_member.reader]
+}

@@ -1,0 +1,120 @@
+variable "project_id" {
+  description = "Google Cloud project of this deployment. Also the prefix of every bucket name (bucket names are global)."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of Cloud Run, Artifact Registry and the buckets. Must offer Cloud Run GPUs (nvidia-l4), e.g. us-central1, europe-west1, europe-west4, asia-southeast1."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "firestore_location" {
+  description = "Location of the Firestore database (a region such as us-central1 or a multi-region such as nam5). Cannot change after creation."
+  type        = string
+  default     = "nam5"
+}
+
+variable "labels" {
+  description = "Extra labels put on every resource that supports them."
+  type        = map(string)
+  default     = {}
+}
+
+variable "kms_key_name" {
+  description = "Optional CMEK (projects/P/locations/L/keyRings/R/cryptoKeys/K) for the buckets and the Pub/Sub topics. null = Google-managed keys. The key must be in the region of the buckets; this module grants the GCS and Pub/Sub service agents encrypt/decrypt on it."
+  type        = string
+  default     = null
+}
+
+variable "deletion_protection" {
+  description = "Protects Cloud Run services and the Firestore database from `terraform destroy`. Turn off only for throwaway environments."
+  type        = bool
+  default     = true
+}
+
+variable "image_tag" {
+  description = "Tag of the images pushed to the Artifact Registry repository (speakerline-<service>:<tag>); use an immutable tag such as the git sha."
+  type        = string
+  default     = "latest"
+}
+
+variable "images" {
+  description = "Optional full image reference per service name, overriding <repo>/speakerline-<service>:<image_tag>."
+  type        = map(string)
+  default     = {}
+}
+
+variable "service_resources" {
+  description = "CPU, memory, max instances and per-instance concurrency of the push (CPU) services, by service name; unlisted services get `default`."
+  type = map(object({
+    cpu           = optional(string, "1")
+    memory        = optional(string, "1Gi")
+    max_instances = optional(number, 10)
+    concurrency   = optional(number, 8)
+  }))
+  default = {
+    default = {}
+    # ingest normalizes whole files in the container's in-memory file system.
+    ingest = { cpu = "2", memory = "4Gi", max_instances = 10, concurrency = 2 }
+  }
+}
+
+variable "diarization_min_instances" {
+  description = "Always-on GPU workers. The worker pulls its subscription, so Cloud Run sees no requests: with 0 nothing pulls (use 0 only to park the worker)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.diarization_min_instances >= 0
+    error_message = "diarization_min_instances must be >= 0."
+  }
+}
+
+variable "diarization_max_instances" {
+  description = "Upper bound of GPU workers (Cloud Run may add instances on CPU utilization). Bounded by your Cloud Run L4 quota."
+  type        = number
+  default     = 2
+}
+
+variable "diarization_cpu" {
+  description = "vCPUs of a GPU worker (Cloud Run requires >= 4 with a GPU)."
+  type        = string
+  default     = "8"
+}
+
+variable "diarization_memory" {
+  description = "Memory of a GPU worker (Cloud Run requires >= 16Gi with a GPU)."
+  type        = string
+  default     = "32Gi"
+}
+
+variable "diarization_gpu_zonal_redundancy" {
+  description = "Reserve GPU capacity across zones for failover (more expensive, separate quota). false = best effort, cheaper."
+  type        = bool
+  default     = false
+}
+
+variable "enable_vertex_dispatch" {
+  description = "Let the diarization worker dispatch Vertex AI CustomJobs (g2-standard-8 + NVIDIA_L4, same image) instead of running the engine itself. Grants roles/aiplatform.user."
+  type        = bool
+  default     = false
+}
+
+variable "pyannote_model" {
+  description = "Passed to the diarization worker as SPEAKERLINE_PYANNOTE_MODEL: a Hugging Face model id or a gs:// mirror of it. A gs:// mirror also needs model_mirror_bucket."
+  type        = string
+  default     = "pyannote/speaker-diarization-3.1"
+}
+
+variable "model_mirror_bucket" {
+  description = "Optional bucket holding a gs:// mirror of the pyannote model; the diarization service account gets read access to it."
+  type        = string
+  default     = null
+}
+
+variable "service_env" {
+  description = "Extra plain environment variables per service name (never secrets: those go through Secret Manager)."
+  type        = map(map(string))
+  default     = {}
+}

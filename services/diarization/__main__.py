@@ -1,0 +1,3 @@
+from speakerline_diarization.main import main
+
+main()

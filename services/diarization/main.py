@@ -1,0 +1,116 @@
+"""Wiring of the diarization worker (done once per process) and its entry points.
+
+- `python -m speakerline_diarization` — streaming-pull worker, one job at a time (GPU hosts without ingress);
+- `python -m speakerline_diarization run-one --event-json FILE` — process one `audio.ingested` event and publish
+  the results (what a Vertex AI custom job runs);
+- `entrypoint` — functions-framework CloudEvent function (push delivery; CPU only, for small deployments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from functools import cache, partial
+from pathlib import Path
+
+import functions_framework
+import google.cloud.storage as gcs
+
+from speakerline import logs, runtime, service
+from speakerline.events import CloudEvent, from_pubsub
+from speakerline.storage import GcsBlobStore
+from speakerline_diarization import handlers
+from speakerline_diarization.engines.base import DiarizationEngine
+from speakerline_diarization.engines.select import EngineConfig, load_engine
+
+NAME = "diarization"
+# A long recording on a busy GPU can take a while; the client extends the lease for up to this long.
+MAX_LEASE_S = 4 * 3600
+
+
+@cache
+def _engine() -> DiarizationEngine:
+    return load_engine(EngineConfig.from_env())
+
+
+def _engine_info() -> handlers.EngineInfo:
+    engine = _engine()
+    return handlers.EngineInfo(
+        engine.name, str(getattr(engine, "model", engine.name)), str(getattr(engine, "device", "cpu"))
+    )
+
+
+@service.lazy
+def build() -> runtime.ServiceDef:
+    settings = service.Settings.from_env()
+    publisher = service.publisher(settings)
+    dispatch = None
+    if EngineConfig.from_env().engine == "vertex":
+        from speakerline_diarization.engines.vertex import VertexAIDispatcher
+
+        dispatcher = VertexAIDispatcher.from_env()
+
+        def dispatch(event: CloudEvent) -> handlers.EngineInfo:
+            dispatcher.dispatch(event)
+            return handlers.EngineInfo("vertex", dispatcher.model, dispatcher.accelerator)
+
+    deps = handlers.DiarizationDeps(
+        blobs=GcsBlobStore(gcs.Client(project=settings.project)),
+        work_bucket=settings.bucket("work"),
+        source=settings.source(NAME),
+        worker=os.environ.get("SPEAKERLINE_WORKER_NAME") or socket.gethostname(),
+        publish=publisher.publish,
+        engine=_engine,
+        engine_info=_engine_info,
+        dispatch=dispatch,
+    )
+    route = runtime.Route(
+        partial(handlers.on_audio_ingested, deps=deps),
+        frozenset({handlers.INGESTED}),
+        on_exhausted=partial(handlers.on_exhausted, deps=deps),
+        concurrency=1,  # one job at a time per worker: the engine uses the whole GPU (or all CPU cores)
+        max_lease_s=MAX_LEASE_S,
+    )
+    return runtime.ServiceDef(
+        name=NAME, routes={"audio_ingested": route}, publisher=publisher, topology=settings.topology
+    )
+
+
+entrypoint = functions_framework.cloud_event(service.push_entrypoint(NAME, build))
+
+
+def _warm_up() -> None:
+    """Load the model before taking work, so the first job is not slow and a broken setup shows at start."""
+    log = logs.get_logger()
+    try:
+        info = _engine_info()
+        log.info("engine ready", engine=info.name, model=info.model, device=info.device)
+    except Exception as exc:  # the handler reports engine_unavailable per job; the worker must not crash-loop
+        log.error("engine could not be loaded; jobs will fail with engine_unavailable", error=str(exc))
+
+
+def run_one(event_json: Path) -> int:
+    """Process one audio.ingested event given as structured-mode JSON (a Vertex AI custom job's work)."""
+    logs.configure(NAME)
+    attributes = {"content-type": "application/cloudevents+json"}
+    event = from_pubsub(event_json.read_bytes(), attributes)  # validated before any work is done
+    service_def = build()
+    sub = service_def.topology.subscriptions_of(NAME)[0]
+    delivery = runtime.Delivery(event_json.read_bytes(), attributes, event["id"], 1)
+    outcome = runtime.process(service_def, sub, delivery)
+    return 0 if outcome is runtime.Outcome.ACK else 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m speakerline_diarization")
+    sub = parser.add_subparsers(dest="cmd")
+    one = sub.add_parser("run-one", help="process one audio.ingested event (Vertex AI custom job)")
+    one.add_argument("--event-json", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.cmd == "run-one":
+        sys.exit(run_one(args.event_json))
+    logs.configure(NAME)
+    _warm_up()
+    service.run_worker(NAME, build)

@@ -1,0 +1,251 @@
+"""Static checks of the deployment files: Terraform, Dockerfiles and docker-compose.yml against infra/topology.yaml.
+
+Nothing here talks to the cloud or runs containers; the tools (terraform, docker compose) are used only when
+installed, to check formatting and that the compose file parses.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+TOPOLOGY_FILE = REPO / "infra" / "topology.yaml"
+TERRAFORM = REPO / "infra" / "terraform"
+DOCKER = REPO / "infra" / "docker"
+COMPOSE_FILE = REPO / "docker-compose.yml"
+
+TF_FILES = (
+    "versions.tf",
+    "variables.tf",
+    "main.tf",
+    "pubsub.tf",
+    "storage.tf",
+    "firestore.tf",
+    "iam.tf",
+    "run.tf",
+    "secrets.tf",
+    "outputs.tf",
+)
+
+
+@pytest.fixture(scope="module")
+def topology() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(TOPOLOGY_FILE.read_text())
+    return doc
+
+
+@pytest.fixture(scope="module")
+def tf() -> str:
+    return "\n".join((TERRAFORM / name).read_text() for name in TF_FILES)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+    return doc
+
+
+def _resource_block(tf: str, rtype: str, name: str) -> str:
+    """The text of `resource "rtype" "name" { ... }` (brace matching; HCL strings here hold no stray braces)."""
+    match = re.search(rf'resource\s+"{rtype}"\s+"{name}"\s*\{{', tf)
+    assert match, f'resource "{rtype}" "{name}" not found in infra/terraform'
+    depth, i = 1, match.end()
+    while depth:
+        depth += {"{": 1, "}": -1}.get(tf[i], 0)
+        i += 1
+    return tf[match.start() : i]
+
+
+def _local_block(tf: str, name: str) -> str:
+    """The text of `name = {...}` in a locals block (up to the matching brace)."""
+    match = re.search(rf"^\s*{name}\s*=\s*\{{", tf, re.M)
+    assert match, f"local.{name} not found"
+    depth, i = 1, match.end()
+    while depth:
+        depth += {"{": 1, "}": -1}.get(tf[i], 0)
+        i += 1
+    return tf[match.start() : i]
+
+
+def _for_each(block: str) -> str:
+    match = re.search(r"^\s*for_each\s*=\s*(.+)$", block, re.M)
+    assert match, "no for_each"
+    return match.group(1).strip()
+
+
+# --- Terraform ---------------------------------------------------------------------------------------------
+
+
+def test_terraform_files_exist() -> None:
+    missing = [name for name in (*TF_FILES, "README.md") if not (TERRAFORM / name).is_file()]
+    assert not missing, missing
+
+
+def test_terraform_reads_the_topology_file(tf: str) -> None:
+    assert re.search(r'topology\s*=\s*yamldecode\(file\("\$\{path\.module\}/\.\./topology\.yaml"\)\)', tf)
+    assert re.search(
+        r"^\s*subscriptions\s*=\s*\{\s*\n\s*for\s+\w+,\s*\w+\s+in\s+local\.topology\.subscriptions", tf, re.M
+    )
+
+
+@pytest.mark.parametrize(
+    ("rtype", "name", "expected"),
+    [
+        ("google_pubsub_topic", "topic", "local.topology.topics"),
+        ("google_pubsub_topic", "dead_letter", "local.subscriptions"),
+        ("google_pubsub_subscription", "dead_letter", "local.subscriptions"),
+        ("google_pubsub_subscription", "service", "local.subscriptions"),
+        ("google_pubsub_topic_iam_member", "pubsub_agent_dead_letter_publisher", "local.subscriptions"),
+        ("google_pubsub_subscription_iam_member", "pubsub_agent_subscriber", "local.subscriptions"),
+        ("google_storage_bucket", "bucket", "local.buckets"),
+        ("google_storage_notification", "bucket", "local.bucket_notifications"),
+        ("google_service_account", "service", "local.services"),
+        ("google_cloud_run_v2_service", "push", "local.push_services"),
+        ("google_cloud_run_v2_service", "worker", "local.gpu_services"),
+    ],
+)
+def test_topology_resources_come_from_for_each(tf: str, rtype: str, name: str, expected: str) -> None:
+    assert _for_each(_resource_block(tf, rtype, name)) == expected
+
+
+def test_every_subscription_is_derived_not_hand_copied(tf: str, topology: dict[str, Any]) -> None:
+    # Subscriptions (and their dead-letter topics) exist in Terraform only through for_each over the topology:
+    # a literal name in a .tf file would be a hand copy that can drift.
+    for name in topology["subscriptions"]:
+        assert f'"{name}' not in tf, f"subscription {name!r} is spelled out in infra/terraform"
+    service_sub = _resource_block(tf, "google_pubsub_subscription", "service")
+    assert "dead_letter_policy" in service_sub
+    assert "retry_policy" in service_sub
+    assert "each.value.ack_deadline_s" in service_sub
+    assert "each.value.max_delivery_attempts" in service_sub
+    assert "each.value.message_retention_s" in service_sub
+    assert re.search(r'dead_letter_topic\s*=\s*"\$\{name\}-dead-letter"', _local_block(tf, "subscriptions"))
+
+
+def test_every_push_service_has_a_cloud_run_service_and_gpu_services_pull(topology: dict[str, Any], tf: str) -> None:
+    gpu = {name for name, svc in topology["services"].items() if svc.get("gpu")}
+    assert gpu, "the topology should mark the diarization worker as gpu: true"
+    worker = _resource_block(tf, "google_cloud_run_v2_service", "worker")
+    assert re.search(r'accelerator\s*=\s*"nvidia-l4"', worker)
+    push = _resource_block(tf, "google_cloud_run_v2_service", "push")
+    for block in (worker, push):
+        assert re.search(r'^\s*ingress\s*=\s*"INGRESS_TRAFFIC_INTERNAL_ONLY"', block, re.M)
+    # The GPU worker takes no requests: nobody gets run.invoker on it.
+    assert "google_cloud_run_v2_service.worker" not in _resource_block(
+        tf, "google_cloud_run_v2_service_iam_member", "push_invoker"
+    )
+    # Nothing public: no allUsers / allAuthenticatedUsers member anywhere.
+    code = re.sub(r"#.*", "", tf)
+    assert "allUsers" not in code and "allAuthenticatedUsers" not in code
+
+
+def test_publisher_table_covers_every_service_and_names_real_topics(tf: str, topology: dict[str, Any]) -> None:
+    block = _local_block(tf, "service_publishes").split("{", 1)[1]
+    table = dict(re.findall(r"^\s*(\w+)\s*=\s*\[([^\]]*)\]", block, re.M))
+    assert set(table) == set(topology["services"]), "local.service_publishes must list every topology service"
+    for service, topics in table.items():
+        for topic in re.findall(r'"([^"]+)"', topics):
+            assert topic in topology["topics"], (service, topic)
+
+
+def test_bucket_access_names_real_buckets_and_services(tf: str, topology: dict[str, Any]) -> None:
+    block = _local_block(tf, "bucket_access").split("{", 1)[1]
+    for service, grants in re.findall(r"^\s*(\w+)\s*=\s*\{([^}]*)\}", block, re.M):
+        assert service in topology["services"], service
+        for bucket in re.findall(r"(\w+)\s*=", grants):
+            assert bucket in topology["buckets"], (service, bucket)
+
+
+def test_terraform_fmt() -> None:
+    terraform = shutil.which("terraform")
+    if not terraform:
+        pytest.skip("terraform is not installed")
+    result = subprocess.run(
+        [terraform, "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- Dockerfiles -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dockerfile", ["service.Dockerfile", "diarization.Dockerfile"])
+def test_dockerfile_final_stage_runs_as_non_root(dockerfile: str) -> None:
+    lines = [line.strip() for line in (DOCKER / dockerfile).read_text().splitlines()]
+    last_from = max(i for i, line in enumerate(lines) if line.upper().startswith("FROM "))
+    users = [line.split(None, 1)[1] for line in lines[last_from:] if line.upper().startswith("USER ")]
+    assert users, f"{dockerfile}: the final stage has no USER line"
+    assert users[-1].split(":")[0] not in ("root", "0"), f"{dockerfile} runs as root"
+
+
+def test_images_ship_the_topology() -> None:
+    for dockerfile in ("service.Dockerfile", "diarization.Dockerfile"):
+        text = (DOCKER / dockerfile).read_text()
+        assert "COPY infra/topology.yaml" in text, dockerfile
+        assert "SPEAKERLINE_TOPOLOGY=" in text, dockerfile
+        assert "PYANNOTE_METRICS_ENABLED=false" in text, dockerfile
+    diarization = (DOCKER / "diarization.Dockerfile").read_text()
+    assert "HF_HUB_OFFLINE" not in re.sub(r"#.*", "", diarization), "the GPU worker loads the model from the hub"
+
+
+# --- docker-compose ----------------------------------------------------------------------------------------
+
+
+def test_compose_runs_every_topology_service(compose: dict[str, Any], topology: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, spec in topology["services"].items():
+        assert name in services, f"docker-compose.yml has no {name!r} service"
+        assert services[name]["command"] == ["python", "-m", spec["module"]], name
+        env = services[name]["environment"]
+        for var in ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT"):
+            assert var in env, (name, var)
+        assert services[name]["depends_on"]["provision"]["condition"] == "service_completed_successfully", name
+
+
+def test_compose_emulators_match_the_topology(compose: dict[str, Any], topology: dict[str, Any]) -> None:
+    services = compose["services"]
+    for emulator in ("pubsub", "firestore", "gcs"):
+        assert "healthcheck" in services[emulator], emulator
+    uploads = topology["buckets"]["uploads"]
+    gcs_args = services["gcs"]["command"]
+    assert gcs_args[gcs_args.index("-event.bucket") + 1] == uploads["name"]
+    assert gcs_args[gcs_args.index("-event.pubsub-topic") + 1] == uploads["notification"]["topic"]
+
+
+def test_compose_publishes_ports_on_loopback_only(compose: dict[str, Any]) -> None:
+    for name, spec in compose["services"].items():
+        for port in spec.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def _compose_cli() -> list[str] | None:
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True, timeout=10).returncode == 0:
+        return [docker, "compose"]
+    standalone = shutil.which("docker-compose")
+    if standalone:
+        # Only Compose v2 understands the whole spec; v1 is skipped rather than trusted.
+        version = subprocess.run([standalone, "version", "--short"], capture_output=True, text=True, timeout=10)
+        if version.returncode == 0 and version.stdout.strip().lstrip("v").startswith("2"):
+            return [standalone]
+    return None
+
+
+def test_compose_config_parses() -> None:
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("docker compose (v2) is not installed")
+    result = subprocess.run(
+        [*cli, "-f", str(COMPOSE_FILE), "config", "--quiet"], capture_output=True, text=True, timeout=30, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr
