@@ -67,7 +67,8 @@ run: install
 	$(BIN)/speakerline demo
 
 bench: install
-	$(BIN)/pytest tests/bench --benchmark-only -p no:cacheprovider -o addopts="" -q
+	$(BIN)/pytest tests/bench -p no:cacheprovider -o addopts="-ra --import-mode=importlib" \
+		--benchmark-columns=min,mean,max,rounds --benchmark-json=.stack/bench.json
 
 eval: install
 	$(BIN)/pytest tests/diarization/test_quality.py -s -q
