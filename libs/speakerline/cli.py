@@ -40,7 +40,16 @@ def _cmd_stack(args: argparse.Namespace) -> int:
     root = _stack_dir()
     cfg = stack.StackConfig.load(root)
     if args.stack_cmd == "up":
-        cfg = stack.StackConfig(root=root, project=cfg.project, services=not args.no_services)
+        ports = {}
+        if args.base_port:
+            ports = {
+                "pubsub_port": args.base_port,
+                "firestore_port": args.base_port + 1,
+                "gcs_port": args.base_port + 2,
+            }
+        elif (root / stack.STATE_FILE).exists():
+            ports = {"pubsub_port": cfg.pubsub_port, "firestore_port": cfg.firestore_port, "gcs_port": cfg.gcs_port}
+        cfg = stack.StackConfig(root=root, project=cfg.project, services=not args.no_services, **ports)
         try:
             stack.up(cfg)
         except stack.StackError as exc:
@@ -278,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     stack_sub = p_stack.add_subparsers(dest="stack_cmd", required=True)
     p_up = stack_sub.add_parser("up", help="start emulators and services, apply the topology (idempotent)")
     p_up.add_argument("--no-services", action="store_true", help="only the emulators and the topology")
+    p_up.add_argument(
+        "--base-port", type=int, help="Pub/Sub on this port, Firestore on +1, GCS on +2 (default 8085, 8086, 4443)"
+    )
     stack_sub.add_parser("down", help="stop everything (whole process groups)")
     stack_sub.add_parser("provision", help="apply the topology to emulators started elsewhere (docker compose)")
     stack_sub.add_parser("status", help="health of every component; exit 1 if any is down")

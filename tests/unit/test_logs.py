@@ -1,0 +1,31 @@
+"""Log lines are JSON objects Cloud Logging understands, with the job and event bound."""
+
+from __future__ import annotations
+
+import json
+
+from speakerline import events, logs
+
+
+def test_json_lines_with_severity_trace_and_job(capsys, example, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "proj-1")
+    logs.configure("ingest", level="INFO")
+    event = events.new_event("io.speakerline.audio.uploaded.v1", example("audio.uploaded"), source="//t")
+    log = logs.get_logger()
+    with logs.bind_event(event):
+        log.info("handling", size=3)
+        log.error("went wrong")
+    log.info("after")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    handling, wrong, after = lines[-3:]
+    assert handling["message"] == "handling" and handling["severity"] == "INFO" and handling["size"] == 3
+    assert wrong["severity"] == "ERROR"
+    trace_id, span_id = events.trace_ids(event) or ("", "")
+    for line in (handling, wrong):
+        assert line["job_id"] == example("audio.uploaded")["job_id"]
+        assert line["event_id"] == event["id"] and line["event_type"] == event["type"]
+        assert line["service"] == "ingest"
+        assert line["logging.googleapis.com/trace"] == f"projects/proj-1/traces/{trace_id}"
+        assert line["logging.googleapis.com/spanId"] == span_id
+        assert "time" in line
+    assert "job_id" not in after and after["service"] == "ingest"
