@@ -1,0 +1,82 @@
+"""Engine-independent types shared by every diarization engine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "DiarizationEngine",
+    "DiarizationOptions",
+    "DiarizationResult",
+    "EngineUnavailable",
+    "SpeakerTurn",
+]
+
+
+class EngineUnavailable(Exception):
+    """Raised by a loader when its engine cannot be used here.
+
+    Typical causes: the model is not cached and there is no token / no network, the weights
+    package is not installed, or an optional dependency is missing. The message says which.
+    """
+
+
+@dataclass(frozen=True)
+class SpeakerTurn:
+    """One speaker turn, in seconds from the start of the audio."""
+
+    start: float
+    end: float
+    speaker: str
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class DiarizationOptions:
+    """Optional constraints on the number of speakers (``num_speakers`` wins when set)."""
+
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("num_speakers", "min_speakers", "max_speakers"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.min_speakers is not None and self.max_speakers is not None and self.min_speakers > self.max_speakers:
+            raise ValueError(f"min_speakers ({self.min_speakers}) > max_speakers ({self.max_speakers})")
+
+
+@dataclass(frozen=True)
+class DiarizationResult:
+    """What an engine returns: turns sorted by start time, plus provenance and timings.
+
+    ``timings`` holds e.g. ``load_s``, ``inference_s``, ``audio_s`` and ``rtf``
+    (inference seconds per second of audio).
+    """
+
+    turns: tuple[SpeakerTurn, ...]
+    engine: str
+    model: str
+    device: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def speakers(self) -> tuple[str, ...]:
+        """Distinct speaker labels, in order of first appearance."""
+        return tuple(dict.fromkeys(turn.speaker for turn in self.turns))
+
+
+@runtime_checkable
+class DiarizationEngine(Protocol):
+    """Anything that turns a 16 kHz mono PCM16 WAV file into speaker turns."""
+
+    name: str
+
+    def diarize(self, audio_path: Path, options: DiarizationOptions) -> DiarizationResult: ...

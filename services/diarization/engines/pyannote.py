@@ -1,0 +1,265 @@
+"""Engine wrapping a real pyannote.audio ``Pipeline`` (HF hub id, local dir or GCS mirror)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import soundfile as sf
+import structlog
+
+from .base import (
+    DiarizationOptions,
+    DiarizationResult,
+    EngineUnavailable,
+    SpeakerTurn,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "DEFAULT_PYANNOTE_MODEL",
+    "GcsDownloader",
+    "PyannoteEngine",
+    "download_gcs_prefix",
+    "read_wav",
+    "resolve_device",
+    "run_pipeline",
+]
+
+log = structlog.get_logger()
+
+DEFAULT_PYANNOTE_MODEL = "pyannote/speaker-diarization-3.1"
+SAMPLE_RATE = 16_000
+
+#: ``downloader(gs_uri, local_dir)`` copies every object under ``gs://bucket/prefix`` into
+#: ``local_dir`` (keeping the relative layout) and returns nothing.
+GcsDownloader = Callable[[str, Path], None]
+
+
+def _quiet_env() -> None:
+    """pyannote phones home (telemetry) unless told not to; never wait on it."""
+    os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to torch."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise EngineUnavailable(f"invalid device {device!r}: {exc}") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise EngineUnavailable(f"device {device!r} requested but CUDA is not available")
+    return resolved
+
+
+def read_wav(audio_path: Path) -> tuple[np.ndarray, int]:
+    """Read a (16 kHz mono PCM16) file as float32 mono samples in [-1, 1]."""
+    data, sample_rate = sf.read(str(audio_path), dtype="float32", always_2d=True)
+    return np.ascontiguousarray(data.mean(axis=1), dtype=np.float32), int(sample_rate)
+
+
+def run_pipeline(
+    pipeline: Any, audio_path: Path, options: DiarizationOptions, *, uri: str | None = None
+) -> tuple[tuple[SpeakerTurn, ...], float, float]:
+    """Run a pyannote ``SpeakerDiarization`` pipeline on an in-memory waveform.
+
+    Returns ``(turns, audio_seconds, inference_seconds)``. Turns come from the
+    overlap-aware ``speaker_diarization`` output, clipped to the audio, sorted by
+    ``(start, end, speaker)``.
+    """
+    import torch
+
+    samples, sample_rate = read_wav(audio_path)
+    audio_s = len(samples) / sample_rate if sample_rate else 0.0
+    if len(samples) == 0 or not np.any(samples):
+        return (), audio_s, 0.0
+    if sample_rate != SAMPLE_RATE:
+        log.warning("diarization.unexpected_sample_rate", sample_rate=sample_rate)
+    file = {
+        "waveform": torch.from_numpy(samples)[None],
+        "sample_rate": sample_rate,
+        "uri": uri or audio_path.stem,
+    }
+    kwargs: dict[str, int] = {}
+    if options.num_speakers is not None:
+        kwargs["num_speakers"] = options.num_speakers
+    if options.min_speakers is not None:
+        kwargs["min_speakers"] = options.min_speakers
+    if options.max_speakers is not None:
+        kwargs["max_speakers"] = options.max_speakers
+    started = time.perf_counter()
+    output = pipeline(file, **kwargs)
+    inference_s = time.perf_counter() - started
+    annotation = getattr(output, "speaker_diarization", output)
+    turns = []
+    for segment, _, label in annotation.itertracks(yield_label=True):
+        start = max(0.0, float(segment.start))
+        end = min(audio_s, float(segment.end))
+        if end > start:
+            turns.append(SpeakerTurn(round(start, 3), round(end, 3), str(label)))
+    turns.sort(key=lambda t: (t.start, t.end, t.speaker))
+    return tuple(turns), audio_s, inference_s
+
+
+def download_gcs_prefix(gs_uri: str, local_dir: Path) -> None:
+    """Default :data:`GcsDownloader`, using google-cloud-storage (imported lazily)."""
+    bucket_name, prefix = parse_gs_uri(gs_uri)
+    try:
+        from google.cloud import storage  # type: ignore[attr-defined,unused-ignore]
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise EngineUnavailable("google-cloud-storage is needed for gs:// model sources") from exc
+    client = storage.Client()
+    found = False
+    for blob in client.list_blobs(bucket_name, prefix=prefix):
+        if blob.name.endswith("/"):
+            continue
+        relative = blob.name[len(prefix) :].lstrip("/")
+        target = local_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(str(target))
+        found = True
+    if not found:
+        raise EngineUnavailable(f"no objects under {gs_uri}")
+
+
+def parse_gs_uri(gs_uri: str) -> tuple[str, str]:
+    """``gs://bucket/some/prefix/`` -> ``("bucket", "some/prefix/")``."""
+    if not gs_uri.startswith("gs://"):
+        raise ValueError(f"not a gs:// URI: {gs_uri!r}")
+    bucket, _, prefix = gs_uri[len("gs://") :].partition("/")
+    if not bucket:
+        raise ValueError(f"gs:// URI without a bucket: {gs_uri!r}")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return bucket, prefix
+
+
+def materialize_gcs_source(gs_uri: str, cache_dir: Path, downloader: GcsDownloader | None = None) -> Path:
+    """Mirror ``gs://bucket/prefix`` into ``cache_dir`` once; return the local directory.
+
+    A completed mirror is marked with a ``.complete`` file so an interrupted download is
+    redone rather than half-used.
+    """
+    bucket, prefix = parse_gs_uri(gs_uri)
+    local_dir = cache_dir / "gcs" / bucket / prefix.strip("/")
+    marker = local_dir / ".complete"
+    if marker.exists():
+        return local_dir
+    if local_dir.exists():
+        shutil.rmtree(local_dir)
+    local_dir.mkdir(parents=True)
+    try:
+        (downloader or download_gcs_prefix)(gs_uri, local_dir)
+    except EngineUnavailable:
+        raise
+    except Exception as exc:
+        raise EngineUnavailable(f"could not download {gs_uri}: {exc}") from exc
+    if not (local_dir / "config.yaml").exists():
+        raise EngineUnavailable(f"{gs_uri} has no config.yaml at its root")
+    marker.touch()
+    return local_dir
+
+
+class PyannoteEngine:
+    """Diarization with a pretrained pyannote.audio pipeline (overlap-aware turns)."""
+
+    name = "pyannote"
+
+    def __init__(self, pipeline: Any, *, model: str, device: str, load_s: float = 0.0) -> None:
+        self._pipeline = pipeline
+        self.model = model
+        self.device = device
+        self.load_s = load_s
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str = DEFAULT_PYANNOTE_MODEL,
+        *,
+        token: str | None,
+        device: str = "auto",
+        cache_dir: Path | None = None,
+        downloader: GcsDownloader | None = None,
+    ) -> PyannoteEngine:
+        """Load a pipeline from a HF repo id, a local directory with ``config.yaml``, or a
+        ``gs://bucket/prefix`` mirror of such a directory.
+
+        Raises :class:`EngineUnavailable` with the reason when it cannot be loaded.
+        """
+        _quiet_env()
+        started = time.perf_counter()
+        try:
+            from pyannote.audio import Pipeline
+        except ImportError as exc:
+            raise EngineUnavailable(f"pyannote.audio is not installed: {exc}") from exc
+
+        torch_device = resolve_device(device)
+        checkpoint: str | Path
+        if source.startswith("gs://"):
+            if cache_dir is None:
+                cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                cache_dir = cache_dir / "speakerline" / "models"
+            checkpoint = materialize_gcs_source(source, cache_dir, downloader)
+        elif Path(source).exists():
+            checkpoint = Path(source)
+            if checkpoint.is_dir() and not (checkpoint / "config.yaml").exists():
+                raise EngineUnavailable(f"{source} has no config.yaml")
+        else:
+            checkpoint = source
+        try:
+            pipeline = Pipeline.from_pretrained(
+                checkpoint,
+                token=token,
+                cache_dir=str(cache_dir) if cache_dir is not None else None,
+            )
+        except EngineUnavailable:
+            raise
+        except Exception as exc:
+            hint = "" if token else " (no Hugging Face token configured)"
+            raise EngineUnavailable(
+                f"cannot load pyannote pipeline {source!r}{hint}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if pipeline is None:
+            # pyannote returns None (after printing a message) for gated/missing repos
+            hint = "" if token else "; set a Hugging Face token with access to it"
+            raise EngineUnavailable(f"pyannote pipeline {source!r} could not be fetched{hint}")
+        pipeline.to(torch_device)
+        load_s = time.perf_counter() - started
+        log.info(
+            "diarization.engine_loaded",
+            engine=cls.name,
+            model=source,
+            device=str(torch_device),
+            load_s=round(load_s, 3),
+        )
+        return cls(pipeline, model=source, device=str(torch_device), load_s=load_s)
+
+    def diarize(self, audio_path: Path, options: DiarizationOptions) -> DiarizationResult:
+        turns, audio_s, inference_s = run_pipeline(self._pipeline, audio_path, options)
+        return DiarizationResult(
+            turns=turns,
+            engine=self.name,
+            model=self.model,
+            device=self.device,
+            timings=_timings(self.load_s, inference_s, audio_s),
+        )
+
+
+def _timings(load_s: float, inference_s: float, audio_s: float) -> dict[str, float]:
+    return {
+        "load_s": round(load_s, 4),
+        "inference_s": round(inference_s, 4),
+        "audio_s": round(audio_s, 4),
+        "rtf": round(inference_s / audio_s, 4) if audio_s > 0 else 0.0,
+    }

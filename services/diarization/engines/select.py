@@ -1,0 +1,183 @@
+"""Choose and load a diarization engine from configuration."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast, get_args
+
+import structlog
+
+from .base import DiarizationEngine, EngineUnavailable
+
+__all__ = ["EngineConfig", "EngineName", "load_engine", "resolve_hf_token"]
+
+log = structlog.get_logger()
+
+EngineName = Literal["auto", "pyannote", "embedded", "vertex"]
+DEFAULT_PYANNOTE_MODEL = "pyannote/speaker-diarization-3.1"
+
+#: ``fetch(resource_name) -> secret value`` (Secret Manager access)
+SecretFetcher = Callable[[str], str]
+PyannoteLoader = Callable[["EngineConfig", str | None], DiarizationEngine]
+EmbeddedLoader = Callable[["EngineConfig"], DiarizationEngine]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Diarization engine settings.
+
+    ``engine``: ``auto`` tries pyannote when it has something to load (a token, or a local
+    directory / ``gs://`` model source) and falls back to ``embedded``; ``vertex`` means this
+    process dispatches jobs (see :class:`.vertex.VertexAIDispatcher`) instead of diarizing.
+    """
+
+    engine: EngineName = "auto"
+    pyannote_model: str = DEFAULT_PYANNOTE_MODEL
+    hf_token: str | None = None
+    #: Secret Manager resource name holding the HF token (used when ``hf_token`` is unset)
+    hf_token_secret: str | None = None
+    device: str = "auto"
+    cache_dir: Path | None = None
+    embedded_weights_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.engine not in get_args(EngineName):
+            raise ValueError(f"unknown engine {self.engine!r}; expected one of {get_args(EngineName)}")
+
+    def __repr__(self) -> str:  # never print the token
+        token = "***" if self.hf_token else None
+        return (
+            f"EngineConfig(engine={self.engine!r}, pyannote_model={self.pyannote_model!r}, "
+            f"hf_token={token!r}, hf_token_secret={self.hf_token_secret!r}, "
+            f"device={self.device!r}, cache_dir={self.cache_dir!r}, "
+            f"embedded_weights_dir={self.embedded_weights_dir!r})"
+        )
+
+    @property
+    def pyannote_source_is_local(self) -> bool:
+        """A local directory or a gs:// mirror needs no Hugging Face token."""
+        return self.pyannote_model.startswith("gs://") or Path(self.pyannote_model).exists()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> EngineConfig:
+        """Settings from the environment (names as in the README's configuration table).
+
+        ``SPEAKERLINE_ENGINE`` (``auto`` unless ``SPEAKERLINE_VERTEX_DISPATCH`` is true, then
+        ``vertex``), ``SPEAKERLINE_PYANNOTE_MODEL``, ``SPEAKERLINE_HF_TOKEN`` or ``HF_TOKEN``,
+        ``SPEAKERLINE_HF_TOKEN_SECRET`` (Secret Manager version resource name),
+        ``SPEAKERLINE_DIARIZATION_DEVICE``, ``SPEAKERLINE_MODEL_CACHE_DIR``,
+        ``SPEAKERLINE_EMBEDDED_WEIGHTS_DIR``.
+        """
+        env = os.environ if env is None else env
+        dispatch = env.get("SPEAKERLINE_VERTEX_DISPATCH", "").strip().lower() in ("1", "true", "yes", "on")
+        engine = env.get("SPEAKERLINE_ENGINE") or ("vertex" if dispatch else "auto")
+        if engine not in get_args(EngineName):
+            raise ValueError(f"SPEAKERLINE_ENGINE={engine!r} is not one of {get_args(EngineName)}")
+        cache = env.get("SPEAKERLINE_MODEL_CACHE_DIR")
+        weights = env.get("SPEAKERLINE_EMBEDDED_WEIGHTS_DIR")
+        return cls(
+            engine=cast(EngineName, engine),
+            pyannote_model=env.get("SPEAKERLINE_PYANNOTE_MODEL") or DEFAULT_PYANNOTE_MODEL,
+            hf_token=env.get("SPEAKERLINE_HF_TOKEN") or env.get("HF_TOKEN") or None,
+            hf_token_secret=env.get("SPEAKERLINE_HF_TOKEN_SECRET") or None,
+            device=env.get("SPEAKERLINE_DIARIZATION_DEVICE") or "auto",
+            cache_dir=Path(cache) if cache else None,
+            embedded_weights_dir=Path(weights) if weights else None,
+        )
+
+
+def fetch_secret(resource_name: str) -> str:  # pragma: no cover - needs GCP
+    """Read a Secret Manager secret (``.../versions/latest`` is appended if missing)."""
+    try:
+        from google.cloud import secretmanager  # type: ignore[attr-defined,unused-ignore]
+    except ImportError as exc:
+        raise EngineUnavailable("google-cloud-secret-manager is needed to read the HF token") from exc
+    if "/versions/" not in resource_name:
+        resource_name += "/versions/latest"
+    client = secretmanager.SecretManagerServiceClient()
+    response = client.access_secret_version(name=resource_name)
+    return str(response.payload.data.decode("utf-8")).strip()
+
+
+def resolve_hf_token(config: EngineConfig, fetcher: SecretFetcher | None = None) -> str | None:
+    """The HF token: ``config.hf_token``, else the Secret Manager secret, else ``None``."""
+    if config.hf_token:
+        return config.hf_token
+    if not config.hf_token_secret:
+        return None
+    try:
+        return (fetcher or fetch_secret)(config.hf_token_secret) or None
+    except EngineUnavailable:
+        raise
+    except Exception as exc:
+        raise EngineUnavailable(
+            f"cannot read HF token secret {config.hf_token_secret}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _load_pyannote(config: EngineConfig, token: str | None) -> DiarizationEngine:
+    from .pyannote import PyannoteEngine
+
+    return PyannoteEngine.from_pretrained(
+        config.pyannote_model, token=token, device=config.device, cache_dir=config.cache_dir
+    )
+
+
+def _load_embedded(config: EngineConfig) -> DiarizationEngine:
+    from .embedded import EmbeddedEngine
+
+    return EmbeddedEngine.from_pretrained(config.embedded_weights_dir, device=config.device)
+
+
+def load_engine(
+    config: EngineConfig,
+    *,
+    secret_fetcher: SecretFetcher | None = None,
+    pyannote_loader: PyannoteLoader | None = None,
+    embedded_loader: EmbeddedLoader | None = None,
+) -> DiarizationEngine:
+    """Load the configured engine (loaders are injectable for tests).
+
+    Raises :class:`EngineUnavailable` when the requested engine (or, for ``auto``, both
+    engines) cannot be loaded, and ``ValueError`` for ``vertex``, which dispatches jobs
+    rather than diarizing in this process.
+    """
+    load_pyannote = pyannote_loader or _load_pyannote
+    load_embedded = embedded_loader or _load_embedded
+
+    if config.engine == "vertex":
+        raise ValueError(
+            "engine 'vertex' does not diarize in-process: submit jobs with "
+            "VertexAIDispatcher; the Vertex worker itself runs engine 'pyannote' or 'auto'"
+        )
+    if config.engine == "embedded":
+        return load_embedded(config)
+    if config.engine == "pyannote":
+        return load_pyannote(config, resolve_hf_token(config, secret_fetcher))
+
+    # auto
+    try:
+        token = resolve_hf_token(config, secret_fetcher)
+    except EngineUnavailable as exc:
+        log.warning("diarization.pyannote_skipped", reason=str(exc))
+        token = None
+    if token is None and not config.pyannote_source_is_local:
+        log.info(
+            "diarization.pyannote_skipped",
+            reason="no Hugging Face token and no local or gs:// model source",
+            model=config.pyannote_model,
+        )
+    else:
+        try:
+            return load_pyannote(config, token)
+        except EngineUnavailable as exc:
+            log.warning(
+                "diarization.pyannote_unavailable",
+                reason=str(exc),
+                fallback="embedded",
+                model=config.pyannote_model,
+            )
+    return load_embedded(config)

@@ -1,0 +1,276 @@
+"""Dispatch one diarization job to a Vertex AI CustomJob on a GPU worker.
+
+Nothing is diarized in-process: :func:`build_custom_job_request` (pure, unit-tested) builds a
+``CreateCustomJobRequest`` for one worker pool (``g2-standard-8`` + 1x ``NVIDIA_L4`` by
+default) running the same worker image with ``python -m speakerline_diarization run-one
+--event-json FILE``, and :class:`VertexAIDispatcher` submits it through an injected client
+(``google.cloud.aiplatform_v1.JobServiceClient`` by default, imported lazily).
+
+The event (structured-mode CloudEvent JSON) travels in the job's environment
+(``SPEAKERLINE_EVENT_JSON``); the container command writes it to a file and execs
+``run-one`` on it, so no staging bucket is needed and nothing is interpolated into a shell
+string.
+
+Secrets never travel in the request: the worker receives the *resource name* of the
+Hugging Face token secret (``SPEAKERLINE_HF_TOKEN_SECRET``) and reads it from Secret Manager
+itself (see :func:`.select.resolve_hf_token`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+__all__ = [
+    "ENV_ENGINE",
+    "ENV_HF_TOKEN_SECRET",
+    "ENV_PYANNOTE_MODEL",
+    "JobServiceClient",
+    "VertexAIDispatcher",
+    "VertexConfig",
+    "build_custom_job_request",
+    "sanitize_label",
+]
+
+log = structlog.get_logger()
+
+ENV_ENGINE = "SPEAKERLINE_ENGINE"
+ENV_PYANNOTE_MODEL = "SPEAKERLINE_PYANNOTE_MODEL"
+ENV_HF_TOKEN_SECRET = "SPEAKERLINE_HF_TOKEN_SECRET"
+ENV_DEVICE = "SPEAKERLINE_DIARIZATION_DEVICE"
+ENV_EVENT_JSON = "SPEAKERLINE_EVENT_JSON"
+ENV_VERTEX_DISPATCH = "SPEAKERLINE_VERTEX_DISPATCH"
+EVENT_FILE = "/tmp/speakerline-event.json"
+#: the job's entry: write the event from the environment to a file, then run one job on it
+JOB_COMMAND = [
+    "/bin/sh",
+    "-c",
+    f"printf '%s' \"${ENV_EVENT_JSON}\" > {EVENT_FILE} && "
+    f"exec python -m speakerline_diarization run-one --event-json {EVENT_FILE}",
+]
+#: worker environment copied from the dispatching process when set there
+PASSTHROUGH_ENV = (
+    "GOOGLE_CLOUD_PROJECT",
+    "SPEAKERLINE_BUCKET_PREFIX",
+    "SPEAKERLINE_TOPOLOGY",
+    "SPEAKERLINE_LOG_LEVEL",
+    "SPEAKERLINE_MODEL_CACHE_DIR",
+)
+
+#: env names that would carry a secret value; refused in ``VertexConfig.env``
+_SECRET_ENV_NAMES = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_TOKEN", "SPEAKERLINE_HF_TOKEN"})
+_SECRET_RESOURCE = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$")
+_LABEL_INVALID = re.compile(r"[^a-z0-9_-]")
+
+
+@dataclass(frozen=True)
+class VertexConfig:
+    """Where and how to run diarization jobs on Vertex AI."""
+
+    project: str
+    region: str
+    image_uri: str
+    service_account: str | None = None
+    machine_type: str = "g2-standard-8"
+    accelerator_type: str = "NVIDIA_L4"
+    accelerator_count: int = 1
+    boot_disk_size_gb: int = 100
+    timeout_s: int = 3600
+    #: engine the GPU job runs: ``auto`` = pyannote when loadable, else embedded (on the GPU)
+    worker_engine: str = "auto"
+    pyannote_model: str = "pyannote/speaker-diarization-3.1"
+    #: Secret Manager resource name, e.g. ``projects/p/secrets/hf-token/versions/latest``
+    hf_token_secret: str | None = None
+    #: extra non-secret environment for the worker (engine config, log level, ...)
+    env: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    network: str | None = None
+    display_name_prefix: str = "speakerline-diarize"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> VertexConfig:
+        """Settings as the Terraform deployment passes them (``SPEAKERLINE_VERTEX_*``)."""
+        env = os.environ if env is None else env
+        defaults = cls.__dataclass_fields__
+        return cls(
+            project=env.get("GOOGLE_CLOUD_PROJECT", ""),
+            region=env.get("SPEAKERLINE_VERTEX_REGION", ""),
+            image_uri=env.get("SPEAKERLINE_VERTEX_IMAGE", ""),
+            service_account=env.get("SPEAKERLINE_VERTEX_SERVICE_ACCOUNT") or None,
+            machine_type=env.get("SPEAKERLINE_VERTEX_MACHINE_TYPE") or str(defaults["machine_type"].default),
+            accelerator_type=env.get("SPEAKERLINE_VERTEX_ACCELERATOR") or str(defaults["accelerator_type"].default),
+            accelerator_count=int(env.get("SPEAKERLINE_VERTEX_ACCELERATOR_COUNT") or 1),
+            worker_engine=env.get("SPEAKERLINE_VERTEX_WORKER_ENGINE") or "auto",
+            pyannote_model=env.get(ENV_PYANNOTE_MODEL) or str(defaults["pyannote_model"].default),
+            hf_token_secret=env.get(ENV_HF_TOKEN_SECRET) or None,
+            env={k: env[k] for k in PASSTHROUGH_ENV if env.get(k)},
+        )
+
+    def __post_init__(self) -> None:
+        for name in ("project", "region", "image_uri"):
+            if not getattr(self, name):
+                raise ValueError(f"VertexConfig.{name} is required (SPEAKERLINE_VERTEX_* / GOOGLE_CLOUD_PROJECT)")
+        if self.accelerator_count < 0:
+            raise ValueError("accelerator_count must be >= 0")
+        leaked = _SECRET_ENV_NAMES & set(self.env)
+        if leaked:
+            raise ValueError(
+                f"secret values must not be passed as env ({sorted(leaked)}); "
+                "set hf_token_secret to the Secret Manager resource name instead"
+            )
+        if self.hf_token_secret is not None and not _SECRET_RESOURCE.match(self.hf_token_secret):
+            raise ValueError(
+                "hf_token_secret must be a Secret Manager resource name "
+                "(projects/<p>/secrets/<name>[/versions/<v>]), not a token value"
+            )
+
+
+def sanitize_label(value: str) -> str:
+    """Make a GCP label value: lowercase letters, digits, ``-`` and ``_``, at most 63 chars."""
+    return _LABEL_INVALID.sub("-", value.lower())[:63]
+
+
+def build_custom_job_request(
+    config: VertexConfig, *, job_id: str, event_json: str, event_id: str | None = None
+) -> dict[str, Any]:
+    """Build a ``CreateCustomJobRequest`` (as a dict with proto field names) for one job.
+
+    ``event_json`` is the structured-mode CloudEvent the job processes. The dict can be
+    passed as ``request=`` to ``JobServiceClient.create_custom_job`` or to
+    ``aiplatform_v1.CreateCustomJobRequest(...)``.
+    """
+    if not job_id:
+        raise ValueError("job_id is required")
+    json.loads(event_json)  # must be JSON; raises ValueError otherwise
+    env: dict[str, str] = dict(config.env)
+    env.update(
+        {
+            ENV_ENGINE: config.worker_engine,
+            ENV_VERTEX_DISPATCH: "false",  # the job diarizes; it must never dispatch again
+            ENV_PYANNOTE_MODEL: config.pyannote_model,
+            ENV_DEVICE: "cuda" if config.accelerator_count > 0 else "cpu",
+            "PYANNOTE_METRICS_ENABLED": "false",
+            ENV_EVENT_JSON: event_json,
+        }
+    )
+    if config.hf_token_secret:
+        env[ENV_HF_TOKEN_SECRET] = config.hf_token_secret
+
+    machine_spec: dict[str, Any] = {"machine_type": config.machine_type}
+    if config.accelerator_count > 0:
+        machine_spec["accelerator_type"] = config.accelerator_type
+        machine_spec["accelerator_count"] = config.accelerator_count
+
+    labels = {sanitize_label(k): sanitize_label(v) for k, v in config.labels.items()}
+    labels.update({"app": "speakerline", "component": "diarization", "job-id": sanitize_label(job_id)})
+    if event_id:
+        labels["event-id"] = sanitize_label(event_id)
+
+    job_spec: dict[str, Any] = {
+        "worker_pool_specs": [
+            {
+                "machine_spec": machine_spec,
+                "replica_count": 1,
+                "disk_spec": {
+                    "boot_disk_type": "pd-ssd",
+                    "boot_disk_size_gb": config.boot_disk_size_gb,
+                },
+                "container_spec": {
+                    "image_uri": config.image_uri,
+                    "command": list(JOB_COMMAND),
+                    "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+                },
+            }
+        ],
+        "scheduling": {
+            "timeout": {"seconds": config.timeout_s},
+            "restart_job_on_worker_restart": False,
+        },
+    }
+    if config.service_account:
+        job_spec["service_account"] = config.service_account
+    if config.network:
+        job_spec["network"] = config.network
+
+    return {
+        "parent": f"projects/{config.project}/locations/{config.region}",
+        "custom_job": {
+            "display_name": f"{config.display_name_prefix}-{job_id}"[:128],
+            "labels": labels,
+            "job_spec": job_spec,
+        },
+    }
+
+
+class JobServiceClient(Protocol):
+    """The one method we use of ``aiplatform_v1.JobServiceClient``."""
+
+    def create_custom_job(self, *, request: Any) -> Any: ...
+
+
+def default_job_client(region: str) -> JobServiceClient:  # pragma: no cover - needs GCP
+    try:
+        from google.cloud import aiplatform_v1  # type: ignore[attr-defined,unused-ignore]
+    except ImportError as exc:
+        from .base import EngineUnavailable
+
+        raise EngineUnavailable("google-cloud-aiplatform is needed to submit Vertex jobs") from exc
+    client: JobServiceClient = aiplatform_v1.JobServiceClient(
+        client_options={"api_endpoint": f"{region}-aiplatform.googleapis.com"}
+    )
+    return client
+
+
+class VertexAIDispatcher:
+    """Submits one Vertex AI CustomJob per diarization job (runs nowhere near here)."""
+
+    name = "vertex"
+
+    def __init__(self, config: VertexConfig, client: JobServiceClient | None = None) -> None:
+        self.config = config
+        self._client = client
+
+    @classmethod
+    def from_env(cls, client: JobServiceClient | None = None) -> VertexAIDispatcher:
+        return cls(VertexConfig.from_env(), client)
+
+    @property
+    def model(self) -> str:
+        return self.config.pyannote_model
+
+    @property
+    def accelerator(self) -> str:
+        """Where the job runs, e.g. ``NVIDIA_L4`` (``cpu`` without accelerators)."""
+        if self.config.accelerator_count <= 0:
+            return "cpu"
+        suffix = f"x{self.config.accelerator_count}" if self.config.accelerator_count > 1 else ""
+        return f"{self.config.accelerator_type}{suffix}"
+
+    def dispatch(self, event: Any) -> str:
+        """Submit a CustomJob for one ``audio.ingested`` CloudEvent; return the job's name."""
+        from speakerline.events import data_of, to_structured_json
+
+        job_id = str(data_of(event)["job_id"])
+        return self.submit(job_id, to_structured_json(event).decode(), event_id=str(event["id"]))
+
+    def submit(self, job_id: str, event_json: str, *, event_id: str | None = None) -> str:
+        """Submit the job; return the CustomJob resource name."""
+        request = build_custom_job_request(self.config, job_id=job_id, event_json=event_json, event_id=event_id)
+        if self._client is None:
+            self._client = default_job_client(self.config.region)
+        response = self._client.create_custom_job(request=request)
+        name = str(getattr(response, "name", ""))
+        log.info(
+            "diarization.vertex_job_submitted",
+            job_id=job_id,
+            custom_job=name,
+            machine_type=self.config.machine_type,
+            accelerator=self.config.accelerator_type,
+        )
+        return name
