@@ -1,0 +1,189 @@
+"""Engine selection: which engine `load_engine` returns for each configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from speakerline_diarization.engines.base import (
+    DiarizationOptions,
+    DiarizationResult,
+    EngineUnavailable,
+)
+from speakerline_diarization.engines.select import EngineConfig, load_engine, resolve_hf_token
+
+
+class FakeEngine:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def diarize(self, audio_path: Path, options: DiarizationOptions) -> DiarizationResult:
+        return DiarizationResult((), self.name, "fake", "cpu", {})
+
+
+class Recorder:
+    def __init__(self, pyannote_error: str | None = None) -> None:
+        self.pyannote_calls: list[tuple[EngineConfig, str | None]] = []
+        self.embedded_calls: list[EngineConfig] = []
+        self.pyannote_error = pyannote_error
+
+    def pyannote(self, config: EngineConfig, token: str | None) -> FakeEngine:
+        self.pyannote_calls.append((config, token))
+        if self.pyannote_error:
+            raise EngineUnavailable(self.pyannote_error)
+        return FakeEngine("pyannote")
+
+    def embedded(self, config: EngineConfig) -> FakeEngine:
+        self.embedded_calls.append(config)
+        return FakeEngine("embedded")
+
+    def load(self, config: EngineConfig, **kwargs: Any) -> Any:
+        return load_engine(config, pyannote_loader=self.pyannote, embedded_loader=self.embedded, **kwargs)
+
+
+def test_auto_without_token_or_local_model_uses_embedded_without_trying_pyannote() -> None:
+    rec = Recorder()
+    with capture_logs() as logs:
+        engine = rec.load(EngineConfig())
+    assert engine.name == "embedded"
+    assert rec.pyannote_calls == []
+    assert any(e["event"] == "diarization.pyannote_skipped" for e in logs)
+
+
+def test_auto_with_token_uses_pyannote() -> None:
+    rec = Recorder()
+    engine = rec.load(EngineConfig(hf_token="hf_x"))
+    assert engine.name == "pyannote"
+    assert rec.pyannote_calls[0][1] == "hf_x"
+    assert rec.embedded_calls == []
+
+
+def test_auto_falls_back_to_embedded_and_logs_why() -> None:
+    rec = Recorder(pyannote_error="gated repo, token lacks access")
+    with capture_logs() as logs:
+        engine = rec.load(EngineConfig(hf_token="hf_x"))
+    assert engine.name == "embedded"
+    warning = next(e for e in logs if e["event"] == "diarization.pyannote_unavailable")
+    assert warning["log_level"] == "warning"
+    assert "gated repo" in warning["reason"]
+    assert warning["fallback"] == "embedded"
+
+
+def test_auto_with_local_model_dir_tries_pyannote_without_token(tmp_path: Path) -> None:
+    rec = Recorder()
+    engine = rec.load(EngineConfig(pyannote_model=str(tmp_path)))
+    assert engine.name == "pyannote"
+    assert rec.pyannote_calls[0][1] is None
+
+
+def test_auto_with_gcs_mirror_tries_pyannote_without_token() -> None:
+    rec = Recorder()
+    assert rec.load(EngineConfig(pyannote_model="gs://models/pyannote")).name == "pyannote"
+
+
+def test_auto_token_from_secret_manager() -> None:
+    rec = Recorder()
+    fetched: list[str] = []
+
+    def fetch(name: str) -> str:
+        fetched.append(name)
+        return "hf_from_secret"
+
+    secret = "projects/p/secrets/hf/versions/latest"
+    engine = rec.load(EngineConfig(hf_token_secret=secret), secret_fetcher=fetch)
+    assert engine.name == "pyannote"
+    assert fetched == [secret]
+    assert rec.pyannote_calls[0][1] == "hf_from_secret"
+
+
+def test_auto_secret_failure_falls_back_to_embedded() -> None:
+    rec = Recorder()
+
+    def fetch(name: str) -> str:
+        raise PermissionError("denied")
+
+    with capture_logs() as logs:
+        engine = rec.load(EngineConfig(hf_token_secret="projects/p/secrets/hf"), secret_fetcher=fetch)
+    assert engine.name == "embedded"
+    assert any("denied" in str(e.get("reason")) for e in logs)
+
+
+def test_explicit_pyannote_does_not_fall_back() -> None:
+    rec = Recorder(pyannote_error="offline")
+    with pytest.raises(EngineUnavailable, match="offline"):
+        rec.load(EngineConfig(engine="pyannote", hf_token="hf_x"))
+    assert rec.embedded_calls == []
+
+
+def test_explicit_embedded() -> None:
+    rec = Recorder()
+    assert rec.load(EngineConfig(engine="embedded", hf_token="hf_x")).name == "embedded"
+    assert rec.pyannote_calls == []
+
+
+def test_vertex_is_not_an_in_process_engine() -> None:
+    with pytest.raises(ValueError, match="VertexAIDispatcher"):
+        Recorder().load(EngineConfig(engine="vertex"))
+
+
+def test_unknown_engine_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown engine"):
+        EngineConfig(engine="whisper")  # type: ignore[arg-type]
+
+
+def test_token_never_in_repr() -> None:
+    assert "hf_secret_value" not in repr(EngineConfig(hf_token="hf_secret_value"))
+
+
+def test_resolve_hf_token_prefers_explicit_token() -> None:
+    def fetch(name: str) -> str:  # pragma: no cover - must not be called
+        raise AssertionError
+
+    assert resolve_hf_token(EngineConfig(hf_token="a", hf_token_secret="projects/p/secrets/s"), fetch) == "a"
+    assert resolve_hf_token(EngineConfig()) is None
+
+
+def test_from_env() -> None:
+    config = EngineConfig.from_env(
+        {
+            "SPEAKERLINE_ENGINE": "pyannote",
+            "SPEAKERLINE_PYANNOTE_MODEL": "pyannote/speaker-diarization-community-1",
+            "SPEAKERLINE_HF_TOKEN": "hf_1",
+            "SPEAKERLINE_HF_TOKEN_SECRET": "projects/p/secrets/hf/versions/latest",
+            "SPEAKERLINE_DIARIZATION_DEVICE": "cpu",
+            "SPEAKERLINE_MODEL_CACHE_DIR": "/cache",
+        }
+    )
+    assert config.engine == "pyannote"
+    assert config.pyannote_model == "pyannote/speaker-diarization-community-1"
+    assert config.hf_token == "hf_1"
+    assert config.hf_token_secret == "projects/p/secrets/hf/versions/latest"
+    assert config.device == "cpu"
+    assert config.cache_dir == Path("/cache")
+
+
+def test_from_env_defaults_and_vertex_flag() -> None:
+    default = EngineConfig.from_env({})
+    assert (default.engine, default.pyannote_model, default.hf_token, default.device) == (
+        "auto",
+        "pyannote/speaker-diarization-3.1",
+        None,
+        "auto",
+    )
+    assert EngineConfig.from_env({"HF_TOKEN": "hf_2"}).hf_token == "hf_2"
+    assert EngineConfig.from_env({"SPEAKERLINE_VERTEX_DISPATCH": "true"}).engine == "vertex"
+    # an explicit engine wins over the dispatch flag (the Vertex job itself sets both)
+    assert (
+        EngineConfig.from_env({"SPEAKERLINE_VERTEX_DISPATCH": "false", "SPEAKERLINE_ENGINE": "auto"}).engine == "auto"
+    )
+    with pytest.raises(ValueError):
+        EngineConfig.from_env({"SPEAKERLINE_ENGINE": "nope"})
+
+
+def test_real_loaders_report_unavailable_engines(tmp_path: Path) -> None:
+    """The default loaders turn missing weights into EngineUnavailable (no fallback loop)."""
+    with pytest.raises(EngineUnavailable, match="weights missing"):
+        load_engine(EngineConfig(engine="embedded", embedded_weights_dir=tmp_path))
