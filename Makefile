@@ -67,8 +67,10 @@ run: install
 	$(BIN)/speakerline demo
 
 bench: install
+	@mkdir -p .stack
 	$(BIN)/pytest tests/bench -p no:cacheprovider -o addopts="-ra --import-mode=importlib" \
 		--benchmark-columns=min,mean,max,rounds --benchmark-json=.stack/bench.json
+	$(BIN)/python tests/diarization/bench_engines.py --rounds 1
 
 eval: install
 	$(BIN)/pytest tests/diarization/test_quality.py -s -q
