@@ -14,4 +14,4 @@ if [ "${1:-}" = "--print-source" ]; then
     echo "$source_file"
     exit 0
 fi
-exec functions-framework --target entrypoint --source "$source_file" --signature-type "${FUNCTION_SIGNATURE_TYPE:-cloudevent}" --port "${PORT:-8080}"
+exec functions-framework --target "${FUNCTION_TARGET:-entrypoint}" --source "$source_file" --signature-type "${FUNCTION_SIGNATURE_TYPE:-cloudevent}" --port "${PORT:-8080}"

@@ -67,7 +67,14 @@ resource "google_cloud_run_v2_service" "push" {
       }
 
       dynamic "env" {
-        for_each = merge(local.common_env, local.secret_env[each.key], lookup(var.service_env, each.key, {}))
+        for_each = merge(
+          local.common_env,
+          # Push subscriptions deliver to the HTTP entry point: it reads the raw push body, whose
+          # deliveryAttempt lets the last attempt publish job.failed before Pub/Sub dead-letters the message.
+          { FUNCTION_SIGNATURE_TYPE = "http", FUNCTION_TARGET = "http_entrypoint" },
+          local.secret_env[each.key],
+          lookup(var.service_env, each.key, {}),
+        )
 
         content {
           name  = env.key

@@ -217,31 +217,41 @@ def run_pull(service: ServiceDef, project: str, ready_file: Path | None = None) 
 # --- push (functions-framework) ------------------------------------------------------------------------------
 
 
-def _push_subscription(service: ServiceDef, cloud_event: Any) -> Subscription:
-    """The subscription a push came through: named in the Eventarc payload, or found by topic and service."""
-    data = cloud_event.data or {}
-    name = str(data.get("subscription", "")).rsplit("/", 1)[-1]
+def _push_subscription(service: ServiceDef, subscription: str, topic: str) -> Subscription:
+    """The subscription a push came through: named in the envelope, or found by topic among the service's."""
+    name = subscription.rsplit("/", 1)[-1]
     if name in service.topology.subscriptions:
         return service.topology.subscriptions[name]
-    topic = str(cloud_event["source"]).rsplit("/", 1)[-1]
+    topic = topic.rsplit("/", 1)[-1]
     for sub in service.topology.subscriptions_of(service.name):
         if sub.topic == topic:
             return sub
-    raise InvalidEvent("unknown_subscription", f"push from {cloud_event['source']!r} matches no subscription")
+    raise InvalidEvent("unknown_subscription", f"push from {subscription or topic!r} matches no subscription")
 
 
-def handle_push(service: ServiceDef, cloud_event: Any) -> Outcome:
-    """Body of a functions-framework CloudEvent function receiving Pub/Sub messages."""
-    sub = _push_subscription(service, cloud_event)
-    message = (cloud_event.data or {}).get("message", {})
-    attempt = (cloud_event.data or {}).get("deliveryAttempt")
+def handle_push_envelope(service: ServiceDef, envelope: Mapping[str, Any], topic: str = "") -> Outcome:
+    """Process a Pub/Sub push request body: `{"message": {...}, "subscription": ..., "deliveryAttempt": n}`.
+
+    The raw envelope is what an HTTP function receives: it carries the delivery attempt (with a dead-letter
+    policy), which the last-attempt hook needs.
+    """
+    message = envelope.get("message") or {}
+    attempt = envelope.get("deliveryAttempt")
+    sub = _push_subscription(service, str(envelope.get("subscription") or ""), topic)
     delivery = Delivery(
         data=base64.b64decode(message.get("data") or ""),
         attributes=message.get("attributes") or {},
-        message_id=str(message.get("messageId") or message.get("message_id") or cloud_event["id"]),
+        message_id=str(message.get("messageId") or message.get("message_id") or ""),
         delivery_attempt=int(attempt) if attempt is not None else None,
     )
     outcome = process(service, sub, delivery)
     if outcome is Outcome.NACK:
         raise RedeliveryRequested(f"{service.name}: handler failed for message {delivery.message_id}")
     return outcome
+
+
+def handle_push(service: ServiceDef, cloud_event: Any) -> Outcome:
+    """Body of a functions-framework CloudEvent function receiving Pub/Sub messages (Eventarc, or a push
+    subscription whose endpoint path names the topic). functions-framework's conversion of a raw push drops
+    `subscription` and `deliveryAttempt`: prefer the HTTP entry point for push subscriptions."""
+    return handle_push_envelope(service, cloud_event.data or {}, str(cloud_event["source"]))

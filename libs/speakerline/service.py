@@ -82,14 +82,36 @@ def run_worker(name: str, build: Callable[[], runtime.ServiceDef]) -> None:
 
 
 def push_entrypoint(name: str, build: Callable[[], runtime.ServiceDef]) -> Callable[[Any], None]:
-    """A functions-framework CloudEvent function body for `name`."""
-    configured = False
+    """A functions-framework CloudEvent function body for `name` (Eventarc, or push via CloudEvent)."""
 
     def entrypoint(cloud_event: Any) -> None:
-        nonlocal configured
-        if not configured:
-            logs.configure(name)
-            configured = True
+        _configure_logs_once(name)
         runtime.handle_push(build(), cloud_event)
 
     return entrypoint
+
+
+def push_http_entrypoint(name: str, build: Callable[[], runtime.ServiceDef]) -> Callable[[Any], tuple[str, int]]:
+    """A functions-framework HTTP function body for `name` behind a Pub/Sub push subscription: it reads the raw
+    push envelope, so the delivery attempt reaches the last-attempt hook. A non-2xx answer makes Pub/Sub
+    redeliver with backoff."""
+
+    # functions-framework registers the signature type under the function's __name__, which must be the
+    # module attribute that `--target` names.
+    def http_entrypoint(request: Any) -> tuple[str, int]:
+        _configure_logs_once(name)
+        envelope = request.get_json(silent=True)
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("message"), dict):
+            return "expected a Pub/Sub push request body", 400
+        try:
+            runtime.handle_push_envelope(build(), envelope, str(request.path))
+        except runtime.RedeliveryRequested as exc:
+            return str(exc), 500
+        return "", 204
+
+    return http_entrypoint
+
+
+@cache
+def _configure_logs_once(name: str) -> None:
+    logs.configure(name)

@@ -50,6 +50,7 @@ def build() -> runtime.ServiceDef:
 
 
 entrypoint = functions_framework.cloud_event(service.push_entrypoint(NAME, build))
+http_entrypoint = functions_framework.http(service.push_http_entrypoint(NAME, build))
 
 
 def main() -> None:
