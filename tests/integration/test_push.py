@@ -86,7 +86,9 @@ def test_projector_behind_a_push_subscription(emulators: StackConfig, tmp_path: 
 
         db = firestore.Client(project=emulators.project)
         job = wait_for(lambda: jobstore.get_job(db, data["job_id"]), timeout_s=30)
-        assert job["status"] == "RECEIVED"
+        # (When the pipeline's services also run, ingest may already have moved the job on: don't pin status.)
+        assert job["stages"]["received_at"] is not None
+        assert job["request"]["input"]["uri"] == data["request"]["input"]["uri"]
 
         def logged() -> list[dict]:  # type: ignore[type-arg]
             lines = log_path.read_text().splitlines()
