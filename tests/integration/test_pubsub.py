@@ -157,3 +157,34 @@ def test_unhandled_known_types_are_acknowledged_not_dead_lettered(emulators: Sta
         assert pull(emulators.project, sub.dead_letter_subscription, 1, timeout_s=5) == []
     finally:
         worker.stop()
+
+
+def test_a_long_job_keeps_its_lease_and_is_not_redelivered(emulators: StackConfig, unique: str) -> None:
+    """The subscription's ack deadline is 10 s; the handler works for 22 s while the client extends the lease."""
+    import time
+
+    topo = one_subscription_topology(unique, ["io.speakerline.audio.uploaded.v1"])
+    provision.apply_pubsub(topo, emulators.project)
+    sub = next(iter(topo.subscriptions.values()))
+    assert sub.ack_deadline_s == 10
+    calls: list[float] = []
+
+    def slow(event: events.CloudEvent) -> list[events.CloudEvent]:
+        calls.append(time.monotonic())
+        time.sleep(22)
+        return []
+
+    service = _probe_service(topo, emulators.project, slow)
+    service.routes = {"handle": runtime.Route(handler=slow, accepts=frozenset(["io.speakerline.audio.uploaded.v1"]),
+                                              concurrency=1)}  # fmt: skip
+    worker = runtime.PullWorker(service, emulators.project)
+    worker.start()
+    try:
+        doc = json.loads(EXAMPLES[[p.parent.name for p in EXAMPLES].index("audio.uploaded")].read_text())
+        service.publisher.publish([events.new_event(doc["type"], doc["data"], source="//t")])
+        wait_for(lambda: calls, timeout_s=20)
+        time.sleep(30)  # the handler's 22 s plus time for a (wrong) redelivery to show up
+    finally:
+        worker.stop()
+    assert len(calls) == 1
+    assert pull(emulators.project, sub.dead_letter_subscription, 1, timeout_s=2) == []
