@@ -2,56 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 from google.cloud import firestore
 
-from speakerline import events, jobstore
+from speakerline import jobstore
 from speakerline.jobs import EVENTS_SUBCOLLECTION, JOBS_COLLECTION
 from speakerline.stack import StackConfig
-from speakerline_projector.projection import project
 from speakerline_projector.store import FirestoreJobStore
 
+from .jobevents import HAPPY, fold, full_job, make
+
 pytestmark = pytest.mark.integration
-
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "events"
-OFFSETS = {
-    "audio.uploaded": 0,
-    "audio.ingested": 7,
-    "diarization.started": 21,
-    "diarization.completed": 28,
-    "job.completed": 35,
-    "job.rejected": 14,
-    "job.failed": 42,
-    "notification.delivered": 49,
-    "notification.failed": 56,
-}
-HAPPY = ("audio.uploaded", "audio.ingested", "diarization.started", "diarization.completed", "job.completed")
-
-
-def make(name: str, job_id: str, t0: datetime, at: float | None = None) -> events.CloudEvent:
-    data: dict[str, Any] = json.loads((SCHEMAS / name / "v1.example.json").read_text())["data"]
-    data["job_id"] = job_id
-    time = t0 + timedelta(seconds=OFFSETS[name] if at is None else at)
-    return events.new_event(f"io.speakerline.{name}.v1", data, source="//speakerline/tests", time=time)
-
-
-def full_job(job_id: str, t0: datetime) -> list[events.CloudEvent]:
-    return [make(n, job_id, t0) for n in (*HAPPY, "notification.delivered", "notification.failed")]
-
-
-def fold(evs: list[events.CloudEvent]) -> dict[str, Any]:
-    job: dict[str, Any] | None = None
-    for event in evs:
-        job = project(job, event)
-    assert job is not None
-    return job
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +48,7 @@ def event_ids(client: firestore.Client, job_id: str) -> list[str]:
 def test_applied_events_read_back_as_the_projection(
     client: firestore.Client, store: FirestoreJobStore, job_id: str, t0: datetime
 ) -> None:
-    evs = full_job(job_id, t0)
+    evs = full_job(job_id, t0=t0)
     assert [store.apply(e) for e in evs] == [True] * len(evs)
 
     job = jobstore.get_job(client, job_id)
@@ -109,7 +74,7 @@ def test_applied_events_read_back_as_the_projection(
 def test_the_same_event_twice_is_applied_once(
     client: firestore.Client, store: FirestoreJobStore, job_id: str, t0: datetime
 ) -> None:
-    first, second = make("audio.uploaded", job_id, t0), make("audio.ingested", job_id, t0)
+    first, second = make("audio.uploaded", job_id, t0=t0), make("audio.ingested", job_id, t0=t0)
     assert store.apply(first) is True
     assert store.apply(second) is True
     before = jobstore.get_job(client, job_id)
@@ -123,7 +88,7 @@ def test_the_same_event_twice_is_applied_once(
 def test_out_of_order_application_ends_in_the_same_document(
     client: firestore.Client, store: FirestoreJobStore, job_id: str, t0: datetime
 ) -> None:
-    evs = full_job(job_id, t0)
+    evs = full_job(job_id, t0=t0)
     for event in reversed(evs):
         store.apply(event)
     job = jobstore.get_job(client, job_id)
@@ -136,7 +101,7 @@ def test_out_of_order_application_ends_in_the_same_document(
 def test_concurrent_application_from_several_threads_is_consistent(
     client: firestore.Client, store: FirestoreJobStore, job_id: str, t0: datetime
 ) -> None:
-    evs = [*full_job(job_id, t0), make("job.failed", job_id, t0, at=31)]
+    evs = [*full_job(job_id, t0=t0), make("job.failed", job_id, at=31, t0=t0)]
     applied: list[bool] = []
     lock = threading.Lock()
 
@@ -168,11 +133,11 @@ def test_list_jobs_filters_by_status_and_orders_by_latest_update(
     # Three rejected jobs updated at t0+14s+{0,1,2}h and one completed one.
     rejected = [f"job_list_{unique}_{i}" for i in range(3)]
     for i, jid in enumerate(rejected):
-        store.apply(make("audio.uploaded", jid, t0, at=3600 * i))
-        store.apply(make("job.rejected", jid, t0, at=3600 * i + 14))
+        store.apply(make("audio.uploaded", jid, at=3600 * i, t0=t0))
+        store.apply(make("job.rejected", jid, at=3600 * i + 14, t0=t0))
     completed = f"job_list_{unique}_done"
     for name in HAPPY:
-        store.apply(make(name, completed, t0))
+        store.apply(make(name, completed, t0=t0))
 
     listed = jobstore.list_jobs(client, status="REJECTED", limit=1000)
     assert all(j["status"] == "REJECTED" for j in listed)

@@ -1,0 +1,56 @@
+"""Events of one job, built from the schema examples, for the projector's unit and integration tests."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from speakerline import events
+from speakerline_projector.projection import project
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "events"
+T0 = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+
+# Offsets (seconds after T0) of a normal job's events, as in the examples.
+HAPPY = ("audio.uploaded", "audio.ingested", "diarization.started", "diarization.completed", "job.completed")
+OFFSETS = {
+    "audio.uploaded": 0,
+    "audio.ingested": 7,
+    "diarization.started": 21,
+    "diarization.completed": 28,
+    "job.completed": 35,
+    "job.rejected": 14,
+    "job.failed": 42,
+    "notification.delivered": 49,
+    "notification.failed": 56,
+}
+
+
+def example_data(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((SCHEMAS / name / "v1.example.json").read_text())["data"]
+    return data
+
+
+def make(
+    name: str, job_id: str, at: float | datetime | None = None, *, t0: datetime = T0, **changes: Any
+) -> events.CloudEvent:
+    """An event of type `name` for `job_id` built from the schema example; `at` is seconds after t0 or a time."""
+    data = example_data(name)
+    data["job_id"] = job_id
+    data.update(changes)
+    offset = OFFSETS[name] if at is None else at
+    time = offset if isinstance(offset, datetime) else t0 + timedelta(seconds=offset)
+    return events.new_event(f"io.speakerline.{name}.v1", data, source="//speakerline/tests", time=time)
+
+
+def full_job(job_id: str, *, t0: datetime = T0) -> list[events.CloudEvent]:
+    return [make(n, job_id, t0=t0) for n in (*HAPPY, "notification.delivered", "notification.failed")]
+
+
+def fold(evs: list[events.CloudEvent], job: dict[str, Any] | None = None) -> dict[str, Any]:
+    for event in evs:
+        job = project(job, event)
+    assert job is not None
+    return job
