@@ -1,0 +1,63 @@
+"""`python -m speakerline_diarization run-one`: what a Vertex AI custom job runs, against the emulators."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import google.cloud.pubsub_v1 as pubsub_v1
+import google.cloud.storage as gcs
+import pytest
+import soundfile as sf
+
+from speakerline import events, topology
+from speakerline.stack import StackConfig
+
+from .helpers import pull
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "tests" / "data" / "sample" / "conversation.flac"
+
+
+def test_run_one_diarizes_an_ingested_event_and_publishes_the_result(
+    emulators: StackConfig, tmp_path: Path, example, unique: str
+) -> None:  # type: ignore[no-untyped-def]
+    audio, rate = sf.read(SAMPLE, dtype="int16")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1), wav.setsampwidth(2), wav.setframerate(rate)
+        wav.writeframes(audio.tobytes())
+    work = topology.load().bucket("work")
+    gcs.Client(project=emulators.project).bucket(work).blob(f"jobs/{unique}/audio.wav").upload_from_string(
+        buffer.getvalue(), content_type="audio/wav"
+    )
+    data = example("audio.ingested")
+    data["job_id"] = f"vertex-{unique}"
+    data["audio"].update(uri=f"gs://{work}/jobs/{unique}/audio.wav", duration_s=len(audio) / rate)
+    data["request"]["options"] = {"num_speakers": 3}
+    event = events.new_event("io.speakerline.audio.ingested.v1", data, source="//tests/vertex")
+    event_file = tmp_path / "event.json"
+    event_file.write_bytes(events.to_structured_json(event))
+
+    subscriber = pubsub_v1.SubscriberClient()
+    probe = f"run-one-{unique}"
+    subscriber.create_subscription(request={"name": subscriber.subscription_path(emulators.project, probe),
+                                            "topic": f"projects/{emulators.project}/topics/diarization"})  # fmt: skip
+    env = {**os.environ, **emulators.emulator_env(), "SPEAKERLINE_ENGINE": "embedded", "HF_HUB_OFFLINE": "1",
+           "PYANNOTE_METRICS_ENABLED": "false"}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "speakerline_diarization", "run-one", "--event-json", str(event_file)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    received = [events.from_pubsub(m.data, dict(m.attributes)) for m in pull(emulators.project, probe, 2)]
+    types = [e["type"] for e in received if events.data_of(e)["job_id"] == data["job_id"]]
+    assert types == ["io.speakerline.diarization.started.v1", "io.speakerline.diarization.completed.v1"]
+    completed = events.data_of(received[-1])
+    assert completed["result"]["num_speakers"] == 3
+    assert completed["engine"]["name"] == "embedded"
