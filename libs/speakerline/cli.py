@@ -279,6 +279,52 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             stack.down(cfg)
 
 
+def _cmd_dlq(args: argparse.Namespace) -> int:
+    import getpass
+    import json
+    import socket
+
+    from speakerline import deadletters, topology
+
+    _use_local_stack_if_running()
+    topo = topology.load()
+    unknown = [s for s in (args.subscription or []) if s not in topo.subscriptions]
+    if unknown:
+        print(f"unknown subscription(s) {unknown}; known: {', '.join(topo.subscriptions)}", file=sys.stderr)
+        return EXIT_USAGE
+    flt = deadletters.Filter(frozenset(args.reason or []), frozenset(args.job or []), frozenset(args.type or []))
+    queue = deadletters.DeadLetterQueue(_project(), topo)
+    if args.dlq_cmd == "list":
+        subs = [topo.subscriptions[s] for s in args.subscription] if args.subscription else topo.subscriptions.values()
+        found = [letter.summary() for letter in queue.list(subs, flt, args.limit)]
+        if args.json:
+            print(json.dumps(found, indent=2))
+        else:
+            for row in found:
+                print(f"{row['subscription']:<28} {row['reason']:<22} {row['job_id'] or '-':<30} "
+                      f"{row['event_type'] or '-'}  {row['detail'] or ''}")  # fmt: skip
+            print(f"{len(found)} dead letter(s)")
+        return EXIT_OK
+    if not args.subscription or len(args.subscription) != 1:
+        print("replay takes exactly one --subscription", file=sys.stderr)
+        return EXIT_USAGE
+    operator = args.operator or f"{getpass.getuser()}@{socket.gethostname()}"
+    audit_dir = Path(args.audit_dir) if args.audit_dir else _stack_dir() / "audit"
+    report = queue.replay(
+        topo.subscriptions[args.subscription[0]],
+        flt,
+        operator=operator,
+        limit=args.limit,
+        execute=args.execute,
+        include_invalid=args.include_invalid,
+        audit_dir=audit_dir,
+    )
+    print(json.dumps(report.to_dict(), indent=2))
+    if not args.execute:
+        print(f"dry run: {len(report.replayed)} message(s) would be replayed; add --execute", file=sys.stderr)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speakerline", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -326,6 +372,23 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("--json", action="store_true")
     p_jobs.set_defaults(func=_cmd_jobs)
 
+    p_dlq = sub.add_parser("dlq", help="ops: inspect and replay dead-lettered messages")
+    dlq_sub = p_dlq.add_subparsers(dest="dlq_cmd", required=True)
+    p_list = dlq_sub.add_parser("list", help="dead letters with their reasons (nothing is consumed)")
+    p_replay = dlq_sub.add_parser("replay", help="republish matching dead letters to their topic (dry run by default)")
+    for p in (p_list, p_replay):
+        p.add_argument("--subscription", action="append", help="service subscription (repeatable; all by default)")
+        p.add_argument("--reason", action="append", help="e.g. retries_exhausted, schema_violation (repeatable)")
+        p.add_argument("--job", action="append", help="job id (repeatable)")
+        p.add_argument("--type", action="append", help="CloudEvent type (repeatable)")
+        p.add_argument("--limit", type=int, default=100)
+    p_list.add_argument("--json", action="store_true")
+    p_replay.add_argument("--execute", action="store_true", help="really replay (default: show what would happen)")
+    p_replay.add_argument("--include-invalid", action="store_true", help="also replay messages refused as invalid")
+    p_replay.add_argument("--operator", help="who replays, for the audit trail (default: user@host)")
+    p_replay.add_argument("--audit-dir", help="where the audit record goes (default: .stack/audit)")
+    p_dlq.set_defaults(func=_cmd_dlq)
+
     p_demo = sub.add_parser("demo", help="stack up, diarize the bundled sample, print timeline and DER, stack down")
     p_demo.add_argument("--timeout", type=float, default=900.0)
     p_demo.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
@@ -334,8 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from speakerline import logs
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    logs.configure("cli", level=os.environ.get("SPEAKERLINE_LOG_LEVEL", "WARNING"))  # JSON lines on stderr
     return int(args.func(args))
 
 
