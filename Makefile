@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYANNOTE_METRICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install test unit integration e2e lint typecheck run up down status bench eval schemas docker-config clean
+.PHONY: install test unit integration e2e lint typecheck run up down status bench eval schemas infra-check docker-config clean
 
 install: $(STAMP)
 
@@ -74,6 +74,13 @@ bench: install
 
 eval: install
 	$(BIN)/pytest tests/diarization/test_quality.py -s -q
+
+# Static checks of the cloud deployment (terraform cannot download providers everywhere, so no `validate`):
+# formatting and checkov's policy scan, in a venv of its own (checkov's dependencies are heavy).
+infra-check:
+	terraform fmt -check -recursive infra/terraform
+	test -x .venv-infra/bin/checkov || { $(PYTHON) -m venv .venv-infra && .venv-infra/bin/pip install --quiet checkov==3.3.30; }
+	.venv-infra/bin/checkov -d infra/terraform --quiet --compact --skip-download
 
 docker-config:
 	docker compose config --quiet
