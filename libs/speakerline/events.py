@@ -34,6 +34,7 @@ __all__ = [
     "CloudEvent",
     "InvalidEvent",
     "catalog",
+    "caused_event",
     "data_of",
     "from_pubsub",
     "new_event",
@@ -168,6 +169,20 @@ def new_event(
         attributes["subject"] = f"jobs/{job_id}"
         attributes["jobid"] = job_id
     return CloudEvent(attributes, dict(data))
+
+
+# Namespace of derived event ids (uuid5): fixed forever, or redelivered inputs would stop deduplicating.
+_DERIVED_ID_NAMESPACE = uuid.UUID("6f1d6a52-7b1e-4c8e-9a55-2f0f3d9b8e11")
+
+
+def caused_event(
+    cause: CloudEvent, event_type: str, data: Mapping[str, Any], *, source: str, discriminator: str = ""
+) -> CloudEvent:
+    """The event that handling `cause` produces, with an id derived from the cause's: a redelivered input yields
+    the very same output event, which consumers then deduplicate like any other repeat. `discriminator` tells
+    apart several events of one type produced from one cause (a channel, an attempt)."""
+    event_id = str(uuid.uuid5(_DERIVED_ID_NAMESPACE, f"{cause['id']}|{event_type}|{discriminator}"))
+    return new_event(event_type, data, source=source, cause=cause, event_id=event_id)
 
 
 def to_pubsub(event: CloudEvent) -> tuple[bytes, dict[str, str]]:

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from speakerline import runtime, storage
-from speakerline.events import CloudEvent, data_of, new_event
-from speakerline.jobs import derived_event_id
+from speakerline.events import CloudEvent, caused_event, data_of
 from speakerline.timeline import Turn, to_rttm, turns_to_json
 from speakerline_diarization.engines.base import (
     DiarizationEngine,
@@ -58,9 +57,7 @@ class DiarizationDeps:
 def _event(
     event_type: str, data: Mapping[str, Any], cause: CloudEvent, deps: DiarizationDeps, discriminator: str = ""
 ) -> CloudEvent:
-    return new_event(
-        event_type, data, source=deps.source, cause=cause, event_id=derived_event_id(cause, event_type, discriminator)
-    )
+    return caused_event(cause, event_type, data, source=deps.source, discriminator=discriminator)
 
 
 def _failed(cause: CloudEvent, deps: DiarizationDeps, code: str, message: str, retriable: bool) -> CloudEvent:

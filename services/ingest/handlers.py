@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from speakerline import storage
-from speakerline.events import CloudEvent, data_of, new_event
-from speakerline.jobs import derived_event_id, job_id_for_object
+from speakerline.events import CloudEvent, caused_event, data_of
+from speakerline.jobs import job_id_for_object
 from speakerline_ingest.media import MediaLimits, Rejection, ingest_file
 
 UPLOADED = "io.speakerline.audio.uploaded.v1"
@@ -42,7 +42,7 @@ class IngestDeps:
 
 
 def _event(event_type: str, data: Mapping[str, Any], cause: CloudEvent, deps: IngestDeps) -> CloudEvent:
-    return new_event(event_type, data, source=deps.source, cause=cause, event_id=derived_event_id(cause, event_type))
+    return caused_event(cause, event_type, data, source=deps.source)
 
 
 def _rejected(

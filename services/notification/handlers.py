@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from speakerline import runtime
-from speakerline.events import CloudEvent, data_of, new_event, to_structured_json
-from speakerline.jobs import derived_event_id
+from speakerline.events import CloudEvent, caused_event, data_of, to_structured_json
 from speakerline_notification.delivery import DeliveryResult
 from speakerline_notification.payloads import (
     JobOutcome,
@@ -147,12 +146,8 @@ def _report(
     else:
         event_type = FAILED
         data["error"] = {"code": error[0], "message": error[1][:2000], "retriable": error[2]}
-    return new_event(
-        event_type,
-        data,
-        source=deps.source,
-        cause=event,
-        event_id=derived_event_id(event, event_type, f"{channel.name}:{data['attempt'] if error else ''}"),
+    return caused_event(
+        event, event_type, data, source=deps.source, discriminator=f"{channel.name}:{data['attempt'] if error else ''}"
     )
 
 

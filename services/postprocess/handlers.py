@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from speakerline import storage
-from speakerline.events import CloudEvent, data_of, new_event
-from speakerline.jobs import derived_event_id
+from speakerline.events import CloudEvent, caused_event, data_of
 from speakerline.timeline import Turn, to_rttm, to_webvtt, turns_from_json
 from speakerline_postprocess.timeline_rules import PostprocessConfig, Summary, build_output, clean, summarize
 
@@ -70,15 +69,7 @@ def on_diarization_completed(event: CloudEvent, deps: PostprocessDeps) -> list[C
             "summary": event_summary(summary, turns),
         },
     }
-    return [
-        new_event(
-            JOB_COMPLETED,
-            completed,
-            source=deps.source,
-            cause=event,
-            event_id=derived_event_id(event, JOB_COMPLETED),
-        )
-    ]
+    return [caused_event(event, JOB_COMPLETED, completed, source=deps.source)]
 
 
 def on_exhausted(event: CloudEvent, error: BaseException, deps: PostprocessDeps) -> list[CloudEvent]:
@@ -93,6 +84,4 @@ def on_exhausted(event: CloudEvent, error: BaseException, deps: PostprocessDeps)
             "retriable": True,
         },
     }
-    return [
-        new_event(JOB_FAILED, failed, source=deps.source, cause=event, event_id=derived_event_id(event, JOB_FAILED))
-    ]
+    return [caused_event(event, JOB_FAILED, failed, source=deps.source)]
