@@ -143,6 +143,11 @@ def _final_document(job: dict[str, object] | None, job_id: str) -> dict[str, obj
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
+    return _submit(args)[0]
+
+
+def _submit(args: argparse.Namespace) -> tuple[int, dict[str, object] | None]:
+    """Upload, optionally follow the job to its end and report it: (exit code, final job document if waited)."""
     import google.cloud.storage as gcs
     from google.cloud import firestore
 
@@ -153,12 +158,12 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         print(f"{path}: no such file", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_USAGE, None
     try:
         options = client.speaker_options(args.num_speakers, args.min_speakers, args.max_speakers)
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_USAGE, None
     submission = client.submit(
         gcs.Client(project=project),
         path,
@@ -171,7 +176,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
             _print_job_json({"job_id": submission.job_id, "input": submission.uri, "status": "SUBMITTED"})
         else:
             print(submission.job_id)
-        return EXIT_OK
+        return EXIT_OK, None
     progress = sys.stderr if args.json else sys.stdout
     print(f"job {submission.job_id}: uploaded {submission.uri}", file=progress)
 
@@ -183,7 +188,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return _report_job(job, submission.job_id, args.json)
 
 
-def _report_job(job: dict[str, object] | None, job_id: str, as_json: bool) -> int:
+def _report_job(job: dict[str, object] | None, job_id: str, as_json: bool) -> tuple[int, dict[str, object]]:
     from speakerline import client
     from speakerline import jobstore as store
     from speakerline.jobs import JobStatus
@@ -199,8 +204,8 @@ def _report_job(job: dict[str, object] | None, job_id: str, as_json: bool) -> in
     else:
         print(store.format_job_detail(doc) if job else f"job {job_id}: not found")
     if status in (JobStatus.REJECTED, JobStatus.FAILED):
-        return EXIT_JOB_FAILED
-    return EXIT_OK if status == JobStatus.COMPLETED else EXIT_TIMEOUT
+        return EXIT_JOB_FAILED, doc
+    return (EXIT_OK if status == JobStatus.COMPLETED else EXIT_TIMEOUT), doc
 
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
@@ -251,18 +256,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_JOB_FAILED
     try:
         print(f"== submitting {sample.relative_to(repo)} (speaker count not given: the engine estimates it)")
-        code = main(["submit", str(sample), "--wait", "--timeout", str(args.timeout)])
-        if code != EXIT_OK:
+        submit_args = build_parser().parse_args(["submit", str(sample), "--wait", "--timeout", str(args.timeout)])
+        code, doc = _submit(submit_args)  # the very job submitted, with its segments
+        if code != EXIT_OK or doc is None:
             return code
         import json
 
-        from google.cloud import firestore
-
-        db = firestore.Client(project=cfg.project)
-        from speakerline import jobstore
-
-        latest = jobstore.list_jobs(db, "COMPLETED", 1)[0]
-        doc = _final_document(latest, str(latest["job_id"]))
         hypothesis = client.turns(doc["result"]["segments"])  # type: ignore[index]
         reference = next(iter(parse_rttm(reference_file.read_text()).values()))
         der = client.diarization_error_rate(reference, hypothesis)
