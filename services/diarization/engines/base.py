@@ -57,8 +57,11 @@ class DiarizationOptions:
 class DiarizationResult:
     """What an engine returns: turns sorted by start time, plus provenance and timings.
 
-    ``timings`` holds e.g. ``load_s``, ``inference_s``, ``audio_s`` and ``rtf``
-    (inference seconds per second of audio).
+    ``turns`` is the overlap-aware timeline (two people speaking at once are two turns).
+    ``exclusive_turns`` is the same diarization with one speaker at a time (pyannote 4's
+    ``exclusive_speaker_diarization``), for aligning a transcript; empty when the engine
+    does not produce one. ``timings`` holds e.g. ``load_s``, ``inference_s``, ``audio_s``
+    and ``rtf`` (inference seconds per second of audio).
     """
 
     turns: tuple[SpeakerTurn, ...]
@@ -66,6 +69,7 @@ class DiarizationResult:
     model: str
     device: str
     timings: dict[str, float] = field(default_factory=dict)
+    exclusive_turns: tuple[SpeakerTurn, ...] = ()
 
     @property
     def speakers(self) -> tuple[str, ...]:

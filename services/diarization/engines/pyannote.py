@@ -69,39 +69,8 @@ def read_wav(audio_path: Path) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(data.mean(axis=1), dtype=np.float32), int(sample_rate)
 
 
-def run_pipeline(
-    pipeline: Any, audio_path: Path, options: DiarizationOptions, *, uri: str | None = None
-) -> tuple[tuple[SpeakerTurn, ...], float, float]:
-    """Run a pyannote ``SpeakerDiarization`` pipeline on an in-memory waveform.
-
-    Returns ``(turns, audio_seconds, inference_seconds)``. Turns come from the
-    overlap-aware ``speaker_diarization`` output, clipped to the audio, sorted by
-    ``(start, end, speaker)``.
-    """
-    import torch
-
-    samples, sample_rate = read_wav(audio_path)
-    audio_s = len(samples) / sample_rate if sample_rate else 0.0
-    if len(samples) == 0 or not np.any(samples):
-        return (), audio_s, 0.0
-    if sample_rate != SAMPLE_RATE:
-        log.warning("diarization.unexpected_sample_rate", sample_rate=sample_rate)
-    file = {
-        "waveform": torch.from_numpy(samples)[None],
-        "sample_rate": sample_rate,
-        "uri": uri or audio_path.stem,
-    }
-    kwargs: dict[str, int] = {}
-    if options.num_speakers is not None:
-        kwargs["num_speakers"] = options.num_speakers
-    if options.min_speakers is not None:
-        kwargs["min_speakers"] = options.min_speakers
-    if options.max_speakers is not None:
-        kwargs["max_speakers"] = options.max_speakers
-    started = time.perf_counter()
-    output = pipeline(file, **kwargs)
-    inference_s = time.perf_counter() - started
-    annotation = getattr(output, "speaker_diarization", output)
+def _annotation_turns(annotation: Any, audio_s: float) -> tuple[SpeakerTurn, ...]:
+    """pyannote ``Annotation`` -> turns clipped to the audio, sorted by (start, end, speaker)."""
     turns = []
     for segment, _, label in annotation.itertracks(yield_label=True):
         start = max(0.0, float(segment.start))
@@ -109,7 +78,63 @@ def run_pipeline(
         if end > start:
             turns.append(SpeakerTurn(round(start, 3), round(end, 3), str(label)))
     turns.sort(key=lambda t: (t.start, t.end, t.speaker))
-    return tuple(turns), audio_s, inference_s
+    return tuple(turns)
+
+
+def run_pipeline(
+    pipeline: Any,
+    audio_path: Path,
+    options: DiarizationOptions,
+    *,
+    engine: str,
+    model: str,
+    device: str,
+    load_s: float,
+    uri: str | None = None,
+) -> DiarizationResult:
+    """Run a pyannote ``SpeakerDiarization`` pipeline on an in-memory waveform.
+
+    ``turns`` come from the overlap-aware ``speaker_diarization`` output and
+    ``exclusive_turns`` from ``exclusive_speaker_diarization`` (pyannote 4; empty for a
+    pipeline that returns a bare ``Annotation``).
+    """
+    import torch
+
+    samples, sample_rate = read_wav(audio_path)
+    audio_s = len(samples) / sample_rate if sample_rate else 0.0
+    turns: tuple[SpeakerTurn, ...] = ()
+    exclusive: tuple[SpeakerTurn, ...] = ()
+    inference_s = 0.0
+    if len(samples) and np.any(samples):
+        if sample_rate != SAMPLE_RATE:
+            log.warning("diarization.unexpected_sample_rate", sample_rate=sample_rate)
+        file = {
+            "waveform": torch.from_numpy(samples)[None],
+            "sample_rate": sample_rate,
+            "uri": uri or audio_path.stem,
+        }
+        kwargs: dict[str, int] = {}
+        if options.num_speakers is not None:
+            kwargs["num_speakers"] = options.num_speakers
+        if options.min_speakers is not None:
+            kwargs["min_speakers"] = options.min_speakers
+        if options.max_speakers is not None:
+            kwargs["max_speakers"] = options.max_speakers
+        started = time.perf_counter()
+        output = pipeline(file, **kwargs)
+        inference_s = time.perf_counter() - started
+        turns = _annotation_turns(getattr(output, "speaker_diarization", output), audio_s)
+        exclusive_annotation = getattr(output, "exclusive_speaker_diarization", None)
+        if exclusive_annotation is not None:
+            exclusive = _annotation_turns(exclusive_annotation, audio_s)
+    return DiarizationResult(
+        turns=turns,
+        engine=engine,
+        model=model,
+        device=device,
+        timings=_timings(load_s, inference_s, audio_s),
+        exclusive_turns=exclusive,
+    )
 
 
 def download_gcs_prefix(gs_uri: str, local_dir: Path) -> None:
@@ -246,13 +271,14 @@ class PyannoteEngine:
         return cls(pipeline, model=source, device=str(torch_device), load_s=load_s)
 
     def diarize(self, audio_path: Path, options: DiarizationOptions) -> DiarizationResult:
-        turns, audio_s, inference_s = run_pipeline(self._pipeline, audio_path, options)
-        return DiarizationResult(
-            turns=turns,
+        return run_pipeline(
+            self._pipeline,
+            audio_path,
+            options,
             engine=self.name,
             model=self.model,
             device=self.device,
-            timings=_timings(self.load_s, inference_s, audio_s),
+            load_s=self.load_s,
         )
 
 
