@@ -27,7 +27,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .media import MediaLimits, NormalizedAudio, ingest_file
+from speakerline.audio import MediaLimits, NormalizedAudio, ingest_file
 
 _RATE = 44100
 _STATM = Path("/proc/self/statm")

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from speakerline import storage
+from speakerline.audio import MediaLimits, Rejection, ingest_file
 from speakerline.events import CloudEvent, caused_event, data_of
 from speakerline.jobs import job_id_for_object
-from speakerline_ingest.media import MediaLimits, Rejection, ingest_file
 
 UPLOADED = "io.speakerline.audio.uploaded.v1"
 INGESTED = "io.speakerline.audio.ingested.v1"

@@ -9,9 +9,9 @@ import functions_framework
 import google.cloud.storage as gcs
 
 from speakerline import runtime, service
+from speakerline.audio import MediaLimits
 from speakerline.storage import GcsBlobStore
 from speakerline_ingest import gcs_notification, handlers
-from speakerline_ingest.media import MediaLimits
 
 NAME = "ingest"
 
