@@ -10,17 +10,22 @@ Formats:
 * WebVTT, so that a browser ``<track>`` or any video player shows who is speaking.
 * The lineage JSON format, ``{"speaker", "start", "end", "duration"}`` with seconds rounded to
   milliseconds; it is the ``segments`` list of ``output.json`` and must not change shape.
+
+`exclusive_timeline` derives the one-speaker-at-a-time timeline (what transcript alignment needs)
+from an overlap-aware one, for engines and older messages that do not provide it.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "Turn",
+    "exclusive_timeline",
     "parse_rttm",
     "to_rttm",
     "to_webvtt",
@@ -31,6 +36,8 @@ __all__ = [
 # Millisecond precision everywhere: diarization frames are ~10-20 ms, so more digits are noise, and a
 # fixed precision makes outputs byte-stable across runs and platforms.
 _DECIMALS = 3
+# Two stretch lengths closer than this are a tie (they come from differences of rounded timestamps).
+_LENGTH_TIE_S = 1e-9
 # Tolerance when checking a stored "duration" against end - start: both were rounded to 3 decimals
 # independently, so they may disagree by up to one unit in the last place (plus float noise).
 _DURATION_TOLERANCE_S = 0.0015
@@ -64,6 +71,68 @@ class Turn:
     @property
     def duration(self) -> float:
         return self.end - self.start
+
+
+# -------------------------------------------------------------------------------------- exclusive
+
+
+def exclusive_timeline(turns: Iterable[Turn]) -> list[Turn]:
+    """The one-speaker-at-a-time version of an overlap-aware timeline (sorted, non-overlapping).
+
+    Each speaker's turns are first joined into *stretches* (the union of that speaker's turns,
+    touching turns joined): a stretch is the "enclosing turn" of every instant it covers. Then at
+    every instant where anyone speaks, the instant goes to the active speaker whose stretch is
+    the **longest** (ties: the stretch that started earlier, then the smaller label).
+
+    Why the longest enclosing stretch: it is the speaker holding the floor. A backchannel ("mm-hm")
+    inside a long turn is shorter than that turn, so the long turn keeps the instant and stays in
+    one piece. More generally the rule never fragments a turn: a stretch loses only where a longer
+    (or tied, earlier) stretch overlaps it, and such a stretch cannot lie strictly inside it, so it
+    covers its start or its end; what is left of every stretch is one contiguous piece (or
+    nothing). "Whoever started first" is also non-fragmenting but hands a long turn's opening words
+    to an interjection that began a moment earlier; scores would be better (pyannote's exclusive
+    output uses them), but an overlap-aware timeline does not carry any.
+
+    Guarantees: the output never overlaps; it covers exactly the union of the input's speech
+    (zero-length turns cover nothing); every output instant's speaker was active at that instant
+    in the input; each speaker has at most as many output turns as input stretches; an input that
+    already is exclusive comes back unchanged except that touching same-speaker turns are joined.
+    """
+    stretches = _speaker_stretches(turns)
+    boundaries = sorted({t for stretch in stretches for t in (stretch.start, stretch.end)})
+    starting: dict[float, list[Turn]] = {}
+    for stretch in stretches:
+        starting.setdefault(stretch.start, []).append(stretch)
+    active: list[Turn] = []  # at most one stretch per speaker: a speaker's stretches are disjoint
+    result: list[Turn] = []
+    for lo, hi in itertools.pairwise(boundaries):
+        active = [s for s in active if s.end > lo] + starting.get(lo, [])
+        if not active:
+            continue
+        speaker = _main_speaker(active)
+        if result and result[-1].speaker == speaker and result[-1].end == lo:
+            result[-1] = Turn(result[-1].start, hi, speaker)
+        else:
+            result.append(Turn(lo, hi, speaker))
+    return result
+
+
+def _speaker_stretches(turns: Iterable[Turn]) -> list[Turn]:
+    """Per speaker, the disjoint union of their positive-length turns (touching turns joined)."""
+    stretches: dict[str, list[Turn]] = {}
+    for turn in sorted(t for t in turns if t.end > t.start):
+        own = stretches.setdefault(turn.speaker, [])
+        if own and turn.start <= own[-1].end:
+            own[-1] = Turn(own[-1].start, max(own[-1].end, turn.end), turn.speaker)
+        else:
+            own.append(turn)
+    return sorted(stretch for own in stretches.values() for stretch in own)
+
+
+def _main_speaker(active: Sequence[Turn]) -> str:
+    longest = max(s.duration for s in active)
+    candidates = [s for s in active if s.duration >= longest - _LENGTH_TIE_S]
+    return min(candidates, key=lambda s: (s.start, s.speaker)).speaker
 
 
 # --------------------------------------------------------------------------------------------- RTTM

@@ -1,10 +1,19 @@
+import itertools
 import math
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from speakerline.timeline import Turn, parse_rttm, to_rttm, to_webvtt, turns_from_json, turns_to_json
+from speakerline.timeline import (
+    Turn,
+    exclusive_timeline,
+    parse_rttm,
+    to_rttm,
+    to_webvtt,
+    turns_from_json,
+    turns_to_json,
+)
 
 # Millisecond-grid times: the formats round to 3 decimals, so round-trips are exact on this grid.
 ms_times = st.integers(min_value=0, max_value=10_000_000).map(lambda ms: ms / 1000)
@@ -166,3 +175,91 @@ def test_turns_from_json_duration_optional():
 def test_turns_from_json_errors_name_the_segment(item, message):
     with pytest.raises(ValueError, match=rf"segment 1: .*{message}"):
         turns_from_json([{"speaker": "A", "start": 0, "end": 1}, item])
+
+
+# ----------------------------------------------------------------------------------------- exclusive
+
+
+def test_exclusive_backchannel_inside_a_long_turn_goes_to_the_long_turn_speaker():
+    turns = [Turn(0, 10, "A"), Turn(3, 3.5, "B")]
+    assert exclusive_timeline(turns) == [Turn(0, 10, "A")]
+
+
+def test_exclusive_overlap_goes_to_the_longer_enclosing_turn():
+    # B's interjection starts just before A's long turn: A keeps its opening words.
+    assert exclusive_timeline([Turn(9.8, 10.5, "B"), Turn(10, 30, "A")]) == [Turn(9.8, 10, "B"), Turn(10, 30, "A")]
+    # A handover: the longer turn keeps the overlap, the shorter one is trimmed, never split.
+    assert exclusive_timeline([Turn(0, 5, "A"), Turn(4, 12, "B")]) == [Turn(0, 4, "A"), Turn(4, 12, "B")]
+
+
+def test_exclusive_enclosing_turn_is_the_speakers_joined_turns():
+    # A's two touching turns form one 6 s stretch, longer than B's 5 s turn: A wins the overlap.
+    turns = [Turn(0, 3, "A"), Turn(3, 6, "A"), Turn(5, 10, "B")]
+    assert exclusive_timeline(turns) == [Turn(0, 6, "A"), Turn(6, 10, "B")]
+
+
+def test_exclusive_ties_go_to_the_earlier_start_then_the_smaller_label():
+    assert exclusive_timeline([Turn(1, 3, "A"), Turn(0, 2, "B")]) == [Turn(0, 2, "B"), Turn(2, 3, "A")]
+    assert exclusive_timeline([Turn(0, 2, "B"), Turn(0, 2, "A")]) == [Turn(0, 2, "A")]
+
+
+def test_exclusive_three_speakers_and_silence():
+    turns = [Turn(0, 4, "A"), Turn(1, 2, "B"), Turn(3.5, 9, "C"), Turn(8, 8.5, "A"), Turn(12, 13, "B")]
+    assert exclusive_timeline(turns) == [Turn(0, 3.5, "A"), Turn(3.5, 9, "C"), Turn(12, 13, "B")]
+
+
+def test_exclusive_of_exclusive_input_is_unchanged_and_zero_length_turns_vanish():
+    exclusive = [Turn(0, 1, "A"), Turn(1, 2, "B"), Turn(2.5, 3, "A")]
+    assert exclusive_timeline(exclusive) == exclusive
+    assert exclusive_timeline([Turn(1, 1, "A")]) == []
+    assert exclusive_timeline([]) == []
+
+
+ms_turn_lists = st.lists(
+    st.builds(
+        lambda start, length, speaker: Turn(start / 1000, (start + length) / 1000, speaker),
+        st.integers(0, 20_000),
+        st.integers(0, 5_000),
+        st.sampled_from(["a", "b", "c", "d"]),
+    ),
+    max_size=25,
+)
+
+
+def _enclosing_ms(turns: list[Turn], speaker: str, at_ms: float) -> tuple[int, int] | None:
+    """The test's own oracle: the joined stretch of `speaker`'s turns containing `at_ms`, in integer ms."""
+    spans = sorted((round(t.start * 1000), round(t.end * 1000)) for t in turns if t.speaker == speaker)
+    joined: list[list[int]] = []
+    for lo, hi in spans:
+        if hi == lo:
+            continue
+        if joined and lo <= joined[-1][1]:
+            joined[-1][1] = max(joined[-1][1], hi)
+        else:
+            joined.append([lo, hi])
+    return next(((lo, hi) for lo, hi in joined if lo < at_ms < hi), None)
+
+
+@given(ms_turn_lists)
+def test_exclusive_properties(turns):
+    out = exclusive_timeline(turns)
+    assert out == sorted(out) and all(t.end > t.start for t in out)
+    points = sorted({round(t * 1000) for turn in [*turns, *out] for t in (turn.start, turn.end)})
+    for lo, hi in itertools.pairwise(points):
+        mid = (lo + hi) / 2
+        active = {t.speaker for t in turns if t.start * 1000 < mid < t.end * 1000}
+        chosen = [t.speaker for t in out if t.start * 1000 < mid < t.end * 1000]
+        # Never overlaps, covers exactly the union of speech, and only gives an instant to an active speaker.
+        assert len(chosen) == (1 if active else 0), (mid, active, chosen)
+        if active:
+            (speaker,) = chosen
+            assert speaker in active
+            # ... and the one whose enclosing stretch is the longest (ties: earlier start, then label).
+            stretches = {s: _enclosing_ms(turns, s, mid) for s in active}
+            best = min(active, key=lambda s: (-(stretches[s][1] - stretches[s][0]), stretches[s][0], s))
+            assert speaker == best
+    for speaker in {t.speaker for t in out}:
+        pieces = [t for t in out if t.speaker == speaker]
+        own = exclusive_timeline([t for t in turns if t.speaker == speaker])  # the speaker's stretches
+        assert len(pieces) <= len(own)  # no stretch is ever fragmented
+    assert exclusive_timeline(out) == out
