@@ -5,6 +5,11 @@ state shows DIARIZING while the engine runs; the streaming-pull client keeps the
 meanwhile. Engine errors raise: Pub/Sub redelivers with backoff, and after the last attempt `job.failed`
 (retriable) is published and the message goes to the dead-letter topic for ops to replay. An engine that
 cannot be loaded at all fails the job at once (retrying the same worker would not help).
+
+The turns JSON in the work bucket is the engine's output as it came: ``segments`` (overlap-aware) and, when the
+engine produced one, ``exclusive_segments`` (one speaker at a time). The key is left out, and the event has no
+``num_exclusive_turns``, when the engine gives none: post-processing then derives it, so that "no exclusive
+timeline" is never confused with "no speech".
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from speakerline.timeline import Turn, to_rttm, turns_to_json
 from speakerline_diarization.engines.base import (
     DiarizationEngine,
     DiarizationOptions,
-    DiarizationResult,
     EngineUnavailable,
+    SpeakerTurn,
 )
 
 INGESTED = "io.speakerline.audio.ingested.v1"
@@ -89,8 +94,8 @@ def _started(event: CloudEvent, deps: DiarizationDeps, info: EngineInfo) -> Clou
     return _event(STARTED, started, event, deps, f"{attempt}:{deps.worker}")
 
 
-def _turns(result: DiarizationResult) -> list[Turn]:
-    return [Turn(t.start, t.end, t.speaker) for t in result.turns]
+def _turns(engine_turns: Sequence[SpeakerTurn]) -> list[Turn]:
+    return [Turn(t.start, t.end, t.speaker) for t in engine_turns]
 
 
 def on_audio_ingested(event: CloudEvent, deps: DiarizationDeps) -> list[CloudEvent]:
@@ -109,16 +114,20 @@ def on_audio_ingested(event: CloudEvent, deps: DiarizationDeps) -> list[CloudEve
         wav = Path(tmp) / "audio.wav"
         deps.blobs.download(data["audio"]["uri"], wav)
         result = engine.diarize(wav, options_of(data["request"]))
-    turns = _turns(result)
+    turns = _turns(result.turns)
+    raw: dict[str, Any] = {"segments": turns_to_json(turns)}
+    exclusive = _turns(result.exclusive_turns)
+    if exclusive:
+        raw["exclusive_segments"] = turns_to_json(exclusive)
     base = f"jobs/{job_id}"
     turns_uri = storage.uri(deps.work_bucket, f"{base}/turns.json")
     rttm_uri = storage.uri(deps.work_bucket, f"{base}/raw.rttm")
-    deps.blobs.upload_bytes(json.dumps({"segments": turns_to_json(turns)}).encode(), turns_uri, "application/json")
+    deps.blobs.upload_bytes(json.dumps(raw).encode(), turns_uri, "application/json")
     deps.blobs.upload_bytes(to_rttm(turns, job_id).encode(), rttm_uri, "text/plain")
     timings = {k: round(float(v), 3) for k, v in result.timings.items() if k in ("load_s", "inference_s", "rtf")}
     timings.setdefault("inference_s", 0.0)
     timings.setdefault("rtf", 0.0)
-    completed = {
+    completed: dict[str, Any] = {
         "job_id": job_id,
         "request": data["request"],
         "audio": data["audio"],
@@ -131,6 +140,8 @@ def on_audio_ingested(event: CloudEvent, deps: DiarizationDeps) -> list[CloudEve
         },
         "timings": timings,
     }
+    if exclusive:
+        completed["result"]["num_exclusive_turns"] = len(exclusive)
     return [_event(COMPLETED, completed, event, deps)]
 
 

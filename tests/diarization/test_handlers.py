@@ -19,13 +19,16 @@ from speakerline_diarization.engines.base import (
 class ScriptedEngine:
     name = "scripted"
 
-    def __init__(self) -> None:
+    def __init__(self, exclusive: tuple[SpeakerTurn, ...] = ()) -> None:
         self.calls: list[tuple[bytes, DiarizationOptions]] = []
+        self.exclusive = exclusive
 
     def diarize(self, audio_path: Path, options: DiarizationOptions) -> DiarizationResult:
         self.calls.append((audio_path.read_bytes(), options))
         turns = (SpeakerTurn(0.0, 1.5, "spk_a"), SpeakerTurn(1.5, 3.0, "spk_b"))
-        return DiarizationResult(turns, "scripted", "test-model", "cpu", {"inference_s": 0.5, "rtf": 0.1})
+        return DiarizationResult(
+            turns, "scripted", "test-model", "cpu", {"inference_s": 0.5, "rtf": 0.1}, exclusive_turns=self.exclusive
+        )
 
 
 def _deps(blobs, engine, published: list) -> handlers.DiarizationDeps:  # type: ignore[no-untyped-def]
@@ -62,6 +65,39 @@ def test_started_is_published_first_then_completed_with_results_in_the_work_buck
     segments = json.loads(blobs.read_bytes(result["turns_uri"]))["segments"]
     assert segments[0] == {"speaker": "spk_a", "start": 0.0, "end": 1.5, "duration": 1.5}
     assert len(parse_rttm(blobs.read_bytes(result["rttm_uri"]).decode())[data["job_id"]]) == 2
+
+
+def test_the_engines_exclusive_timeline_is_stored_beside_the_raw_turns(blobs, example) -> None:
+    data = example("audio.ingested")
+    blobs.put(data["audio"]["uri"], b"RIFF")
+    exclusive = (SpeakerTurn(0.0, 1.25, "spk_a"), SpeakerTurn(1.25, 2.5, "spk_b"), SpeakerTurn(2.5, 3.0, "spk_a"))
+    event = events.new_event(handlers.INGESTED, data, source="//t")
+
+    (out,) = handlers.on_audio_ingested(event, _deps(blobs, ScriptedEngine(exclusive), []))
+
+    result = events.data_of(out)["result"]  # validated against the (extended) schema when built
+    assert (result["num_turns"], result["num_exclusive_turns"]) == (2, 3)
+    stored = json.loads(blobs.read_bytes(result["turns_uri"]))
+    assert stored["segments"] == [  # unchanged by the exclusive timeline
+        {"speaker": "spk_a", "start": 0.0, "end": 1.5, "duration": 1.5},
+        {"speaker": "spk_b", "start": 1.5, "end": 3.0, "duration": 1.5},
+    ]
+    assert stored["exclusive_segments"] == [
+        {"speaker": "spk_a", "start": 0.0, "end": 1.25, "duration": 1.25},
+        {"speaker": "spk_b", "start": 1.25, "end": 2.5, "duration": 1.25},
+        {"speaker": "spk_a", "start": 2.5, "end": 3.0, "duration": 0.5},
+    ]
+
+
+def test_without_an_exclusive_timeline_from_the_engine_none_is_claimed(blobs, example) -> None:
+    # Left out rather than stored empty: post-processing derives it, and [] would mean "no speech".
+    data = example("audio.ingested")
+    blobs.put(data["audio"]["uri"], b"RIFF")
+    event = events.new_event(handlers.INGESTED, data, source="//t")
+    (out,) = handlers.on_audio_ingested(event, _deps(blobs, ScriptedEngine(), []))
+    result = events.data_of(out)["result"]
+    assert "num_exclusive_turns" not in result
+    assert set(json.loads(blobs.read_bytes(result["turns_uri"]))) == {"segments"}
 
 
 def test_an_engine_that_cannot_load_fails_the_job_without_retrying(blobs, example) -> None:
