@@ -3,6 +3,8 @@
 - `python -m speakerline_diarization` — streaming-pull worker, one job at a time (GPU hosts without ingress);
 - `python -m speakerline_diarization run-one --event-json FILE` — process one `audio.ingested` event and publish
   the results (what a Vertex AI custom job runs);
+- `python -m speakerline_diarization eval DIR [--engine E] [--num-speakers-from-reference] [--json] [--max-der X]` —
+  DER of an engine on audio files with reference RTTMs (what `speakerline eval` runs; see `evaluation.py`);
 - `entrypoint` — functions-framework CloudEvent function (push delivery; CPU only, for small deployments).
 """
 
@@ -21,7 +23,7 @@ import google.cloud.storage as gcs
 from speakerline import logs, runtime, service
 from speakerline.events import CloudEvent, from_pubsub
 from speakerline.storage import GcsBlobStore
-from speakerline_diarization import handlers
+from speakerline_diarization import evaluation, handlers
 from speakerline_diarization.engines.base import DiarizationEngine
 from speakerline_diarization.engines.select import EngineConfig, load_engine
 
@@ -109,9 +111,18 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="cmd")
     one = sub.add_parser("run-one", help="process one audio.ingested event (Vertex AI custom job)")
     one.add_argument("--event-json", type=Path, required=True)
+    ev = sub.add_parser(
+        "eval",
+        help=evaluation.DESCRIPTION,
+        description=evaluation.DESCRIPTION,
+        prog=os.environ.get("SPEAKERLINE_EVAL_PROG"),  # `speakerline eval` names itself in the usage line
+    )
+    evaluation.add_arguments(ev)
     args = parser.parse_args(argv)
     if args.cmd == "run-one":
         sys.exit(run_one(args.event_json))
+    if args.cmd == "eval":
+        sys.exit(evaluation.run(args))
     logs.configure(NAME)
     _warm_up()
     service.run_worker(NAME, build)
