@@ -1,4 +1,4 @@
-"""`speakerline` command line: the local stack, submitting audio, querying jobs."""
+"""`speakerline` command line: the local stack, submitting audio, querying jobs, evaluating an engine."""
 
 from __future__ import annotations
 
@@ -324,6 +324,22 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_eval(argv: Sequence[str]) -> int:
+    """`speakerline eval ...` is `python -m speakerline_diarization eval ...` (this package imports no service)."""
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec("speakerline_diarization") is None:
+        print("speakerline eval needs the diarization service: pip install 'speakerline[diarization]'", file=sys.stderr)
+        return EXIT_USAGE
+    env = {**os.environ, "SPEAKERLINE_EVAL_PROG": "speakerline eval"}
+    command = [sys.executable, "-m", "speakerline_diarization", "eval", *argv]
+    try:
+        return subprocess.run(command, env=env, check=False).returncode
+    except KeyboardInterrupt:
+        return 130
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="speakerline", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -392,12 +408,25 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--timeout", type=float, default=900.0)
     p_demo.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
     p_demo.set_defaults(func=_cmd_demo)
+
+    # Parsed by the diarization service itself (main() hands everything after `eval` over); listed here for --help.
+    p_eval = sub.add_parser(
+        "eval",
+        add_help=False,
+        help="DER, speaker counts and real-time factor of an engine on a directory of audio + reference RTTMs",
+        usage="speakerline eval DIR [--engine E] [--num-speakers-from-reference] [--json] [--max-der X]",
+    )
+    p_eval.add_argument("args", nargs=argparse.REMAINDER)
+    p_eval.set_defaults(func=lambda args: _cmd_eval(args.args))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from speakerline import logs
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["eval"]:  # options go to the evaluation as they are (see _cmd_eval)
+        return _cmd_eval(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.configure("cli", level=os.environ.get("SPEAKERLINE_LOG_LEVEL", "WARNING"))  # JSON lines on stderr
