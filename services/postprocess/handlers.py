@@ -1,4 +1,9 @@
-"""Post-processing: the engine's raw turns → a clean timeline, output.json + RTTM + WebVTT, `job.completed`."""
+"""Post-processing: the engine's raw turns → a clean timeline, output.json + RTTM + WebVTT, `job.completed`.
+
+output.json carries both timelines: ``segments`` (overlap-aware) and ``exclusive_segments`` (one speaker at a
+time): the engine's own exclusive timeline when the turns JSON has one, else one derived from the cleaned
+segments (engines without one, messages from before it existed). RTTM and WebVTT stay overlap-aware.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,15 @@ from typing import Any
 from speakerline import storage
 from speakerline.events import CloudEvent, caused_event, data_of
 from speakerline.timeline import Turn, to_rttm, to_webvtt, turns_from_json
-from speakerline_postprocess.timeline_rules import PostprocessConfig, Summary, build_output, clean, summarize
+from speakerline_postprocess.timeline_rules import (
+    PostprocessConfig,
+    Summary,
+    build_output,
+    clean_exclusive,
+    clean_with_labels,
+    derive_exclusive,
+    summarize,
+)
 
 COMPLETED_IN = "io.speakerline.diarization.completed.v1"
 JOB_COMPLETED = "io.speakerline.job.completed.v1"
@@ -24,12 +37,13 @@ class PostprocessDeps:
     config: PostprocessConfig
 
 
-def event_summary(summary: Summary, turns: list[Turn]) -> dict[str, Any]:
+def event_summary(summary: Summary, turns: list[Turn], exclusive: list[Turn]) -> dict[str, Any]:
     """The job.completed summary (contract shape) from the post-processing summary."""
     return {
         "duration_s": round(summary.duration_s, 3),
         "num_speakers": summary.num_speakers,
         "num_segments": len(turns),
+        "num_exclusive_segments": len(exclusive),
         "speech_s": round(summary.total_speech_s, 3),
         "overlap_s": round(summary.overlap_s, 3),
         "speakers": [
@@ -48,10 +62,18 @@ def on_diarization_completed(event: CloudEvent, deps: PostprocessDeps) -> list[C
     data = data_of(event)
     job_id = data["job_id"]
     raw = json.loads(deps.blobs.read_bytes(data["result"]["turns_uri"]))
-    turns = clean(turns_from_json(raw["segments"]), deps.config)
+    turns, labels = clean_with_labels(turns_from_json(raw["segments"]), deps.config)
+    if "exclusive_segments" in raw:
+        exclusive = clean_exclusive(turns_from_json(raw["exclusive_segments"]), labels, deps.config)
+    else:
+        exclusive = derive_exclusive(turns, deps.config)
     summary = summarize(turns, float(data["audio"]["duration_s"]))
     output = build_output(
-        turns, summary, job_id, extra={"engine": data["engine"], "input": data["request"]["input"]["uri"]}
+        turns,
+        summary,
+        job_id,
+        extra={"engine": data["engine"], "input": data["request"]["input"]["uri"]},
+        exclusive=exclusive,
     )
     base = f"results/{job_id}/output"
     uris = {ext: storage.uri(deps.results_bucket, f"{base}.{ext}") for ext in ("json", "rttm", "vtt")}
@@ -66,7 +88,7 @@ def on_diarization_completed(event: CloudEvent, deps: PostprocessDeps) -> list[C
             "output_uri": uris["json"],
             "rttm_uri": uris["rttm"],
             "vtt_uri": uris["vtt"],
-            "summary": event_summary(summary, turns),
+            "summary": event_summary(summary, turns, exclusive),
         },
     }
     return [caused_event(event, JOB_COMPLETED, completed, source=deps.source)]

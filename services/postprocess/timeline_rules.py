@@ -1,5 +1,9 @@
 """Post-processing rules for raw diarization turns: clean-up, summary statistics, output document.
 
+Two timelines come out: the overlap-aware one (``segments``: two people talking at once are two turns) and the
+exclusive one (``exclusive_segments``: at most one speaker at any instant, for aligning a transcript), cleaned by
+the same rules and labelled with the same speaker names.
+
 Everything here is pure (no I/O, no clock) so the handler stays a thin shell and the rules can be
 tested exhaustively with property-based tests.
 """
@@ -7,13 +11,14 @@ tested exhaustively with property-based tests.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from speakerline.timeline import Turn, turns_to_json
+from speakerline.timeline import Turn, exclusive_timeline, turns_to_json
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -23,6 +28,9 @@ __all__ = [
     "Summary",
     "build_output",
     "clean",
+    "clean_exclusive",
+    "clean_with_labels",
+    "derive_exclusive",
     "summarize",
 ]
 
@@ -31,7 +39,7 @@ __all__ = [
 _EPS = 1e-9
 _DECIMALS = 3
 
-RESERVED_OUTPUT_KEYS = frozenset({"segments", "speakers", "summary", "job_id"})
+RESERVED_OUTPUT_KEYS = frozenset({"segments", "exclusive_segments", "speakers", "summary", "job_id"})
 
 
 @dataclass(frozen=True)
@@ -81,13 +89,66 @@ def clean(turns: Iterable[Turn], config: PostprocessConfig = DEFAULT_CONFIG) -> 
     5. Speakers are relabelled ``SPEAKER_00, SPEAKER_01, ...`` in order of first appearance, so the
        labels do not depend on the arbitrary cluster ids of the diarization engine.
     """
+    return clean_with_labels(turns, config)[0]
+
+
+def clean_with_labels(
+    turns: Iterable[Turn], config: PostprocessConfig = DEFAULT_CONFIG
+) -> tuple[list[Turn], dict[str, str]]:
+    """`clean`, plus the relabelling it applied: engine label -> ``SPEAKER_xx``.
+
+    A speaker that cleaning removed entirely is not in the mapping. `clean_exclusive` maps the engine's
+    exclusive timeline through it, so both timelines of a job name the same voice the same way.
+    """
+    current = _settle(sorted(turns), config)
+    labels = _labels(current)
+    return _rename(current, labels), labels
+
+
+def clean_exclusive(
+    exclusive: Iterable[Turn], labels: Mapping[str, str], config: PostprocessConfig = DEFAULT_CONFIG
+) -> list[Turn]:
+    """Clean an exclusive (one speaker at a time) timeline; it stays exclusive.
+
+    ``labels`` is the mapping `clean_with_labels` applied to the overlap-aware timeline of the same job.
+
+    1. Turns of speakers absent from ``labels`` are dropped: cleaning removed that speaker from the
+       overlap-aware timeline, and the exclusive one may not name a speaker the other lacks.
+    2. The rest goes through `exclusive_timeline`: a no-op for a truly exclusive input (touching turns of one
+       speaker are joined), and if an engine's turns overlap by a rounding error, that is resolved the same way
+       as a derived timeline.
+    3. Rules 1-4 of `clean`, unchanged. They cannot create overlap here: a gap is only bridged when nobody else
+       speaks inside it, and dropping a blip only removes speech.
+    4. Labels are mapped through ``labels`` (not recomputed by first appearance: the exclusive timeline may
+       meet speakers in another order, or miss one whose speech is all overlapped).
+
+    Dropped turns (speakers cleaned away, blips) leave silence rather than being handed to someone: an
+    exclusive timeline carries no overlap information to tell who else was talking there.
+    """
+    kept = [t for t in exclusive if t.speaker in labels]
+    return _rename(_settle(exclusive_timeline(kept), config), labels)
+
+
+def derive_exclusive(cleaned: Iterable[Turn], config: PostprocessConfig = DEFAULT_CONFIG) -> list[Turn]:
+    """The exclusive timeline of a job whose engine gave none, from its *cleaned* overlap-aware turns.
+
+    Deriving after cleaning rather than from the raw turns means the "longest enclosing turn" that
+    `exclusive_timeline` favours is a whole merged turn, not a fragment split at a breath. The result is then
+    cleaned like an engine's (`clean_exclusive`, labels unchanged), which removes the slivers left where a
+    shorter turn lost an overlap.
+    """
+    ordered = sorted(cleaned)
+    return clean_exclusive(exclusive_timeline(ordered), {t.speaker: t.speaker for t in ordered}, config)
+
+
+def _settle(turns: Sequence[Turn], config: PostprocessConfig) -> list[Turn]:
+    """Rules 1-4 of `clean`: merge and drop blips until nothing changes (no relabelling)."""
     current = sorted(turns)
     while True:
         updated = _drop_blips(_merge(current, config.merge_gap_s), config.min_segment_s)
         if updated == current:
-            break
+            return current
         current = updated
-    return _relabel(current)
 
 
 def _by_speaker(turns: Iterable[Turn]) -> dict[str, list[Turn]]:
@@ -138,15 +199,19 @@ def _drop_blips(turns: Sequence[Turn], min_segment_s: float) -> list[Turn]:
     return sorted(kept)
 
 
-def _relabel(turns: Sequence[Turn]) -> list[Turn]:
+def _labels(turns: Sequence[Turn]) -> dict[str, str]:
+    """Engine label -> ``SPEAKER_xx``, numbered in order of first appearance."""
     order: dict[str, int] = {}
     for turn in sorted(turns):
         order.setdefault(turn.speaker, len(order))
     # Pad to a common width so string order equals numeric order even past 100 speakers; otherwise
     # "SPEAKER_100" < "SPEAKER_99" would reorder ties and break idempotence.
     width = max(2, len(str(len(order) - 1)))
-    names = {old: f"SPEAKER_{index:0{width}d}" for old, index in order.items()}
-    return sorted(Turn(t.start, t.end, names[t.speaker]) for t in turns)
+    return {old: f"SPEAKER_{index:0{width}d}" for old, index in order.items()}
+
+
+def _rename(turns: Iterable[Turn], labels: Mapping[str, str]) -> list[Turn]:
+    return sorted(Turn(t.start, t.end, labels[t.speaker]) for t in turns)
 
 
 def _union(intervals: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -284,13 +349,20 @@ def _speech_and_overlap(turns: Sequence[Turn]) -> tuple[float, float]:
 
 
 def build_output(
-    turns: Iterable[Turn], summary: Summary, job_id: str, extra: Mapping[str, Any] | None = None
+    turns: Iterable[Turn],
+    summary: Summary,
+    job_id: str,
+    extra: Mapping[str, Any] | None = None,
+    *,
+    exclusive: Iterable[Turn] | None = None,
 ) -> dict[str, Any]:
     """The ``output.json`` document.
 
     ``segments`` keeps the exact lineage format (`turns_to_json`); ``speakers`` lists labels in
-    order of first appearance. ``extra`` (engine name, config, input URI...) is merged at top
-    level but may not shadow the reserved keys, so consumers can rely on them.
+    order of first appearance. ``exclusive`` (when given) becomes ``exclusive_segments`` in the
+    same format; it must not overlap and may only name speakers of ``turns``. ``extra`` (engine
+    name, config, input URI...) is merged at top level but may not shadow the reserved keys, so
+    consumers can rely on them. ``summary`` describes the overlap-aware timeline.
     """
     extra = dict(extra or {})
     clashes = sorted(RESERVED_OUTPUT_KEYS & extra.keys())
@@ -302,10 +374,24 @@ def build_output(
     if sorted(speakers) != sorted(summarized):
         # A summary computed from a different timeline would make the document contradict itself.
         raise ValueError(f"summary speakers {summarized} do not match segment speakers {speakers}")
+    document: dict[str, Any] = {"segments": turns_to_json(ordered)}
+    if exclusive is not None:
+        document["exclusive_segments"] = turns_to_json(_checked_exclusive(exclusive, speakers))
     return {
-        "segments": turns_to_json(ordered),
+        **document,
         "speakers": speakers,
         "summary": summary.to_dict(),
         "job_id": job_id,
         **extra,
     }
+
+
+def _checked_exclusive(exclusive: Iterable[Turn], speakers: Sequence[str]) -> list[Turn]:
+    ordered = sorted(exclusive)
+    unknown = sorted({t.speaker for t in ordered} - set(speakers))
+    if unknown:
+        raise ValueError(f"exclusive timeline names speakers {unknown} that are not in the segments")
+    for before, after in itertools.pairwise(ordered):
+        if after.start < before.end - _EPS:
+            raise ValueError(f"exclusive timeline overlaps: {before} and {after}")
+    return ordered

@@ -6,13 +6,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speakerline.timeline import Turn
+from speakerline.timeline import Turn, exclusive_timeline
 from speakerline_postprocess.timeline_rules import (
     DEFAULT_CONFIG,
     PostprocessConfig,
     Summary,
     build_output,
     clean,
+    clean_exclusive,
+    clean_with_labels,
+    derive_exclusive,
     summarize,
 )
 
@@ -133,6 +136,101 @@ def test_clean_properties(turns, config):
             assert all(t.duration < config.min_segment_s - 1e-9 for t in by_speaker[turn.speaker])
 
 
+# ------------------------------------------------------------------------------------------ exclusive
+
+
+def _assert_exclusive(turns: list[Turn]) -> None:
+    assert turns == sorted(turns)
+    for before, after in itertools.pairwise(turns):
+        assert after.start >= before.end, (before, after)
+
+
+def test_clean_with_labels_is_clean_plus_the_mapping_it_applied():
+    turns = [T(0, 0.1, "ghost"), T(1, 3, "spk_b"), T(4, 6, "spk_a")]  # the ghost is a phantom speaker
+    cleaned, labels = clean_with_labels(turns)
+    assert cleaned == clean(turns) == [T(1, 3, "SPEAKER_00"), T(4, 6, "SPEAKER_01")]
+    assert labels == {"spk_b": "SPEAKER_00", "spk_a": "SPEAKER_01"}
+
+
+def test_clean_exclusive_uses_the_segments_labels_and_drops_speakers_they_lack():
+    labels = {"spk_b": "SPEAKER_00", "spk_a": "SPEAKER_01"}
+    exclusive = [T(0, 0.5, "ghost"), T(1, 3, "spk_b"), T(3, 6, "spk_a"), T(6, 7, "only_in_exclusive")]
+    # spk_a comes first here in no way that matters: the labels are the segments', not recomputed.
+    assert clean_exclusive(exclusive, labels) == [T(1, 3, "SPEAKER_00"), T(3, 6, "SPEAKER_01")]
+    assert clean_exclusive([T(0, 2, "spk_a"), T(2, 3, "spk_b")], labels) == [
+        T(0, 2, "SPEAKER_01"),
+        T(2, 3, "SPEAKER_00"),
+    ]
+
+
+def test_clean_exclusive_merges_and_drops_blips_like_clean_but_stays_exclusive():
+    labels = {"a": "SPEAKER_00", "b": "SPEAKER_01"}
+    # a's 0.4 s pause is bridged; b's 0.1 s sliver is a blip, and once gone a's next gap is empty: bridged too.
+    exclusive = [T(0, 2, "a"), T(2.4, 4, "a"), T(4, 4.1, "b"), T(4.3, 6, "a"), T(6, 9, "b")]
+    assert clean_exclusive(exclusive, labels) == [T(0, 6, "SPEAKER_00"), T(6, 9, "SPEAKER_01")]
+    # A gap with someone else in it is not bridged (that would overlap them).
+    exclusive = [T(0, 2, "a"), T(2, 2.4, "b"), T(2.4, 4, "a"), T(5, 6, "b")]
+    assert clean_exclusive(exclusive, labels) == [
+        T(0, 2, "SPEAKER_00"),
+        T(2, 2.4, "SPEAKER_01"),
+        T(2.4, 4, "SPEAKER_00"),
+        T(5, 6, "SPEAKER_01"),
+    ]
+
+
+def test_clean_exclusive_resolves_an_engines_rounding_overlap():
+    labels = {"a": "SPEAKER_00", "b": "SPEAKER_01"}
+    assert clean_exclusive([T(0, 2.001, "a"), T(2, 5, "b")], labels) == [T(0, 2, "SPEAKER_00"), T(2, 5, "SPEAKER_01")]
+
+
+def test_derive_exclusive_gives_a_backchannel_to_the_long_turn_speaker():
+    cleaned = clean([T(0, 10, "a"), T(3, 3.6, "b"), T(9.5, 25, "b"), T(24, 26, "a")])
+    assert cleaned == [
+        T(0, 10, "SPEAKER_00"),
+        T(3, 3.6, "SPEAKER_01"),
+        T(9.5, 25, "SPEAKER_01"),
+        T(24, 26, "SPEAKER_00"),
+    ]
+    # b's "mm-hm" disappears inside a's turn; in each handover the longer turn keeps the overlap: b's 15.5 s
+    # over a's 10 s, then b's over a's 2 s.
+    assert derive_exclusive(cleaned) == [T(0, 9.5, "SPEAKER_00"), T(9.5, 25, "SPEAKER_01"), T(25, 26, "SPEAKER_00")]
+    assert derive_exclusive([]) == []
+
+
+exclusive_inputs = turn_lists.map(exclusive_timeline)
+raw_speakers = st.sets(st.sampled_from(["a", "b", "c", "d"]))
+
+
+@settings(max_examples=200)
+@given(turn_lists, exclusive_inputs, configs)
+def test_clean_exclusive_properties(turns, exclusive, config):
+    cleaned, labels = clean_with_labels(turns, config)
+    out = clean_exclusive(exclusive, labels, config)
+    _assert_exclusive(out)
+    assert {t.speaker for t in out} <= {t.speaker for t in cleaned}  # the segments' speakers, same names
+    identity = {name: name for name in labels.values()}
+    assert clean_exclusive(out, identity, config) == out  # idempotent
+    # A turn long enough to survive is never lost: it lies inside an output turn of its (mapped) speaker.
+    for turn in exclusive:
+        if turn.speaker in labels and turn.duration >= config.min_segment_s:
+            name = labels[turn.speaker]
+            assert any(o.speaker == name and o.start <= turn.start and turn.end <= o.end for o in out), turn
+
+
+@settings(max_examples=200)
+@given(turn_lists, configs)
+def test_derive_exclusive_properties(turns, config):
+    cleaned = clean(turns, config)
+    out = derive_exclusive(cleaned, config)
+    _assert_exclusive(out)
+    assert {t.speaker for t in out} <= {t.speaker for t in cleaned}
+    assert derive_exclusive(out, config) == out
+    # Solo speech long enough to survive keeps its speaker.
+    for turn in exclusive_timeline(cleaned):
+        if turn.duration >= config.min_segment_s:
+            assert any(o.speaker == turn.speaker and o.start <= turn.start and turn.end <= o.end for o in out)
+
+
 # ------------------------------------------------------------------------------------------ summarize
 
 
@@ -227,6 +325,24 @@ def test_build_output_document():
     assert (doc["job_id"], doc["engine"], doc["input"]) == ("job-1", "pyannote", "gs://b/a")
     assert list(doc)[:4] == ["segments", "speakers", "summary", "job_id"]
     json.dumps(doc)
+
+
+def test_build_output_with_the_exclusive_timeline():
+    turns = [T(0, 4, "SPEAKER_00"), T(3, 6.0004, "SPEAKER_01")]
+    exclusive = [T(3, 6.0004, "SPEAKER_01"), T(0, 3, "SPEAKER_00")]
+    doc = build_output(turns, summarize(turns, 7.0), "job-1", exclusive=exclusive)
+    assert list(doc)[:3] == ["segments", "exclusive_segments", "speakers"]
+    assert doc["exclusive_segments"] == [
+        {"speaker": "SPEAKER_00", "start": 0.0, "end": 3.0, "duration": 3.0},
+        {"speaker": "SPEAKER_01", "start": 3.0, "end": 6.0, "duration": 3.0},
+    ]
+    assert "exclusive_segments" not in build_output(turns, summarize(turns, 7.0), "job-1")
+    with pytest.raises(ValueError, match="overlaps"):
+        build_output(turns, summarize(turns, 7.0), "j", exclusive=turns)
+    with pytest.raises(ValueError, match="not in the segments"):
+        build_output(turns, summarize(turns, 7.0), "j", exclusive=[T(0, 1, "SPEAKER_07")])
+    with pytest.raises(ValueError, match="reserved"):
+        build_output(turns, summarize(turns, 7.0), "j", {"exclusive_segments": []})
 
 
 def test_build_output_rejects_reserved_extra_keys_and_mismatched_summary():
