@@ -8,6 +8,7 @@ engine) → post-processing → notification (signed webhook to a local receiver
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import subprocess
@@ -66,6 +67,16 @@ def _assert_good_diarization(segments: list[dict], expected_speakers: int) -> fl
     return der
 
 
+def _assert_exclusive_timeline(output: dict) -> None:  # type: ignore[type-arg]
+    """output.json's one-speaker-at-a-time timeline: present, never overlapping, the segments' speakers."""
+    items = output["exclusive_segments"]
+    assert items and all(set(item) == {"speaker", "start", "end", "duration"} for item in items)
+    exclusive = client.turns(items)
+    for before, after in itertools.pairwise(exclusive):
+        assert after.start >= before.end, f"exclusive segments overlap: {before} {after}"
+    assert {t.speaker for t in exclusive} == set(output["speakers"]) == {s["speaker"] for s in output["segments"]}
+
+
 def test_cli_submission_is_diarized_end_to_end(pipeline: stack.StackConfig, webhook_receiver) -> None:  # type: ignore[no-untyped-def]
     done = _cli(
         pipeline,
@@ -97,6 +108,8 @@ def test_cli_submission_is_diarized_end_to_end(pipeline: stack.StackConfig, webh
     output = json.loads(blobs.bucket(bucket).blob(name).download_as_bytes())
     assert output["segments"] == job["result"]["segments"]
     assert set(output["segments"][0]) == {"speaker", "start", "end", "duration"}
+    _assert_exclusive_timeline(output)
+    assert job["result"]["summary"]["num_exclusive_segments"] == len(output["exclusive_segments"])
 
     # The producer's webhook got the signed job.completed, and the projector recorded the delivery.
     from speakerline_notification.signing import verify

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import itertools
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +18,7 @@ import soundfile as sf
 
 from speakerline import events, topology
 from speakerline.stack import StackConfig
+from speakerline.timeline import turns_from_json
 
 from .helpers import pull
 
@@ -61,3 +64,11 @@ def test_run_one_diarizes_an_ingested_event_and_publishes_the_result(
     completed = events.data_of(received[-1])
     assert completed["result"]["num_speakers"] == 3
     assert completed["engine"]["name"] == "embedded"
+    # The turns JSON carries the engine's exclusive timeline beside the raw turns, like the streaming worker's.
+    bucket, name = completed["result"]["turns_uri"][5:].split("/", 1)
+    raw = json.loads(gcs.Client(project=emulators.project).bucket(bucket).blob(name).download_as_bytes())
+    assert len(raw["segments"]) == completed["result"]["num_turns"]
+    assert len(raw["exclusive_segments"]) == completed["result"]["num_exclusive_turns"] > 0
+    exclusive = turns_from_json(raw["exclusive_segments"])
+    assert all(after.start >= before.end for before, after in itertools.pairwise(exclusive))
+    assert {t.speaker for t in exclusive} <= {s["speaker"] for s in raw["segments"]}
