@@ -1,87 +1,63 @@
-"""Diarization quality of the embedded engine on the committed evaluation set.
+"""Diarization quality of the embedded engine on the committed suites, through the `speakerline eval` API.
 
-DER is pyannote.metrics' ``DiarizationErrorRate(collar=0.0, skip_overlap=False)``: no forgiveness
-collar and overlapped speech scored, the strictest common setting. Each 2-4 speaker file must
-stay at or below 20 % DER and the speaker count must be right when none is given. Numbers are
-recorded in services/diarization/EVAL.md (regenerate the table with ``-s`` to see it).
+DER is pyannote.metrics' ``DiarizationErrorRate(collar=0.0, skip_overlap=False)`` over the whole file: no
+forgiveness collar and overlapped speech scored, the strictest common setting; no speaker count is given. Two
+suites (``-s`` prints both tables; ``speakerline eval DIR`` prints the same):
+
+- ``tests/data/real-dev``: ten 30 s excerpts of real AMI meetings (1-4 speakers). Gate: overall DER <= 22 % and
+  output on every file.
+- ``tests/data/eval``: seven synthetic 2-4 speaker conversations with exact references. Gate: every file <= 10 %,
+  overall <= 5 %, and the exact speaker count on every file.
+
+Numbers are recorded in services/diarization/EVAL.md.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from speakerline_diarization.engines.base import DiarizationOptions
+from speakerline_diarization.evaluation import EvalReport, evaluate_dir, format_report
 
-MAX_DER = 0.20
-MAX_OVERALL_DER = 0.10
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
-
-def _der(reference_rttm: Path, uri: str, turns: tuple[Any, ...]) -> dict[str, float]:
-    from pyannote.core import Annotation, Segment
-    from pyannote.database.util import load_rttm
-    from pyannote.metrics.diarization import DiarizationErrorRate
-
-    reference = load_rttm(str(reference_rttm))[uri]  # type: ignore[no-untyped-call]
-    hypothesis = Annotation(uri=uri)
-    for turn in turns:
-        hypothesis[Segment(turn.start, turn.end)] = turn.speaker
-    metric = DiarizationErrorRate(collar=0.0, skip_overlap=False)
-    detail: dict[str, float] = metric(reference, hypothesis, detailed=True)
-    return detail
+REAL_DEV_MAX_OVERALL_DER = 0.22
+SYNTHETIC_MAX_DER = 0.10
+SYNTHETIC_MAX_OVERALL_DER = 0.05
 
 
-def test_embedded_engine_der_on_eval_set(
-    embedded_engine: Any, eval_manifest: list[dict[str, Any]], eval_dir: Path, as_wav: Any
-) -> None:
-    rows = []
-    totals = {"error": 0.0, "total": 0.0, "inference_s": 0.0, "audio_s": 0.0}
-    for entry in eval_manifest:
-        wav = as_wav(eval_dir / entry["audio"])
-        result = embedded_engine.diarize(wav, DiarizationOptions())
-        detail = _der(eval_dir / entry["rttm"], entry["uri"], result.turns)
-        total = detail["total"]
-        error = detail["missed detection"] + detail["false alarm"] + detail["confusion"]
-        totals["error"] += error
-        totals["total"] += total
-        totals["inference_s"] += result.timings["inference_s"]
-        totals["audio_s"] += result.timings["audio_s"]
-        rows.append(
-            {
-                "uri": entry["uri"],
-                "der": error / total,
-                "miss": detail["missed detection"] / total,
-                "fa": detail["false alarm"] / total,
-                "conf": detail["confusion"] / total,
-                "expected": entry["num_speakers"],
-                "found": len(result.speakers),
-                "rtf": result.timings["rtf"],
-            }
-        )
+def _evaluate(engine: Any, suite: str) -> tuple[EvalReport, str]:
+    report = evaluate_dir(engine, DATA_DIR / suite)
+    table = format_report(report, title=f"{suite}: embedded engine, speaker count not given")
+    print("\n" + table)
+    return report, table
 
-    lines = [
-        f"{'file':22s} {'DER':>6s} {'miss':>6s} {'FA':>6s} {'conf':>6s} {'spk':>5s} {'RTF':>6s}",
-    ]
-    for r in rows:
-        lines.append(
-            f"{r['uri']:22s} {r['der']:6.1%} {r['miss']:6.1%} {r['fa']:6.1%} {r['conf']:6.1%} "
-            f"{r['found']}/{r['expected']:<3d} {r['rtf']:6.3f}"
-        )
-    overall = totals["error"] / totals["total"]
-    lines.append(
-        f"{'overall':22s} {overall:6.1%} {'':6s} {'':6s} {'':6s} {'':5s} "
-        f"{totals['inference_s'] / totals['audio_s']:6.3f}"
+
+def test_embedded_engine_on_real_dev(embedded_engine: Any) -> None:
+    report, table = _evaluate(embedded_engine, "real-dev")
+
+    assert len(report.files) == 10, table
+    assert not report.files_without_output, f"no output for {report.files_without_output}\n{table}"
+    assert report.der <= REAL_DEV_MAX_OVERALL_DER, (
+        f"overall DER {report.der:.1%} above {REAL_DEV_MAX_OVERALL_DER:.0%}\n{table}"
     )
-    print("\n" + "\n".join(lines), file=sys.stderr)
 
-    bad_der = [r["uri"] for r in rows if r["der"] > MAX_DER]
-    bad_count = [f"{r['uri']} ({r['found']}/{r['expected']})" for r in rows if r["found"] != r["expected"]]
-    assert not bad_der, f"DER above {MAX_DER:.0%}: {bad_der}\n" + "\n".join(lines)
-    assert not bad_count, f"wrong speaker count: {bad_count}\n" + "\n".join(lines)
-    assert overall <= MAX_OVERALL_DER, "\n".join(lines)
+
+def test_embedded_engine_on_synthetic_eval_set(embedded_engine: Any) -> None:
+    report, table = _evaluate(embedded_engine, "eval")
+
+    assert len(report.files) == 7, table
+    bad_der = [f"{f.name} ({f.der:.1%})" for f in report.files if f.der > SYNTHETIC_MAX_DER]
+    wrong = [f for f in report.files if not f.exact_speaker_count]
+    bad_count = [f"{f.name} ({f.found_speakers}/{f.reference_speakers})" for f in wrong]
+    assert not bad_der, f"DER above {SYNTHETIC_MAX_DER:.0%}: {bad_der}\n{table}"
+    assert not bad_count, f"wrong speaker count: {bad_count}\n{table}"
+    assert report.der <= SYNTHETIC_MAX_OVERALL_DER, (
+        f"overall DER {report.der:.1%} above {SYNTHETIC_MAX_OVERALL_DER:.0%}\n{table}"
+    )
 
 
 @pytest.mark.parametrize("num_speakers", [2, 3])
