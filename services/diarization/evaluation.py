@@ -510,7 +510,8 @@ def format_report(report: EvalReport, *, title: str | None = None) -> str:
     given = "from the reference" if report.num_speakers_from_reference else "not given"
     header = title or (
         f"engine {report.engine} ({report.model}, {report.device}) on {report.directory or 'files'}: "
-        f"{len(report.files)} files, {report.duration_s:.1f} s audio; speaker count {given}"
+        f"{len(report.files)} file{'' if len(report.files) == 1 else 's'}, {report.duration_s:.1f} s audio; "
+        f"speaker count {given}"
     )
     width = max([22, *(len(f.name) for f in report.files)])
     lines = [
@@ -581,7 +582,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
     # pyannote.audio warns at import when torchcodec finds no FFmpeg; engines are handed decoded WAVs, not files to
     # decode with it
-    warnings.filterwarnings("ignore", message=r".*torchcodec.*")
+    warnings.filterwarnings("ignore", message=r"\s*torchcodec is not installed", category=UserWarning)
     logs.configure("diarization-eval", level=os.environ.get("SPEAKERLINE_LOG_LEVEL", "WARNING"))
     directory: Path = args.directory
     if args.max_der is not None and not args.max_der >= 0:
