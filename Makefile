@@ -72,8 +72,14 @@ bench: install
 		--benchmark-columns=min,mean,max,rounds --benchmark-json=.stack/bench.json
 	$(BIN)/python tests/diarization/bench_engines.py --rounds 1
 
+# DER tables of the embedded engine (no collar, overlap scored, whole file; `speakerline eval --help`): the real
+# meeting excerpts, the synthetic set, and the LibriSpeech-voices set generated into .stack/ when its generator exists.
 eval: install
-	$(BIN)/pytest tests/diarization/test_quality.py -s -q
+	$(BIN)/speakerline eval tests/data/real-dev
+	$(BIN)/speakerline eval tests/data/eval
+	if test -f tests/data/make_voices_set.py; then \
+		$(BIN)/python tests/data/make_voices_set.py --out .stack/eval-voices && $(BIN)/speakerline eval .stack/eval-voices; \
+	fi
 
 # Static checks of the cloud deployment (terraform cannot download providers everywhere, so no `validate`):
 # formatting and checkov's policy scan, in a venv of its own (checkov's dependencies are heavy).
