@@ -19,6 +19,7 @@ from .base import (
     EngineUnavailable,
     SpeakerTurn,
 )
+from .hints import enforce_speaker_hints
 
 if TYPE_CHECKING:
     import torch
@@ -96,7 +97,8 @@ def run_pipeline(
 
     ``turns`` come from the overlap-aware ``speaker_diarization`` output and
     ``exclusive_turns`` from ``exclusive_speaker_diarization`` (pyannote 4; empty for a
-    pipeline that returns a bare ``Annotation``).
+    pipeline that returns a bare ``Annotation``). Speaker-count hints are then enforced on
+    both (:func:`.hints.enforce_speaker_hints`).
     """
     import torch
 
@@ -127,7 +129,7 @@ def run_pipeline(
         exclusive_annotation = getattr(output, "exclusive_speaker_diarization", None)
         if exclusive_annotation is not None:
             exclusive = _annotation_turns(exclusive_annotation, audio_s)
-    return DiarizationResult(
+    result = DiarizationResult(
         turns=turns,
         engine=engine,
         model=model,
@@ -135,6 +137,7 @@ def run_pipeline(
         timings=_timings(load_s, inference_s, audio_s),
         exclusive_turns=exclusive,
     )
+    return enforce_speaker_hints(result, options)
 
 
 def download_gcs_prefix(gs_uri: str, local_dir: Path) -> None:
