@@ -1,0 +1,486 @@
+"""Pure-logic units: speaker-count hints (:mod:`.hints`) and the soft powerset speaker count.
+
+No model is loaded: results are built from hand-made turns, and the segmentation output is a
+hand-made ``SlidingWindowFeature`` of powerset log-probabilities.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyannote.core import SlidingWindow, SlidingWindowFeature
+
+from speakerline_diarization.engines.base import DiarizationOptions, DiarizationResult, SpeakerTurn
+from speakerline_diarization.engines.embedded import (
+    OVERLAP_THRESHOLD,
+    SPEECH_FLOOR,
+    SPEECH_RELATIVE,
+    SPEECH_THRESHOLD,
+    soft_speaker_count,
+)
+from speakerline_diarization.engines.hints import enforce_speaker_hints, speaker_bounds
+
+# soft_speaker_count imports pyannote.audio, whose torchcodec warning starts with a newline
+pytestmark = pytest.mark.filterwarnings(r"ignore:(?s)\s*torchcodec is not installed:UserWarning")
+
+# --------------------------------------------------------------------------------------------
+# enforce_speaker_hints / speaker_bounds
+# --------------------------------------------------------------------------------------------
+
+
+def make_result(
+    turns: list[tuple[float, float, str]] | tuple[SpeakerTurn, ...],
+    exclusive: list[tuple[float, float, str]] | tuple[SpeakerTurn, ...] = (),
+) -> DiarizationResult:
+    def as_turns(items):
+        return tuple(t if isinstance(t, SpeakerTurn) else SpeakerTurn(*t) for t in items)
+
+    return DiarizationResult(
+        turns=as_turns(turns),
+        engine="test",
+        model="test-model",
+        device="cpu",
+        timings={"audio_s": 60.0},
+        exclusive_turns=as_turns(exclusive),
+    )
+
+
+def intervals(turns: tuple[SpeakerTurn, ...]) -> Counter[tuple[float, float]]:
+    return Counter((t.start, t.end) for t in turns)
+
+
+LABELS = [f"SPEAKER_{i:02d}" for i in range(8)] + ["alice", "bob", "SPEAKER_7", "spk"]
+
+
+@st.composite
+def timelines(draw, min_turns: int = 1, max_turns: int = 12) -> tuple[SpeakerTurn, ...]:
+    """Sorted turns, possibly overlapping, with random (possibly sparse) labels, no exact duplicates."""
+    raw = draw(
+        st.lists(
+            st.tuples(
+                st.integers(min_value=0, max_value=600),  # start, in tenths of a second
+                st.integers(min_value=1, max_value=80),  # duration, in tenths
+                st.sampled_from(LABELS),
+            ),
+            min_size=min_turns,
+            max_size=max_turns,
+            unique=True,
+        )
+    )
+    turns = {SpeakerTurn(s / 10, (s + d) / 10, label) for s, d, label in raw}
+    return tuple(sorted(turns, key=lambda t: (t.start, t.end, t.speaker)))
+
+
+@st.composite
+def one_at_a_time(draw, min_turns: int = 1, max_turns: int = 12) -> tuple[SpeakerTurn, ...]:
+    """Non-overlapping sorted turns (gaps may be zero), as an exclusive timeline would be."""
+    raw = draw(
+        st.lists(
+            st.tuples(st.integers(0, 20), st.integers(1, 80), st.sampled_from(LABELS)),
+            min_size=min_turns,
+            max_size=max_turns,
+        )
+    )
+    turns, now = [], 0
+    for gap, duration, label in raw:
+        start = now + gap
+        turns.append(SpeakerTurn(start / 10, (start + duration) / 10, label))
+        now = start + duration
+    return tuple(turns)
+
+
+def check_only_labels_changed(before: DiarizationResult, after: DiarizationResult) -> None:
+    """Every instant covered before is covered after (merges may only dedupe identical turns)."""
+    assert set(intervals(after.turns)) == set(intervals(before.turns))
+    assert len(after.turns) <= len(before.turns)
+    assert all(isinstance(label, str) and label for label in after.speakers)
+    assert len(set(after.speakers)) == len(after.speakers)
+    assert (after.engine, after.model, after.device, after.timings) == (
+        before.engine,
+        before.model,
+        before.device,
+        before.timings,
+    )
+
+
+def test_speaker_bounds() -> None:
+    assert speaker_bounds(DiarizationOptions()) == (0, None)
+    assert speaker_bounds(DiarizationOptions(num_speakers=3)) == (3, 3)
+    assert speaker_bounds(DiarizationOptions(num_speakers=3, min_speakers=1, max_speakers=5)) == (3, 3)
+    assert speaker_bounds(DiarizationOptions(min_speakers=2)) == (2, None)
+    assert speaker_bounds(DiarizationOptions(max_speakers=4)) == (0, 4)
+    assert speaker_bounds(DiarizationOptions(min_speakers=2, max_speakers=4)) == (2, 4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), turns=timelines())
+def test_num_speakers_gives_exactly_n_labels_when_turns_allow(data, turns) -> None:
+    n = data.draw(st.integers(min_value=1, max_value=len(turns)), label="num_speakers")
+    before = make_result(turns, exclusive=turns)
+    after = enforce_speaker_hints(before, DiarizationOptions(num_speakers=n))
+    assert len(after.speakers) == n
+    check_only_labels_changed(before, after)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), turns=timelines(max_turns=8))
+def test_num_speakers_above_turn_count_gives_one_label_per_turn(data, turns) -> None:
+    n = data.draw(st.integers(min_value=len(turns) + 1, max_value=len(turns) + 10), label="num_speakers")
+    before = make_result(turns)
+    after = enforce_speaker_hints(before, DiarizationOptions(num_speakers=n))
+    assert len(after.speakers) == len(turns)
+    assert len(after.turns) == len(turns)
+    check_only_labels_changed(before, after)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), turns=timelines())
+def test_min_speakers_never_violated_when_turns_allow(data, turns) -> None:
+    low = data.draw(st.integers(min_value=1, max_value=len(turns)), label="min_speakers")
+    before = make_result(turns)
+    after = enforce_speaker_hints(before, DiarizationOptions(min_speakers=low))
+    assert len(after.speakers) == max(low, len(before.speakers))
+    check_only_labels_changed(before, after)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), turns=timelines())
+def test_max_speakers_never_violated(data, turns) -> None:
+    high = data.draw(st.integers(min_value=1, max_value=len(LABELS)), label="max_speakers")
+    before = make_result(turns, exclusive=turns)
+    after = enforce_speaker_hints(before, DiarizationOptions(max_speakers=high))
+    assert len(after.speakers) == min(high, len(before.speakers))
+    assert {t.speaker for t in after.exclusive_turns} <= set(after.speakers)
+    check_only_labels_changed(before, after)
+    # merging only ever maps an old label onto another old label
+    assert set(after.speakers) <= set(before.speakers)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), turns=timelines())
+def test_result_within_bounds_is_returned_unchanged(data, turns) -> None:
+    before = make_result(turns, exclusive=turns)
+    count = len(before.speakers)
+    low = data.draw(st.none() | st.integers(min_value=1, max_value=count), label="min_speakers")
+    high = data.draw(st.none() | st.integers(min_value=max(count, low or 1), max_value=count + 5), label="max")
+    exact = data.draw(st.sampled_from([None, count]), label="num_speakers")
+    options = DiarizationOptions(num_speakers=exact, min_speakers=low, max_speakers=high)
+    after = enforce_speaker_hints(before, options)
+    assert after == before
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), turns=timelines())
+def test_new_labels_never_collide_and_old_turns_keep_theirs(data, turns) -> None:
+    n = data.draw(st.integers(min_value=1, max_value=len(turns)), label="num_speakers")
+    before = make_result(turns)
+    if n <= len(before.speakers):
+        return  # splitting only
+    after = enforce_speaker_hints(before, DiarizationOptions(num_speakers=n))
+    old = set(before.speakers)
+    assert len(after.turns) == len(before.turns)
+    for was, now in zip(before.turns, after.turns, strict=True):
+        assert (was.start, was.end) == (now.start, now.end)
+        assert now.speaker == was.speaker or now.speaker not in old
+    new_labels = set(after.speakers) - old
+    assert len(new_labels) == n - len(old)
+    # every new label holds exactly one (moved) turn, and every old speaker keeps at least one
+    assert all(sum(t.speaker == label for t in after.turns) == 1 for label in new_labels)
+    assert old <= set(after.speakers)
+
+
+@settings(max_examples=200, deadline=None)
+@given(turns=one_at_a_time(min_turns=2))
+def test_exclusive_timeline_follows_the_relabelling(turns) -> None:
+    """With exclusive == turns (one speaker at a time), both timelines stay identical."""
+    before = make_result(turns, exclusive=turns)
+    for options in (
+        DiarizationOptions(num_speakers=len(turns)),
+        DiarizationOptions(min_speakers=len(turns)),
+        DiarizationOptions(max_speakers=1),
+    ):
+        after = enforce_speaker_hints(before, options)
+        assert after.exclusive_turns == after.turns
+
+
+def test_shortest_turn_of_a_speaker_with_several_is_moved() -> None:
+    before = make_result(
+        [
+            (0.0, 5.0, "SPEAKER_00"),
+            (5.0, 6.0, "SPEAKER_01"),  # long-ish, SPEAKER_01 has several turns
+            (6.0, 6.3, "SPEAKER_02"),  # shortest overall, but SPEAKER_02's only turn
+            (7.0, 7.5, "SPEAKER_01"),  # SPEAKER_01's shortest: this one moves
+            (8.0, 12.0, "SPEAKER_01"),
+            (12.0, 12.6, "SPEAKER_00"),  # SPEAKER_00's shortest, but longer than 7.0-7.5
+        ]
+    )
+    after = enforce_speaker_hints(before, DiarizationOptions(num_speakers=4))
+    assert [t.speaker for t in after.turns] == [
+        "SPEAKER_00",
+        "SPEAKER_01",
+        "SPEAKER_02",
+        "SPEAKER_03",
+        "SPEAKER_01",
+        "SPEAKER_00",
+    ]
+    after = enforce_speaker_hints(before, DiarizationOptions(num_speakers=5))
+    moved = {t for t in after.turns if t.speaker not in before.speakers}
+    assert {(t.start, t.end) for t in moved} == {(7.0, 7.5), (12.0, 12.6)}
+
+
+def test_new_label_fills_the_first_gap() -> None:
+    before = make_result([(0.0, 4.0, "SPEAKER_00"), (4.0, 5.0, "SPEAKER_02"), (5.0, 9.0, "SPEAKER_02")])
+    after = enforce_speaker_hints(before, DiarizationOptions(num_speakers=3))
+    assert after.speakers == ("SPEAKER_00", "SPEAKER_01", "SPEAKER_02")
+    assert after.turns[1] == SpeakerTurn(4.0, 5.0, "SPEAKER_01")
+
+
+def test_new_label_next_to_arbitrary_names() -> None:
+    before = make_result([(0.0, 4.0, "alice"), (4.0, 5.0, "alice"), (5.0, 6.0, "SPEAKER_00")])
+    after = enforce_speaker_hints(before, DiarizationOptions(min_speakers=3))
+    assert after.turns[1] == SpeakerTurn(4.0, 5.0, "SPEAKER_01")
+
+
+def test_exclusive_turns_follow_a_split_where_they_coincide() -> None:
+    # overlap-aware: B talks over A's long turn; A comes back briefly at 12 s
+    before = make_result(
+        [(0.0, 10.0, "A"), (2.0, 3.0, "B"), (12.0, 13.0, "A")],
+        exclusive=[(0.0, 2.0, "A"), (2.0, 3.0, "B"), (3.0, 10.0, "A"), (12.0, 13.0, "A")],
+    )
+    after = enforce_speaker_hints(before, DiarizationOptions(num_speakers=3))
+    assert after.turns == (
+        SpeakerTurn(0.0, 10.0, "A"),
+        SpeakerTurn(2.0, 3.0, "B"),
+        SpeakerTurn(12.0, 13.0, "SPEAKER_00"),
+    )
+    assert after.exclusive_turns == (
+        SpeakerTurn(0.0, 2.0, "A"),
+        SpeakerTurn(2.0, 3.0, "B"),
+        SpeakerTurn(3.0, 10.0, "A"),
+        SpeakerTurn(12.0, 13.0, "SPEAKER_00"),
+    )
+
+
+def test_too_many_speakers_merge_the_quietest_into_the_loudest() -> None:
+    before = make_result(
+        [(0.0, 10.0, "A"), (10.0, 11.0, "B"), (11.0, 16.0, "C"), (16.0, 16.5, "B"), (16.5, 20.0, "A")],
+        exclusive=[(0.0, 10.0, "A"), (10.0, 11.0, "B"), (11.0, 16.0, "C"), (16.0, 16.5, "B"), (16.5, 20.0, "A")],
+    )
+    after = enforce_speaker_hints(before, DiarizationOptions(max_speakers=2))
+    expected = (
+        SpeakerTurn(0.0, 10.0, "A"),
+        SpeakerTurn(10.0, 11.0, "A"),
+        SpeakerTurn(11.0, 16.0, "C"),
+        SpeakerTurn(16.0, 16.5, "A"),
+        SpeakerTurn(16.5, 20.0, "A"),
+    )
+    assert after.turns == expected
+    assert after.exclusive_turns == expected
+    after = enforce_speaker_hints(before, DiarizationOptions(num_speakers=1))
+    assert after.speakers == ("A",)
+
+
+def test_merge_dedupes_turns_that_become_identical() -> None:
+    # B and C say the same thing at the same time (an echo); merging C into A leaves one turn there
+    before = make_result([(0.0, 10.0, "A"), (10.0, 11.0, "A"), (10.0, 11.0, "C"), (11.0, 14.0, "B")])
+    after = enforce_speaker_hints(before, DiarizationOptions(max_speakers=2))
+    assert after.turns == (SpeakerTurn(0.0, 10.0, "A"), SpeakerTurn(10.0, 11.0, "A"), SpeakerTurn(11.0, 14.0, "B"))
+
+
+def test_single_turns_cannot_be_split_further() -> None:
+    before = make_result([(0.0, 1.0, "A"), (1.0, 2.0, "B")])
+    assert enforce_speaker_hints(before, DiarizationOptions(num_speakers=5)) == before
+    empty = make_result([])
+    assert enforce_speaker_hints(empty, DiarizationOptions(num_speakers=2)) == empty
+
+
+DUPLICATE_TURNS_SCRIPT = """
+from speakerline_diarization.engines.base import DiarizationOptions, DiarizationResult, SpeakerTurn
+from speakerline_diarization.engines.hints import enforce_speaker_hints
+
+turns = (SpeakerTurn(0.0, 1.0, "A"), SpeakerTurn(0.0, 1.0, "A"))
+result = DiarizationResult(turns=turns, engine="test", model="m", device="cpu")
+print(len(enforce_speaker_hints(result, DiarizationOptions(num_speakers=2)).speakers))
+"""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="hints bug: two identical turns of one speaker are both moved to the new label, "
+    "so the label count never grows and _split_off_shortest loops forever",
+)
+def test_identical_duplicate_turns_do_not_hang() -> None:
+    # in a subprocess: interrupting the endless loop in-process can crash pytest's reporting
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", DUPLICATE_TURNS_SCRIPT], capture_output=True, text=True, timeout=3, check=True
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("enforce_speaker_hints did not return within 3 s")
+    assert done.stdout.strip() == "2"
+
+
+# --------------------------------------------------------------------------------------------
+# soft_speaker_count
+# --------------------------------------------------------------------------------------------
+
+#: powerset of 3 speakers, at most 2 at once: {}, {1}, {2}, {3}, {1,2}, {1,3}, {2,3}
+POWERSET_SIZES = np.array([0, 1, 1, 1, 2, 2, 2])
+#: 10 s windows every second; in the simple layout each window has 10 one-second frames, so
+#: local frame i of chunk c is global frame c + i
+CHUNKS = SlidingWindow(start=0.0, duration=10.0, step=1.0)
+FRAMES = SlidingWindow(start=0.0, duration=1.0, step=1.0)
+EPS = 1e-6
+
+
+def class_probs(speech: float, overlap: float = 0.0) -> np.ndarray:
+    """7-class distribution with P(speech) = speech, P(2 speakers) = overlap (split on 2 classes)."""
+    p = np.zeros(len(POWERSET_SIZES))
+    p[0] = 1.0 - speech
+    p[1] = speech - overlap
+    p[4] = p[6] = overlap / 2
+    p = (1 - EPS * len(p)) * p + EPS  # no exact zeros, still sums to 1
+    assert p.min() > 0 and abs(p.sum() - 1) < 1e-12
+    return p
+
+
+def log_probs(profile, num_chunks: int = 10, frames_per_chunk: int = 10) -> SlidingWindowFeature:
+    """``profile(chunk, global_frame) -> (speech, overlap)`` as powerset log-probabilities."""
+    data = np.empty((num_chunks, frames_per_chunk, len(POWERSET_SIZES)), dtype=np.float32)
+    for c in range(num_chunks):
+        for i in range(frames_per_chunk):
+            data[c, i] = np.log(class_probs(*profile(c, c + i)))
+    return SlidingWindowFeature(data, CHUNKS)
+
+
+def count_of(profile, num_chunks: int = 10, **kwargs) -> np.ndarray:
+    count = soft_speaker_count(log_probs(profile, num_chunks), POWERSET_SIZES, FRAMES, **kwargs)
+    assert count.data.shape[1] == 1
+    assert count.sliding_window.step == FRAMES.step
+    return count.data[:, 0]
+
+
+def test_class_probs_match_the_thresholds_they_are_compared_with() -> None:
+    p = class_probs(0.95, 0.6)
+    assert p[POWERSET_SIZES > 0].sum() == pytest.approx(0.95, abs=1e-5)
+    assert p[POWERSET_SIZES >= 2].sum() == pytest.approx(0.6, abs=1e-5)
+    # frame 9 of the simple layout is seen by all 10 windows
+    assert [CHUNKS[c].start <= FRAMES[9].start < CHUNKS[c].end for c in range(10)] == [True] * 10
+
+
+def test_speech_only_four_of_ten_windows_detect_gets_count_one() -> None:
+    """Windows 0-3 hear global frame 9 clearly (0.95), windows 4-9 hear nothing there."""
+    count = count_of(lambda c, g: (0.95 if g == 9 and c < 4 else 0.0, 0.0))
+    # pyannote's rule: hard per-window decisions (4 of 10 say "speech") averaged, rounded -> 0
+    assert np.rint(4 / 10) == 0
+    assert count[9] == 1
+    assert count.sum() == 1
+
+
+def test_speech_half_the_windows_detect_is_kept_next_to_clear_speech() -> None:
+    """Clear speech at 2-4; frame 14 (windows 5-14) heard by 5 of its 10: 0.475 >= SPEECH_THRESHOLD."""
+    frac = 5 / 10
+    assert frac * 0.95 >= SPEECH_THRESHOLD
+    assert np.rint(frac) == 0  # pyannote: round-half-to-even drops it
+
+    def profile(c, g):
+        if 2 <= g <= 4:
+            return 0.95, 0.0
+        return (0.95 if g == 14 and c >= 10 else 0.0), 0.0
+
+    count = count_of(profile, num_chunks=20)
+    assert list(count[2:5]) == [1, 1, 1]
+    assert count[14] == 1
+    assert count.sum() == 4
+
+
+def test_relative_threshold_does_not_lower_the_bar_when_clear_speech_exists() -> None:
+    """Same 4-of-10 evidence as above (0.38), but the recording also has clear speech."""
+    assert 0.4 * 0.95 < SPEECH_THRESHOLD <= SPEECH_RELATIVE * 0.95
+
+    def profile(c, g):
+        if 2 <= g <= 4:
+            return 0.95, 0.0
+        return (0.95 if g == 14 and c >= 11 else 0.0), 0.0
+
+    count = count_of(profile, num_chunks=20)
+    assert list(count[2:5]) == [1, 1, 1]
+    assert count[14] == 0
+
+
+def test_silence_everywhere_gives_count_zero() -> None:
+    count = count_of(lambda c, g: (0.0, 0.0))
+    assert len(count) >= 19
+    assert not count.any()
+
+
+def test_windows_betting_on_two_speakers_give_count_two() -> None:
+    def profile(c, g):
+        if 5 <= g <= 12:
+            return 0.95, (0.6 if 8 <= g <= 10 else 0.0)
+        return 0.0, 0.0
+
+    count = count_of(profile)
+    assert list(count[:5]) == [0] * 5
+    assert list(count[5:8]) == [1, 1, 1]
+    assert list(count[8:11]) == [2, 2, 2]
+    assert list(count[11:13]) == [1, 1]
+    assert not count[13:].any()
+
+
+def test_overlap_below_overlap_threshold_stays_one_speaker() -> None:
+    below = OVERLAP_THRESHOLD - 0.05
+    count = count_of(lambda c, g: (0.95, below) if 5 <= g <= 12 else (0.0, 0.0))
+    assert list(count[5:13]) == [1] * 8
+    above = OVERLAP_THRESHOLD + 0.05
+    count = count_of(lambda c, g: (0.95, above) if 5 <= g <= 12 else (0.0, 0.0))
+    assert list(count[5:13]) == [2] * 8
+
+
+def test_quiet_recording_peak_below_speech_threshold_still_gets_speech() -> None:
+    peak = SPEECH_THRESHOLD - 0.02
+    assert SPEECH_FLOOR < peak < SPEECH_THRESHOLD
+
+    def profile(c, g):
+        if g == 9:
+            return peak, 0.0
+        if g in (8, 10):
+            return peak * SPEECH_RELATIVE * 0.9, 0.0  # below the relative bar
+        return 0.0, 0.0
+
+    count = count_of(profile)
+    assert count[9] >= 1
+    assert count[8] == count[10] == 0
+    assert count.sum() == 1
+
+
+def test_recording_peak_below_speech_floor_gets_none() -> None:
+    peak = SPEECH_FLOOR - 0.05
+    count = count_of(lambda c, g: (peak, 0.0) if 6 <= g <= 12 else (0.0, 0.0))
+    assert not count.any()
+
+
+def test_realistic_frame_resolution() -> None:
+    """segmentation-3.0-like frames: 589 per 10 s window, 16.9 ms step, 61.9 ms receptive field."""
+    frames = SlidingWindow(start=0.0, duration=0.0619, step=0.0169)
+    num_chunks, per_chunk = 12, 589
+    t = np.arange(num_chunks)[:, None] * CHUNKS.step + np.arange(per_chunk)[None, :] * frames.step
+    t = t + frames.duration / 2
+    speech = np.where((t >= 4.0) & (t < 6.0), 0.95, 0.0)
+    overlap = np.where((t >= 5.0) & (t < 5.5), 0.6, 0.0)
+    data = np.empty((num_chunks, per_chunk, len(POWERSET_SIZES)), dtype=np.float32)
+    for c in range(num_chunks):
+        for i in range(per_chunk):
+            data[c, i] = np.log(class_probs(speech[c, i], overlap[c, i]))
+    count = soft_speaker_count(SlidingWindowFeature(data, CHUNKS), POWERSET_SIZES, frames)
+
+    def at(seconds: float) -> int:
+        return int(count.data[count.sliding_window.closest_frame(seconds), 0])
+
+    assert [at(s) for s in (1.0, 3.8, 4.3, 4.8, 5.25, 5.8, 6.3, 15.0)] == [0, 0, 1, 1, 2, 1, 0, 0]
