@@ -310,11 +310,6 @@ print(len(enforce_speaker_hints(result, DiarizationOptions(num_speakers=2)).spea
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hints bug: two identical turns of one speaker are both moved to the new label, "
-    "so the label count never grows and _split_off_shortest loops forever",
-)
 def test_identical_duplicate_turns_do_not_hang() -> None:
     # in a subprocess: interrupting the endless loop in-process can crash pytest's reporting
     try:

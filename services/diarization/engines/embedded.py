@@ -173,9 +173,10 @@ def _build_pipeline(weights_dir: Path, *, segmentation_step: float) -> Any:
         raise EngineUnavailable(f"could not load {weights_dir / SEGMENTATION_FILE}")
     segmentation: Model = loaded
     embedding = CAMPPlusEmbedding.from_state_dict_file(weights_dir / CAMPPLUS_FILE)
-    specifications = segmentation.specifications
+    specifications: Any = segmentation.specifications  # one task: a single Specifications
     powerset = Powerset(len(specifications.classes), specifications.powerset_max_classes)
-    powerset_sizes = powerset.mapping.sum(dim=1).numpy()
+    mapping: Any = powerset.mapping
+    powerset_sizes = mapping.sum(dim=1).numpy()
 
     class _UnusedPLDA(PLDA):
         """SpeakerDiarization insists on a PLDA; these clusterings never use it."""
@@ -257,14 +258,16 @@ def _build_pipeline(weights_dir: Path, *, segmentation_step: float) -> Any:
         def get_segmentations(self, file: Any, hook: Any = None) -> Any:
             # one forward pass: keep the soft output for speaker counting, hand pyannote the
             # hard multi-label segmentation it expects, each local speaker split at pauses
-            soft = self._soft_segmentation(file)
+            soft: Any = self._soft_segmentation(file)
             self._soft = soft
             hard = powerset.to_multilabel(torch.from_numpy(np.asarray(soft.data)), soft=False).numpy()
             return split_local_speakers(
                 SlidingWindowFeature(hard, soft.sliding_window), min_gap_frames=self.min_gap_frames
             )
 
-        def speaker_count(self, binarized_segmentations: Any, frames: Any, warm_up: Any = (0.0, 0.0)) -> Any:
+        def speaker_count(  # type: ignore[override]  # pyannote's is a staticmethod; this needs the file's soft output
+            self, binarized_segmentations: Any, frames: Any, warm_up: Any = (0.0, 0.0)
+        ) -> Any:
             return soft_speaker_count(self._soft, powerset_sizes, frames)
 
     pipeline = EmbeddedSpeakerDiarization()

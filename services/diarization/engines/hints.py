@@ -53,6 +53,7 @@ def _split_off_shortest(result: DiarizationResult) -> DiarizationResult | None:
     if not candidates:
         return None
     moved = min(candidates, key=lambda t: (t.duration, -t.start))
+    moved_index = result.turns.index(moved)  # only this one: identical copies stay behind
     label = _new_label(set(counts))
 
     def relabel(turn: SpeakerTurn) -> SpeakerTurn:
@@ -61,7 +62,7 @@ def _split_off_shortest(result: DiarizationResult) -> DiarizationResult | None:
 
     return replace(
         result,
-        turns=tuple(relabel(t) if t == moved else t for t in result.turns),
+        turns=tuple(relabel(t) if i == moved_index else t for i, t in enumerate(result.turns)),
         exclusive_turns=tuple(relabel(t) for t in result.exclusive_turns),
     )
 
