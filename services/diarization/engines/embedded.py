@@ -268,7 +268,11 @@ def _build_pipeline(weights_dir: Path, *, segmentation_step: float) -> Any:
         def speaker_count(  # type: ignore[override]  # pyannote's is a staticmethod; this needs the file's soft output
             self, binarized_segmentations: Any, frames: Any, warm_up: Any = (0.0, 0.0)
         ) -> Any:
-            return soft_speaker_count(self._soft, powerset_sizes, frames)
+            count = soft_speaker_count(self._soft, powerset_sizes, frames)
+            if not np.any(np.nan_to_num(binarized_segmentations.data)):
+                # no window names a speaker (faint noise): nobody to give the soft speech to
+                count.data[:] = 0
+            return count
 
     pipeline = EmbeddedSpeakerDiarization()
     pipeline.instantiate(
