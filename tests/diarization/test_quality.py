@@ -107,22 +107,10 @@ def test_quiet_meeting_with_little_speech_gets_output(embedded_engine: Any, tmp_
     assert len(hinted.speakers) == min(4, len(hinted.turns)) and hinted.turns
 
 
-def _voices_conversations(ids: list[str], out: Path) -> None:
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("make_voices_set", DATA_DIR / "make_voices_set.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    module.generate(out, only=ids)
-
-
-def test_one_real_voice_is_not_split(embedded_engine: Any, tmp_path: Path) -> None:
+def test_one_real_voice_is_not_split(embedded_engine: Any, voices_generator: Any, tmp_path: Path) -> None:
     """Real voices through reverb (two women in a room; a minor speaker among three) were split into extra
     speakers (3 of 2, 6 of 3) when clusters 0.65-0.75 alike stayed apart."""
-    _voices_conversations(["lv2_ff", "lv3_minor"], tmp_path)
+    voices_generator.generate(tmp_path, only=["lv2_ff", "lv3_minor"])
     report = evaluate_dir(embedded_engine, tmp_path)
     table = format_report(report, title="real voices")
     assert [f.found_speakers for f in report.files] == [f.reference_speakers for f in report.files], table

@@ -6,9 +6,7 @@ Pure logic, no engine: plans for every conversation, audio for two of them.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -22,18 +20,9 @@ VOICES = DATA_DIR / "voices"
 GENERATED = ["lv2_tel", "lv3_minor"]  # telephone (8 kHz, mu-law) and reverb paths, one minor speaker
 
 
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_voices_set", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def gen() -> ModuleType:
-    return _load_script()
+def gen(voices_generator: ModuleType) -> ModuleType:
+    return voices_generator
 
 
 @pytest.fixture(scope="module")
