@@ -12,8 +12,10 @@ instructions some machines lack):
 The pipeline is pyannote's own ``SpeakerDiarization`` (pyannote 3.1 / community-1 design:
 powerset segmentation on 10 s windows sliding by 1 s, one embedding per (window, local
 speaker) computed on the frames where that speaker speaks alone, clustering, then
-reconstruction of the global timeline), with two parts swapped in: CAM++ embeddings and
-spectral clustering with eigengap speaker counting (:mod:`.spectral`).
+reconstruction of the global timeline), with parts swapped in: CAM++ embeddings, the
+frame-level speaker count taken from the soft powerset output (:func:`soft_speaker_count`),
+and clustering by spectral clustering with an eigengap count (:mod:`.spectral`), or AHC cut
+at the requested count when the caller gives one (``HintedClustering``).
 """
 
 from __future__ import annotations
