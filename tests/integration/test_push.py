@@ -106,7 +106,8 @@ def test_projector_behind_a_push_subscription(emulators: StackConfig, tmp_path: 
             return [m for m in found if m.attributes.get("marker") == marker]
 
         assert wait_for(dead, timeout_s=30)[0].attributes["speakerline-dead-letter-reason"] == "not_a_cloudevent"
-        assert "message refused" in log_path.read_text()
+        # The dead letter is published before the refusal is logged: wait for the line rather than read once.
+        assert wait_for(lambda: "message refused" in log_path.read_text(), timeout_s=10)
 
 
 def test_http_push_retries_then_fails_the_job_and_dead_letters(emulators: StackConfig, tmp_path: Path, example,
