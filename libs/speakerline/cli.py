@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from speakerline import stack
@@ -151,7 +151,7 @@ def _submit(args: argparse.Namespace) -> tuple[int, dict[str, object] | None]:
     import google.cloud.storage as gcs
     from google.cloud import firestore
 
-    from speakerline import client
+    from speakerline import client, jobstore
 
     _use_local_stack_if_running()
     project = _project()
@@ -183,8 +183,11 @@ def _submit(args: argparse.Namespace) -> tuple[int, dict[str, object] | None]:
     def on_status(status: str, job: object) -> None:
         print(f"job {submission.job_id}: {status}", file=progress, flush=True)
 
+    def on_progress(report: Mapping[str, object]) -> None:
+        print(f"job {submission.job_id}: DIARIZING {jobstore.format_progress(report)}", file=progress, flush=True)
+
     db = firestore.Client(project=project)
-    job = client.wait(db, submission.job_id, timeout_s=args.timeout, on_status=on_status)
+    job = client.wait(db, submission.job_id, timeout_s=args.timeout, on_status=on_status, on_progress=on_progress)
     return _report_job(job, submission.job_id, args.json)
 
 

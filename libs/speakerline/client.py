@@ -67,11 +67,14 @@ def wait(
     *,
     timeout_s: float,
     on_status: Callable[[str, Mapping[str, Any]], None] = lambda status, job: None,
+    on_progress: Callable[[Mapping[str, Any]], None] = lambda progress: None,
     poll_s: float = 0.5,
 ) -> dict[str, Any] | None:
-    """Poll jobs/{job_id} until a terminal status (or the timeout); report each new status."""
+    """Poll jobs/{job_id} until a terminal status (or the timeout); report each new status, and each new
+    diarization progress report while the job is diarizing."""
     deadline = time.monotonic() + timeout_s
     last = None
+    last_progress = None
     while time.monotonic() < deadline:
         job = jobstore.get_job(db, job_id)
         if job is not None:
@@ -80,6 +83,10 @@ def wait(
                 on_status(last, job)
             if JobStatus(str(last)).terminal:
                 return job
+            progress = job.get("progress")
+            if last == JobStatus.DIARIZING and progress and progress != last_progress:
+                last_progress = progress
+                on_progress(progress)
         time.sleep(poll_s)
     return jobstore.get_job(db, job_id)
 

@@ -79,6 +79,20 @@ def _summary_line(summary: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def format_progress(progress: Mapping[str, Any], width: int = 24) -> str:
+    """A diarization progress report as a bar: `[#########...............]  38%  1368/3600 s audio, ~2 min left`."""
+    fraction = min(1.0, max(0.0, float(progress.get("fraction") or 0.0)))
+    filled = round(fraction * width)
+    parts = [f"[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:3.0f}%"]
+    if progress.get("audio_s"):
+        parts.append(f"{float(progress.get('processed_audio_s') or 0):.0f}/{float(progress['audio_s']):.0f} s audio")
+    eta = progress.get("eta_s")
+    if eta is not None:
+        eta = float(eta)
+        parts.append(f"~{eta:.0f} s left" if eta < 120 else f"~{eta / 60:.0f} min left")
+    return "  ".join(parts[:1]) + ("  " + ", ".join(parts[1:]) if parts[1:] else "")
+
+
 def format_job_line(job: Mapping[str, Any]) -> str:
     """One line per job for `speakerline jobs list`: id, status, last update, input, and the gist of the outcome."""
     status = str(job.get("status", "?"))
@@ -89,6 +103,8 @@ def format_job_line(job: Mapping[str, Any]) -> str:
         tail = f"{error.get('code')}: {error.get('message')}"
     elif result and result.get("summary"):
         tail = _summary_line(result["summary"])
+    elif status == "DIARIZING" and job.get("progress"):
+        tail = format_progress(job["progress"], width=12)
     fields = [str(job.get("job_id", "?")), f"{status:<10}", _ts(job.get("updated_at")), _input_name(job), tail]
     return "  ".join(f for f in fields if f).rstrip()
 
@@ -116,6 +132,8 @@ def format_job_detail(job: Mapping[str, Any]) -> str:
     attempts = (job.get("attempts") or {}).get("diarization")
     if attempts:
         lines.append(f"attempts  {attempts} diarization")
+    if job.get("status") == "DIARIZING" and job.get("progress"):
+        lines.append(f"progress  {format_progress(job['progress'])}")
 
     error = job.get("error")
     if error:

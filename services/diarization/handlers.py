@@ -1,9 +1,10 @@
 """Diarization handler: normalized audio → raw speaker turns in the work bucket → `diarization.completed`.
 
 `diarization.started` is published as soon as a worker takes the job (before the long part), so the job's
-state shows DIARIZING while the engine runs; the streaming-pull client keeps the message's lease alive
-meanwhile. Engine errors raise: Pub/Sub redelivers with backoff, and after the last attempt `job.failed`
-(retriable) is published and the message goes to the dead-letter topic for ops to replay. An engine that
+state shows DIARIZING while the engine runs, and `diarization.progress` every few seconds while it runs
+(fraction done, audio seconds processed, time left; see `progress.py`); the streaming-pull client keeps the
+message's lease alive meanwhile. Engine errors raise: Pub/Sub redelivers with backoff, and after the last attempt
+`job.failed` (retriable) is published and the message goes to the dead-letter topic for ops to replay. An engine that
 cannot be loaded at all fails the job at once (retrying the same worker would not help).
 
 The turns JSON in the work bucket is the engine's output as it came: ``segments`` (overlap-aware) and, when the
@@ -30,9 +31,11 @@ from speakerline_diarization.engines.base import (
     EngineUnavailable,
     SpeakerTurn,
 )
+from speakerline_diarization.progress import DEFAULT_INTERVAL_S, ProgressReport, ProgressReporter
 
 INGESTED = "io.speakerline.audio.ingested.v1"
 STARTED = "io.speakerline.diarization.started.v1"
+PROGRESS = "io.speakerline.diarization.progress.v1"
 COMPLETED = "io.speakerline.diarization.completed.v1"
 JOB_FAILED = "io.speakerline.job.failed.v1"
 
@@ -57,6 +60,7 @@ class DiarizationDeps:
     # publishes the completion itself; this worker only records that it started.
     dispatch: Callable[[CloudEvent], EngineInfo] | None = None
     scratch_dir: Path | None = None
+    progress_interval_s: float = DEFAULT_INTERVAL_S  # least time between two progress events of a job
 
 
 def _event(
@@ -94,6 +98,19 @@ def _started(event: CloudEvent, deps: DiarizationDeps, info: EngineInfo) -> Clou
     return _event(STARTED, started, event, deps, f"{attempt}:{deps.worker}")
 
 
+def _progress(event: CloudEvent, deps: DiarizationDeps, report: ProgressReport) -> CloudEvent:
+    data = data_of(event)
+    attempt = runtime.delivery_attempt() or 1
+    progress = {
+        "job_id": data["job_id"],
+        "request": data["request"],
+        "attempt": attempt,
+        "worker": deps.worker,
+        "progress": report.to_json(),
+    }
+    return _event(PROGRESS, progress, event, deps, f"{attempt}:{deps.worker}:{report.sequence}")
+
+
 def _turns(engine_turns: Sequence[SpeakerTurn]) -> list[Turn]:
     return [Turn(t.start, t.end, t.speaker) for t in engine_turns]
 
@@ -113,7 +130,12 @@ def on_audio_ingested(event: CloudEvent, deps: DiarizationDeps) -> list[CloudEve
     with tempfile.TemporaryDirectory(dir=deps.scratch_dir, prefix="diarization-") as tmp:
         wav = Path(tmp) / "audio.wav"
         deps.blobs.download(data["audio"]["uri"], wav)
-        result = engine.diarize(wav, options_of(data["request"]))
+        reporter = ProgressReporter(
+            lambda report: deps.publish([_progress(event, deps, report)]),
+            audio_s=float(data["audio"].get("duration_s") or 0.0),
+            interval_s=deps.progress_interval_s,
+        )
+        result = engine.diarize(wav, options_of(data["request"]), progress=reporter)
     turns = _turns(result.turns)
     raw: dict[str, Any] = {"segments": turns_to_json(turns)}
     exclusive = _turns(result.exclusive_turns)

@@ -9,7 +9,9 @@ so the fold is built to give the same document whatever order a job's events arr
 - a data section (engine, audio, result, ...) comes from the highest-precedence stage that carries it and, within
   a stage, from its first event: the same argmin that gives the stage timestamp, hence order-independent;
 - `request` only fills gaps, since every event of a job carries the same request;
-- notifications are a set keyed by event id, kept sorted by time.
+- notifications are a set keyed by event id, kept sorted by time;
+- `progress` is the furthest diarization progress report seen, by (attempt, fraction, sequence): a late or
+  repeated report never moves it back, and a new attempt's reports replace the old attempt's.
 
 Deduplication of whole events (so that `event_count` counts each event once) is the store's job: it records every
 applied event id next to the document in the same transaction.
@@ -112,6 +114,7 @@ def empty_job(job_id: str, at: datetime) -> dict[str, Any]:
         "error": None,
         "attempts": {"diarization": 0},
         "notifications": [],
+        "progress": None,
         "last_event": None,
         "event_count": 0,
     }
@@ -152,6 +155,9 @@ def project(job: Mapping[str, Any] | None, event: CloudEvent) -> dict[str, Any]:
 
     if name in ("notification.delivered", "notification.failed"):
         doc["notifications"] = _add_notification(doc["notifications"], name, data, event["id"], at)
+
+    if name == "diarization.progress":
+        doc["progress"] = _furthest_progress(doc.get("progress"), data, at)
 
     last = doc["last_event"]
     if last is None or (at, str(event["id"])) >= (last["time"], str(last["id"])):
@@ -225,6 +231,30 @@ def _diarization_attempt(name: str, data: Mapping[str, Any]) -> int | None:
     if name == "job.failed" and isinstance(error, Mapping) and error.get("stage") == "diarization":
         return attempt
     return None
+
+
+def _progress_key(progress: Mapping[str, Any]) -> tuple[int, float, int]:
+    attempt, sequence = int(progress.get("attempt") or 0), int(progress.get("sequence") or 0)
+    return (attempt, float(progress.get("fraction") or 0.0), sequence)
+
+
+def _furthest_progress(current: Mapping[str, Any] | None, data: Mapping[str, Any], at: datetime) -> Any:
+    report = data.get("progress")
+    if not isinstance(report, Mapping):
+        return current
+    candidate = {
+        "attempt": data.get("attempt"),
+        "fraction": report.get("fraction"),
+        "stage": report.get("stage"),
+        "audio_s": report.get("audio_s"),
+        "processed_audio_s": report.get("processed_audio_s"),
+        "eta_s": report.get("eta_s"),
+        "sequence": report.get("sequence"),
+        "at": at,
+    }
+    if current is not None and _progress_key(current) >= _progress_key(candidate):
+        return current
+    return candidate
 
 
 def _add_notification(

@@ -44,7 +44,7 @@ class FakeEngine:
         self.turns_by_duration = turns_by_duration
         self.calls: list[tuple[Path, DiarizationOptions]] = []
 
-    def diarize(self, audio_path: Path, options: DiarizationOptions) -> DiarizationResult:
+    def diarize(self, audio_path: Path, options: DiarizationOptions, progress: object = None) -> DiarizationResult:
         self.calls.append((audio_path, options))
         with wave.open(str(audio_path), "rb") as wav:  # the engine gets 16 kHz mono PCM16 WAV
             assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (RATE, 1, 2)

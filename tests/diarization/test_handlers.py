@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from speakerline_diarization.engines.base import (
     DiarizationOptions,
     DiarizationResult,
     EngineUnavailable,
+    Progress,
     SpeakerTurn,
 )
 
@@ -23,7 +25,7 @@ class ScriptedEngine:
         self.calls: list[tuple[bytes, DiarizationOptions]] = []
         self.exclusive = exclusive
 
-    def diarize(self, audio_path: Path, options: DiarizationOptions) -> DiarizationResult:
+    def diarize(self, audio_path: Path, options: DiarizationOptions, progress: object = None) -> DiarizationResult:
         self.calls.append((audio_path.read_bytes(), options))
         turns = (SpeakerTurn(0.0, 1.5, "spk_a"), SpeakerTurn(1.5, 3.0, "spk_b"))
         return DiarizationResult(
@@ -116,3 +118,53 @@ def test_exhausted_retries_fail_the_job_as_retriable(blobs, example) -> None:
     error = events.data_of(out)["error"]
     assert (error["code"], error["retriable"]) == ("engine_error", True)
     assert "CUDA error" in error["message"]
+
+
+class ProgressingEngine(ScriptedEngine):
+    """Reports progress as a real engine does: many small steps, then returns."""
+
+    def diarize(self, audio_path: Path, options: DiarizationOptions, progress: object = None) -> DiarizationResult:
+        assert callable(progress)
+        for step in range(1, 11):
+            progress(Progress(fraction=step / 10, stage="embeddings"))
+        return super().diarize(audio_path, options)
+
+
+def test_progress_is_published_while_the_engine_runs_throttled_and_validated(blobs, example) -> None:
+    data = example("audio.ingested")
+    blobs.put(data["audio"]["uri"], b"RIFF")
+    published: list = []
+    deps = dataclasses.replace(_deps(blobs, ProgressingEngine(), published), progress_interval_s=3600.0)
+    event = events.new_event(handlers.INGESTED, data, source="//t")
+
+    (out,) = handlers.on_audio_ingested(event, deps)
+
+    # started, then one report: the throttle holds the next nine back (an hour between reports here)
+    assert [e["type"] for e in published] == [handlers.STARTED, handlers.PROGRESS]
+    report = events.data_of(published[1])
+    assert report["job_id"] == data["job_id"] and report["worker"] == "w1" and report["attempt"] == 1
+    progress = report["progress"]
+    assert (progress["fraction"], progress["stage"], progress["sequence"]) == (0.1, "embeddings", 1)
+    assert progress["processed_audio_s"] == round(0.1 * data["audio"]["duration_s"], 3)
+    assert out["type"] == handlers.COMPLETED
+
+    published.clear()
+    unthrottled = dataclasses.replace(deps, progress_interval_s=0.0)
+    handlers.on_audio_ingested(event, unthrottled)
+    fractions = [events.data_of(e)["progress"]["fraction"] for e in published if e["type"] == handlers.PROGRESS]
+    assert fractions == [step / 10 for step in range(1, 11)]
+    ids = [e["id"] for e in published if e["type"] == handlers.PROGRESS]
+    assert len(set(ids)) == 10  # one id per report; the same report of a redelivery gets the same id
+
+
+def test_a_failing_progress_publish_does_not_fail_the_job(blobs, example) -> None:
+    data = example("audio.ingested")
+    blobs.put(data["audio"]["uri"], b"RIFF")
+
+    def publish(batch: list) -> None:  # type: ignore[type-arg]
+        if batch[0]["type"] == handlers.PROGRESS:
+            raise ConnectionError("pubsub unavailable")
+
+    deps = dataclasses.replace(_deps(blobs, ProgressingEngine(), []), publish=publish, progress_interval_s=0.0)
+    (out,) = handlers.on_audio_ingested(events.new_event(handlers.INGESTED, data, source="//t"), deps)
+    assert out["type"] == handlers.COMPLETED

@@ -20,7 +20,7 @@ class FakeEngine:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def diarize(self, audio_path: Path, options: DiarizationOptions) -> DiarizationResult:
+    def diarize(self, audio_path: Path, options: DiarizationOptions, progress: object = None) -> DiarizationResult:
         return DiarizationResult((), self.name, "fake", "cpu", {})
 
 

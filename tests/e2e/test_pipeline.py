@@ -121,11 +121,15 @@ def test_cli_submission_is_diarized_end_to_end(pipeline: stack.StackConfig, webh
     db = firestore.Client(project=pipeline.project)
     delivered = wait_for(lambda: (jobstore.get_job(db, job["job_id"]) or {}).get("notifications"), timeout_s=30)
     assert delivered[0]["channel"] == "webhook" and delivered[0]["status"] == "delivered"
+    # The worker reported its progress while the engine ran, and the projector kept the furthest report.
+    progress = wait_for(lambda: (jobstore.get_job(db, job["job_id"]) or {}).get("progress"), timeout_s=30)
+    assert 0 < progress["fraction"] <= 1 and progress["audio_s"] == pytest.approx(job["audio"]["duration_s"], abs=0.01)
     types = [e["type"] for e in jobstore.job_events(db, job["job_id"])]
     for expected in (
         "audio.uploaded",
         "audio.ingested",
         "diarization.started",
+        "diarization.progress",
         "diarization.completed",
         "job.completed",
         "notification.delivered",

@@ -19,6 +19,7 @@ OFFSETS = {
     "audio.uploaded": 0,
     "audio.ingested": 7,
     "diarization.started": 21,
+    "diarization.progress": 24,
     "diarization.completed": 28,
     "job.completed": 35,
     "job.rejected": 14,

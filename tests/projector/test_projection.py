@@ -297,12 +297,19 @@ def test_every_order_of_a_complete_job_gives_the_same_document() -> None:
         assert fold(list(order)) == expected
 
 
+_PROGRESS = example_data("diarization.progress")["progress"]
 # Replays, redeliveries and stale failures on top of a complete job, in any order and with duplicates.
 _RICH_JOB = "job_hypo0001"
 _RICH = [
     *full_job(_RICH_JOB),
     make("job.failed", _RICH_JOB, 31),
     make("diarization.started", _RICH_JOB, 25, attempt=2, worker="other"),
+    *(
+        make(
+            "diarization.progress", _RICH_JOB, t, attempt=attempt, progress={**_PROGRESS, "fraction": f, "sequence": n}
+        )
+        for t, attempt, f, n in ((22, 1, 0.3, 1), (23, 1, 0.6, 2), (26, 2, 0.2, 1))
+    ),
 ]
 
 
@@ -321,6 +328,32 @@ def test_any_order_with_redeliveries_converges(order: list[events.CloudEvent], r
     assert store.jobs[_RICH_JOB] == reference.jobs[_RICH_JOB]
     assert store.jobs[_RICH_JOB]["status"] == "COMPLETED"
     assert store.jobs[_RICH_JOB]["event_count"] == len(_RICH)
+    assert (store.jobs[_RICH_JOB]["progress"]["attempt"], store.jobs[_RICH_JOB]["progress"]["fraction"]) == (2, 0.2)
+
+
+def test_progress_is_the_furthest_report_of_the_latest_attempt_in_any_order() -> None:
+    job_id = "job_progress1"
+    reports = [
+        make("diarization.progress", job_id, 22 + n, attempt=1, progress={**_PROGRESS, "fraction": f, "sequence": n})
+        for n, f in enumerate((0.1, 0.5, 0.9), start=1)
+    ]
+    documents = {json.dumps(fold([make("diarization.started", job_id), *order]), default=str)
+                 for order in itertools.permutations(reports)}  # fmt: skip
+    assert len(documents) == 1
+    job = fold([make("diarization.started", job_id), reports[2], reports[0]])
+    assert job["status"] == "DIARIZING"  # progress is not a stage
+    assert job["progress"] == {
+        "attempt": 1,
+        "fraction": 0.9,
+        "stage": _PROGRESS["stage"],
+        "audio_s": _PROGRESS["audio_s"],
+        "processed_audio_s": _PROGRESS["processed_audio_s"],
+        "eta_s": _PROGRESS["eta_s"],
+        "sequence": 3,
+        "at": at(25),
+    }
+    assert "progress  [" in jobstore.format_job_detail(job)
+    assert "DIARIZING" in jobstore.format_job_line(job) and "90%" in jobstore.format_job_line(job)
 
 
 # --- duplicates and notifications -----------------------------------------------------------------------------------

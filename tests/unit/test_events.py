@@ -17,13 +17,14 @@ def _example(name: str) -> dict:
     return json.loads((SCHEMAS / name / "v1.example.json").read_text())
 
 
-def test_catalog_has_the_initial_event_types() -> None:
+def test_catalog_has_the_event_types() -> None:
     names = {s.name for s in events.catalog()}
     assert names == {
         "audio.uploaded",
         "audio.ingested",
         "job.rejected",
         "diarization.started",
+        "diarization.progress",
         "diarization.completed",
         "job.completed",
         "job.failed",

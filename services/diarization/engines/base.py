@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -11,6 +12,8 @@ __all__ = [
     "DiarizationOptions",
     "DiarizationResult",
     "EngineUnavailable",
+    "Progress",
+    "ProgressCallback",
     "SpeakerTurn",
 ]
 
@@ -54,6 +57,18 @@ class DiarizationOptions:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """How far a running diarization is: ``fraction`` of the work done (0-1), in ``stage``."""
+
+    fraction: float
+    stage: str
+
+
+#: Called by an engine as its work advances (from the thread running ``diarize``); never required.
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
 class DiarizationResult:
     """What an engine returns: turns sorted by start time, plus provenance and timings.
 
@@ -79,8 +94,14 @@ class DiarizationResult:
 
 @runtime_checkable
 class DiarizationEngine(Protocol):
-    """Anything that turns a 16 kHz mono PCM16 WAV file into speaker turns."""
+    """Anything that turns a 16 kHz mono PCM16 WAV file into speaker turns.
+
+    ``progress``, when given, is called as the work advances (an engine that cannot tell may
+    never call it).
+    """
 
     name: str
 
-    def diarize(self, audio_path: Path, options: DiarizationOptions) -> DiarizationResult: ...
+    def diarize(
+        self, audio_path: Path, options: DiarizationOptions, progress: ProgressCallback | None = None
+    ) -> DiarizationResult: ...

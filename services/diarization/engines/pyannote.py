@@ -17,6 +17,8 @@ from .base import (
     DiarizationOptions,
     DiarizationResult,
     EngineUnavailable,
+    Progress,
+    ProgressCallback,
     SpeakerTurn,
 )
 from .hints import enforce_speaker_hints
@@ -82,6 +84,36 @@ def _annotation_turns(annotation: Any, audio_s: float) -> tuple[SpeakerTurn, ...
     return tuple(turns)
 
 
+#: Share of a pyannote diarization's time spent in each step with progress (measured on CPU:
+#: segmentation 16 %, embeddings 83 %; clustering and reconstruction take the rest).
+_STEP_SPANS: dict[str, tuple[float, float]] = {"segmentation": (0.0, 0.16), "embeddings": (0.16, 0.98)}
+
+
+class PipelineProgress:
+    """A pyannote pipeline ``hook`` that reports :class:`Progress` (never backwards) to ``callback``.
+
+    pyannote calls ``hook(step_name, artifact, file=..., total=..., completed=...)`` per batch of
+    its long steps and once (without counts) when a step ends.
+    """
+
+    def __init__(self, callback: ProgressCallback) -> None:
+        self._callback = callback
+        self._last = 0.0
+
+    def __call__(
+        self, step_name: str, artifact: Any = None, file: Any = None, total: int | None = None,
+        completed: int | None = None,
+    ) -> None:  # fmt: skip
+        span = _STEP_SPANS.get(step_name)
+        if span is None:
+            return
+        done = 1.0 if not total else min(1.0, (completed or 0) / total)
+        fraction = round(span[0] + (span[1] - span[0]) * done, 4)
+        if fraction > self._last:
+            self._last = fraction
+            self._callback(Progress(fraction=fraction, stage=step_name))
+
+
 def run_pipeline(
     pipeline: Any,
     audio_path: Path,
@@ -92,6 +124,7 @@ def run_pipeline(
     device: str,
     load_s: float,
     uri: str | None = None,
+    progress: ProgressCallback | None = None,
 ) -> DiarizationResult:
     """Run a pyannote ``SpeakerDiarization`` pipeline on an in-memory waveform.
 
@@ -123,7 +156,8 @@ def run_pipeline(
         if options.max_speakers is not None:
             kwargs["max_speakers"] = options.max_speakers
         started = time.perf_counter()
-        output = pipeline(file, **kwargs)
+        hook = PipelineProgress(progress) if progress is not None else None
+        output = pipeline(file, hook=hook, **kwargs)
         inference_s = time.perf_counter() - started
         turns = _annotation_turns(getattr(output, "speaker_diarization", output), audio_s)
         exclusive_annotation = getattr(output, "exclusive_speaker_diarization", None)
@@ -273,7 +307,9 @@ class PyannoteEngine:
         )
         return cls(pipeline, model=source, device=str(torch_device), load_s=load_s)
 
-    def diarize(self, audio_path: Path, options: DiarizationOptions) -> DiarizationResult:
+    def diarize(
+        self, audio_path: Path, options: DiarizationOptions, progress: ProgressCallback | None = None
+    ) -> DiarizationResult:
         return run_pipeline(
             self._pipeline,
             audio_path,
@@ -282,6 +318,7 @@ class PyannoteEngine:
             model=self.model,
             device=self.device,
             load_s=self.load_s,
+            progress=progress,
         )
 
 
