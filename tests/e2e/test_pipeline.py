@@ -197,3 +197,42 @@ def test_poison_messages_on_every_service_input_are_dead_lettered(pipeline: stac
         assert message.attributes["speakerline-dead-letter-reason"] in ("not_a_cloudevent", "not_a_gcs_notification")
     # The services are still up: nothing crash-looped.
     assert all(s.healthy for s in stack.status(pipeline) if s.kind == "service")
+
+
+def test_a_diarization_worker_killed_mid_job_loses_nothing_and_the_job_completes_once(
+    pipeline: stack.StackConfig, tmp_path: Path
+) -> None:
+    """SIGKILL the worker half-way through a job (no chance to nack or clean up): the message's lease runs out,
+    Pub/Sub redelivers it to the restarted worker, which diarizes again; the deterministic event ids make the
+    second run's results the only ones the job records."""
+    import signal
+
+    import numpy as np
+    import soundfile as sf
+
+    # Long enough (about 30 s of engine time on 2 cores) to be caught in the middle.
+    audio, rate = sf.read(str(SAMPLE), dtype="int16")
+    recording = tmp_path / "long-meeting.flac"
+    sf.write(str(recording), np.concatenate([audio] * 4), rate)
+    submission = client.submit(gcs.Client(project=pipeline.project), recording, options={})
+    db = firestore.Client(project=pipeline.project)
+
+    def halfway() -> dict | None:  # type: ignore[type-arg]
+        progress = (jobstore.get_job(db, submission.job_id) or {}).get("progress")
+        return progress if progress and progress["fraction"] >= 0.4 else None
+
+    first = wait_for(halfway, timeout_s=120, interval_s=0.5)
+    worker = stack._read_pid(pipeline, "diarization")
+    assert worker is not None
+    os.killpg(worker, signal.SIGKILL)
+    stack.up(pipeline, say=lambda _: None, timeout_s=240)  # what a supervisor (Cloud Run, systemd) does
+    assert stack._read_pid(pipeline, "diarization") != worker
+
+    job = client.wait(db, submission.job_id, timeout_s=300)
+    assert job is not None and job["status"] == "COMPLETED", job
+    assert job["attempts"]["diarization"] >= 2
+    assert job["progress"]["attempt"] > first["attempt"]  # the second run's reports replaced the first's
+    types = [e["type"] for e in jobstore.job_events(db, submission.job_id)]
+    assert types.count("io.speakerline.diarization.completed.v1") == 1
+    assert types.count("io.speakerline.job.completed.v1") == 1
+    assert types.count("io.speakerline.diarization.started.v1") >= 2
