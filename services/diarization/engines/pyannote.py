@@ -22,6 +22,7 @@ from .base import (
     SpeakerTurn,
 )
 from .hints import enforce_speaker_hints
+from .pieces import DEFAULT_PIECE_S, link_speakers, merge_turns, plan_pieces
 
 if TYPE_CHECKING:
     import torch
@@ -66,9 +67,9 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def read_wav(audio_path: Path) -> tuple[np.ndarray, int]:
-    """Read a (16 kHz mono PCM16) file as float32 mono samples in [-1, 1]."""
-    data, sample_rate = sf.read(str(audio_path), dtype="float32", always_2d=True)
+def read_wav(audio_path: Path, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, int]:
+    """Read samples ``[start, stop)`` of a (16 kHz mono PCM16) file as float32 mono in [-1, 1]."""
+    data, sample_rate = sf.read(str(audio_path), start=start, stop=stop, dtype="float32", always_2d=True)
     return np.ascontiguousarray(data.mean(axis=1), dtype=np.float32), int(sample_rate)
 
 
@@ -93,12 +94,14 @@ class PipelineProgress:
     """A pyannote pipeline ``hook`` that reports :class:`Progress` (never backwards) to ``callback``.
 
     pyannote calls ``hook(step_name, artifact, file=..., total=..., completed=...)`` per batch of
-    its long steps and once (without counts) when a step ends.
+    its long steps and once (without counts) when a step ends. For a piece of a long recording the
+    piece's own fraction is mapped onto ``offset + scale * fraction``.
     """
 
-    def __init__(self, callback: ProgressCallback) -> None:
+    def __init__(self, callback: ProgressCallback, offset: float = 0.0, scale: float = 1.0) -> None:
         self._callback = callback
-        self._last = 0.0
+        self._offset, self._scale = offset, scale
+        self._last = offset
 
     def __call__(
         self, step_name: str, artifact: Any = None, file: Any = None, total: int | None = None,
@@ -108,7 +111,7 @@ class PipelineProgress:
         if span is None:
             return
         done = 1.0 if not total else min(1.0, (completed or 0) / total)
-        fraction = round(span[0] + (span[1] - span[0]) * done, 4)
+        fraction = round(self._offset + self._scale * (span[0] + (span[1] - span[0]) * done), 4)
         if fraction > self._last:
             self._last = fraction
             self._callback(Progress(fraction=fraction, stage=step_name))
@@ -125,44 +128,38 @@ def run_pipeline(
     load_s: float,
     uri: str | None = None,
     progress: ProgressCallback | None = None,
+    piece_s: float = DEFAULT_PIECE_S,
 ) -> DiarizationResult:
-    """Run a pyannote ``SpeakerDiarization`` pipeline on an in-memory waveform.
+    """Run a pyannote ``SpeakerDiarization`` pipeline on the recording, in pieces when it is long.
 
     ``turns`` come from the overlap-aware ``speaker_diarization`` output and
     ``exclusive_turns`` from ``exclusive_speaker_diarization`` (pyannote 4; empty for a
-    pipeline that returns a bare ``Annotation``). Speaker-count hints are then enforced on
-    both (:func:`.hints.enforce_speaker_hints`).
+    pipeline that returns a bare ``Annotation``). A recording of 1.5 ``piece_s`` or more is
+    read and diarized one piece at a time and the pieces' speakers linked (:mod:`.pieces`), so
+    memory stays bounded. Speaker-count hints are then enforced on both timelines
+    (:func:`.hints.enforce_speaker_hints`).
     """
-    import torch
-
-    samples, sample_rate = read_wav(audio_path)
-    audio_s = len(samples) / sample_rate if sample_rate else 0.0
-    turns: tuple[SpeakerTurn, ...] = ()
-    exclusive: tuple[SpeakerTurn, ...] = ()
+    info = sf.info(str(audio_path))
+    sample_rate = int(info.samplerate)
+    audio_s = info.frames / sample_rate if sample_rate else 0.0
+    if sample_rate != SAMPLE_RATE:
+        log.warning("diarization.unexpected_sample_rate", sample_rate=sample_rate)
+    pieces = plan_pieces(int(info.frames), sample_rate, piece_s)
+    several = len(pieces) > 1
+    kwargs = _pipeline_hints(options, several)
+    outputs: list[tuple[float, float, Any]] = []
     inference_s = 0.0
-    if len(samples) and np.any(samples):
-        if sample_rate != SAMPLE_RATE:
-            log.warning("diarization.unexpected_sample_rate", sample_rate=sample_rate)
-        file = {
-            "waveform": torch.from_numpy(samples)[None],
-            "sample_rate": sample_rate,
-            "uri": uri or audio_path.stem,
-        }
-        kwargs: dict[str, int] = {}
-        if options.num_speakers is not None:
-            kwargs["num_speakers"] = options.num_speakers
-        if options.min_speakers is not None:
-            kwargs["min_speakers"] = options.min_speakers
-        if options.max_speakers is not None:
-            kwargs["max_speakers"] = options.max_speakers
+    for index, (start, stop) in enumerate(pieces):
+        samples, _ = read_wav(audio_path, start, stop)
+        if not np.any(samples):
+            continue
+        hook = PipelineProgress(progress, offset=index / len(pieces), scale=1 / len(pieces)) if progress else None
         started = time.perf_counter()
-        hook = PipelineProgress(progress) if progress is not None else None
-        output = pipeline(file, hook=hook, **kwargs)
-        inference_s = time.perf_counter() - started
-        turns = _annotation_turns(getattr(output, "speaker_diarization", output), audio_s)
-        exclusive_annotation = getattr(output, "exclusive_speaker_diarization", None)
-        if exclusive_annotation is not None:
-            exclusive = _annotation_turns(exclusive_annotation, audio_s)
+        output = _diarize_waveform(pipeline, samples, sample_rate, uri or audio_path.stem, hook, kwargs)
+        inference_s += time.perf_counter() - started
+        outputs.append((start / sample_rate, (stop - start) / sample_rate, output))
+        del samples
+    turns, exclusive = _piece_turns(outputs, options) if several else _whole_turns(outputs, audio_s)
     result = DiarizationResult(
         turns=turns,
         engine=engine,
@@ -172,6 +169,77 @@ def run_pipeline(
         exclusive_turns=exclusive,
     )
     return enforce_speaker_hints(result, options)
+
+
+def _pipeline_hints(options: DiarizationOptions, several_pieces: bool) -> dict[str, int]:
+    """Hints handed to the pipeline. A piece of a long recording may hold only some of its speakers:
+    there the count is an upper bound only, and the linking step applies the hints to the whole."""
+    if several_pieces:
+        ceiling = options.num_speakers or options.max_speakers
+        return {"max_speakers": ceiling} if ceiling is not None else {}
+    kwargs: dict[str, int] = {}
+    if options.num_speakers is not None:
+        kwargs["num_speakers"] = options.num_speakers
+    if options.min_speakers is not None:
+        kwargs["min_speakers"] = options.min_speakers
+    if options.max_speakers is not None:
+        kwargs["max_speakers"] = options.max_speakers
+    return kwargs
+
+
+def _diarize_waveform(
+    pipeline: Any, samples: np.ndarray, sample_rate: int, uri: str, hook: Any, kwargs: dict[str, int]
+) -> Any:
+    import torch
+
+    file = {"waveform": torch.from_numpy(samples)[None], "sample_rate": sample_rate, "uri": uri}
+    return pipeline(file, hook=hook, **kwargs)
+
+
+def _whole_turns(
+    outputs: list[tuple[float, float, Any]], audio_s: float
+) -> tuple[tuple[SpeakerTurn, ...], tuple[SpeakerTurn, ...]]:
+    if not outputs:
+        return (), ()
+    _, _, output = outputs[0]
+    turns = _annotation_turns(getattr(output, "speaker_diarization", output), audio_s)
+    exclusive_annotation = getattr(output, "exclusive_speaker_diarization", None)
+    exclusive = _annotation_turns(exclusive_annotation, audio_s) if exclusive_annotation is not None else ()
+    return turns, exclusive
+
+
+def _piece_turns(
+    outputs: list[tuple[float, float, Any]], options: DiarizationOptions
+) -> tuple[tuple[SpeakerTurn, ...], tuple[SpeakerTurn, ...]]:
+    """Turns of every piece on the recording's clock, labelled by the linked global speakers."""
+    centroids: list[dict[str, np.ndarray]] = []
+    for _, _, output in outputs:
+        annotation = getattr(output, "speaker_diarization", output)
+        embeddings = getattr(output, "speaker_embeddings", None)
+        labels = list(annotation.labels())
+        if embeddings is None or len(embeddings) < len(labels):
+            log.warning("diarization.piece_without_speaker_embeddings", labels=len(labels))
+            embeddings = np.full((len(labels), 1), np.nan)
+        centroids.append({label: np.asarray(embeddings[k]) for k, label in enumerate(labels)})
+    mappings = link_speakers(
+        centroids,
+        num_speakers=options.num_speakers,
+        min_speakers=options.min_speakers,
+        max_speakers=options.max_speakers,
+    )
+    turns: list[SpeakerTurn] = []
+    exclusive: list[SpeakerTurn] = []
+    for (offset, duration, output), mapping in zip(outputs, mappings, strict=True):
+        for target, annotation in (
+            (turns, getattr(output, "speaker_diarization", output)),
+            (exclusive, getattr(output, "exclusive_speaker_diarization", None)),
+        ):
+            if annotation is None:
+                continue
+            for turn in _annotation_turns(annotation, duration):
+                speaker = mapping.get(turn.speaker, turn.speaker)
+                target.append(SpeakerTurn(round(turn.start + offset, 3), round(turn.end + offset, 3), speaker))
+    return merge_turns(turns), merge_turns(exclusive)
 
 
 def download_gcs_prefix(gs_uri: str, local_dir: Path) -> None:
