@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYANNOTE_METRICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install test unit integration e2e lint typecheck run up down status bench eval schemas infra-check docker-config clean
+.PHONY: install test unit integration e2e lint typecheck run up down status bench bench-long eval schemas infra-check docker-config clean
 
 install: $(STAMP)
 
@@ -71,6 +71,11 @@ bench: install
 	$(BIN)/pytest tests/bench -p no:cacheprovider -o addopts="-ra --import-mode=importlib" \
 		--benchmark-columns=min,mean,max,rounds --benchmark-json=.stack/bench.json
 	$(BIN)/python tests/diarization/bench_engines.py --rounds 1
+
+# Long recordings (issue 7): peak RSS, RTF, DER and voices found for 1 h and 6 h built from the synthetic set's
+# recurring voices. Hours of CPU time; `python tests/diarization/bench_long.py --minutes 10,30` for a quick look.
+bench-long: install
+	$(BIN)/python tests/diarization/bench_long.py --minutes 60,360 --json .stack/bench-long.json
 
 # DER tables of the embedded engine (no collar, overlap scored, whole file; `speakerline eval --help`): the real
 # meeting excerpts, the synthetic set, and the LibriSpeech-voices set generated into .stack/ when its generator exists.
