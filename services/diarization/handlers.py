@@ -85,30 +85,25 @@ def options_of(request: Mapping[str, Any]) -> DiarizationOptions:
     return DiarizationOptions(opts.get("num_speakers"), opts.get("min_speakers"), opts.get("max_speakers"))
 
 
-def _started(event: CloudEvent, deps: DiarizationDeps, info: EngineInfo) -> CloudEvent:
-    data = data_of(event)
+def _from_worker(
+    event_type: str, cause: CloudEvent, deps: DiarizationDeps, fields: Mapping[str, Any], tag: str = ""
+) -> CloudEvent:
+    """An event about this worker's attempt at the job; its id is fixed by (cause, attempt, worker, tag)."""
+    data = data_of(cause)
     attempt = runtime.delivery_attempt() or 1
-    started = {
-        "job_id": data["job_id"],
-        "request": data["request"],
-        "engine": {"name": info.name, "model": info.model, "device": info.device},
-        "attempt": attempt,
-        "worker": deps.worker,
-    }
-    return _event(STARTED, started, event, deps, f"{attempt}:{deps.worker}")
+    payload = {"job_id": data["job_id"], "request": data["request"], **fields}
+    payload.update(attempt=attempt, worker=deps.worker)
+    discriminator = f"{attempt}:{deps.worker}" + (f":{tag}" if tag else "")
+    return _event(event_type, payload, cause, deps, discriminator)
+
+
+def _started(event: CloudEvent, deps: DiarizationDeps, info: EngineInfo) -> CloudEvent:
+    engine = {"name": info.name, "model": info.model, "device": info.device}
+    return _from_worker(STARTED, event, deps, {"engine": engine})
 
 
 def _progress(event: CloudEvent, deps: DiarizationDeps, report: ProgressReport) -> CloudEvent:
-    data = data_of(event)
-    attempt = runtime.delivery_attempt() or 1
-    progress = {
-        "job_id": data["job_id"],
-        "request": data["request"],
-        "attempt": attempt,
-        "worker": deps.worker,
-        "progress": report.to_json(),
-    }
-    return _event(PROGRESS, progress, event, deps, f"{attempt}:{deps.worker}:{report.sequence}")
+    return _from_worker(PROGRESS, event, deps, {"progress": report.to_json()}, tag=str(report.sequence))
 
 
 def _turns(engine_turns: Sequence[SpeakerTurn]) -> list[Turn]:

@@ -225,6 +225,7 @@ def test_a_diarization_worker_killed_mid_job_loses_nothing_and_the_job_completes
     worker = stack._read_pid(pipeline, "diarization")
     assert worker is not None
     os.killpg(worker, signal.SIGKILL)
+    wait_for(lambda: not stack._group_alive(worker), timeout_s=15)  # dead, not just signalled
     stack.up(pipeline, say=lambda _: None, timeout_s=240)  # what a supervisor (Cloud Run, systemd) does
     assert stack._read_pid(pipeline, "diarization") != worker
 

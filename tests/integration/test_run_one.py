@@ -20,7 +20,7 @@ from speakerline import events, topology
 from speakerline.stack import StackConfig
 from speakerline.timeline import turns_from_json
 
-from .helpers import pull
+from .helpers import pull, wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -58,10 +58,23 @@ def test_run_one_diarizes_an_ingested_event_and_publishes_the_result(
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    received = [events.from_pubsub(m.data, dict(m.attributes)) for m in pull(emulators.project, probe, 2)]
-    types = [e["type"] for e in received if events.data_of(e)["job_id"] == data["job_id"]]
-    assert types == ["io.speakerline.diarization.started.v1", "io.speakerline.diarization.completed.v1"]
-    completed = events.data_of(received[-1])
+    received: list[events.CloudEvent] = []
+
+    def completion_arrived() -> bool:
+        batch = pull(emulators.project, probe, 1, timeout_s=2)
+        received.extend(e for e in (events.from_pubsub(m.data, dict(m.attributes)) for m in batch)
+                        if events.data_of(e)["job_id"] == data["job_id"])  # fmt: skip
+        return any(e["type"] == "io.speakerline.diarization.completed.v1" for e in received)
+
+    wait_for(completion_arrived, timeout_s=60)
+    types = [e["type"] for e in received]
+    # started once, completed once, and the progress reports of the run in between
+    assert types.count("io.speakerline.diarization.started.v1") == 1
+    assert types.count("io.speakerline.diarization.completed.v1") == 1
+    assert set(types) - {"io.speakerline.diarization.started.v1", "io.speakerline.diarization.completed.v1"} == {
+        "io.speakerline.diarization.progress.v1"
+    }
+    completed = events.data_of(next(e for e in received if e["type"].endswith("diarization.completed.v1")))
     assert completed["result"]["num_speakers"] == 3
     assert completed["engine"]["name"] == "embedded"
     # The turns JSON carries the engine's exclusive timeline beside the raw turns, like the streaming worker's.
