@@ -210,10 +210,10 @@ def test_a_diarization_worker_killed_mid_job_loses_nothing_and_the_job_completes
     import numpy as np
     import soundfile as sf
 
-    # Long enough (about 30 s of engine time on 2 cores) to be caught in the middle.
+    # Long enough (about 25 s of engine time on 2 cores) to be caught in the middle.
     audio, rate = sf.read(str(SAMPLE), dtype="int16")
     recording = tmp_path / "long-meeting.flac"
-    sf.write(str(recording), np.concatenate([audio] * 4), rate)
+    sf.write(str(recording), np.concatenate([audio] * 3), rate)
     submission = client.submit(gcs.Client(project=pipeline.project), recording, options={})
     db = firestore.Client(project=pipeline.project)
 
