@@ -83,14 +83,15 @@ def format_progress(progress: Mapping[str, Any], width: int = 24) -> str:
     """A diarization progress report as a bar: `[#########...............]  38%  1368/3600 s audio, ~2 min left`."""
     fraction = min(1.0, max(0.0, float(progress.get("fraction") or 0.0)))
     filled = round(fraction * width)
-    parts = [f"[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:3.0f}%"]
+    bar = f"[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:3.0f}%"
+    details = []
     if progress.get("audio_s"):
-        parts.append(f"{float(progress.get('processed_audio_s') or 0):.0f}/{float(progress['audio_s']):.0f} s audio")
+        details.append(f"{float(progress.get('processed_audio_s') or 0):.0f}/{float(progress['audio_s']):.0f} s audio")
     eta = progress.get("eta_s")
     if eta is not None:
         eta = float(eta)
-        parts.append(f"~{eta:.0f} s left" if eta < 120 else f"~{eta / 60:.0f} min left")
-    return "  ".join(parts[:1]) + ("  " + ", ".join(parts[1:]) if parts[1:] else "")
+        details.append(f"~{eta:.0f} s left" if eta < 120 else f"~{eta / 60:.0f} min left")
+    return f"{bar}  {', '.join(details)}" if details else bar
 
 
 def format_job_line(job: Mapping[str, Any]) -> str:

@@ -378,18 +378,24 @@ def test_speech_only_four_of_ten_windows_detect_gets_count_one() -> None:
     assert count.sum() == 1
 
 
+def _clear_speech_then_frame_14_from_window(first: int):  # type: ignore[no-untyped-def]
+    """Clear speech at frames 2-4 in every window; frame 14 heard (0.95) only by windows ``first`` onwards."""
+
+    def profile(c, g):  # type: ignore[no-untyped-def]
+        if 2 <= g <= 4:
+            return 0.95, 0.0
+        return (0.95 if g == 14 and c >= first else 0.0), 0.0
+
+    return profile
+
+
 def test_speech_half_the_windows_detect_is_kept_next_to_clear_speech() -> None:
     """Clear speech at 2-4; frame 14 (windows 5-14) heard by 5 of its 10: 0.475 >= SPEECH_THRESHOLD."""
     frac = 5 / 10
     assert frac * 0.95 >= SPEECH_THRESHOLD
     assert np.rint(frac) == 0  # pyannote: round-half-to-even drops it
 
-    def profile(c, g):
-        if 2 <= g <= 4:
-            return 0.95, 0.0
-        return (0.95 if g == 14 and c >= 10 else 0.0), 0.0
-
-    count = count_of(profile, num_chunks=20)
+    count = count_of(_clear_speech_then_frame_14_from_window(10), num_chunks=20)
     assert list(count[2:5]) == [1, 1, 1]
     assert count[14] == 1
     assert count.sum() == 4
@@ -399,12 +405,7 @@ def test_relative_threshold_does_not_lower_the_bar_when_clear_speech_exists() ->
     """Same 4-of-10 evidence as above (0.38), but the recording also has clear speech."""
     assert 0.4 * 0.95 < SPEECH_THRESHOLD <= SPEECH_RELATIVE * 0.95
 
-    def profile(c, g):
-        if 2 <= g <= 4:
-            return 0.95, 0.0
-        return (0.95 if g == 14 and c >= 11 else 0.0), 0.0
-
-    count = count_of(profile, num_chunks=20)
+    count = count_of(_clear_speech_then_frame_14_from_window(11), num_chunks=20)
     assert list(count[2:5]) == [1, 1, 1]
     assert count[14] == 0
 
