@@ -93,6 +93,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 MIB: Final = 1024 * 1024
+GIB: Final = 1024 * MIB
 TARGET_SAMPLE_RATE: Final = 16_000
 TARGET_CHANNELS: Final = 1
 _SAMPLE_WIDTH: Final = 2  # PCM16
@@ -196,9 +197,11 @@ _DESCRIPTIONS: Final[dict[str, str]] = {
 class MediaLimits:
     """What the ingest service accepts. Defaults suit meeting/call recordings."""
 
-    max_bytes: int = 500 * MIB
+    #: 24 hours of 16 kHz mono WAV (2.6 GiB) or of 320 kbit/s MP3 (3.2 GiB) fit
+    max_bytes: int = 4 * GIB
     min_duration_s: float = 0.5
-    max_duration_s: float = 4 * 3600.0
+    #: all-day hearings and multi-hour podcasts; the diarization engine's memory does not grow with length
+    max_duration_s: float = 24 * 3600.0
     allowed_formats: frozenset[str] = DEFAULT_ALLOWED_FORMATS
     allowed_codecs: frozenset[str] = DEFAULT_ALLOWED_CODECS
     #: Corrupt packets are skipped (as ffmpeg does) until there are more than
@@ -929,6 +932,9 @@ def normalize_file(src: Path, dst: Path, limits: MediaLimits | None = None) -> N
 
 
 def _fmt_mb(n: int) -> str:
+    if n >= GIB:
+        gb = n / GIB
+        return f"{int(gb)} GB" if gb == int(gb) else f"{gb:.1f} GB"
     mb = n / MIB
     if mb == int(mb):
         return f"{int(mb)} MB"

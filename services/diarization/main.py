@@ -28,8 +28,10 @@ from speakerline_diarization.engines.base import DiarizationEngine
 from speakerline_diarization.engines.select import EngineConfig, load_engine
 
 NAME = "diarization"
-# A long recording on a busy GPU can take a while; the client extends the lease for up to this long.
-MAX_LEASE_S = 4 * 3600
+# The client extends a job's lease while it runs, for up to this long: a 24-hour recording (ingest's limit)
+# takes about 4 h on one CPU thread (RTF ~0.17) and well under 1 h on a GPU; the rest is margin for a shared
+# or slow machine. Past this, Pub/Sub redelivers the job to another worker.
+MAX_LEASE_S = 12 * 3600
 
 
 @cache

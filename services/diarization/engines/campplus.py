@@ -9,6 +9,10 @@ state dicts (e.g. ``campplus_cn_en_common.pt`` from ``iic/speech_campplus_sv_zh_
 192-dim embeddings) load with ``strict=True``. We carry our own copy because the maintained
 package that ships it (``speakerlab``) pulls in funasr/modelscope/transformers/datasets.
 
+On CPU the network runs on ONNX Runtime (:meth:`CAMPPlusEmbedding.run_on_onnxruntime`): exported
+from the same module at load time, it gives the same embeddings (within 1e-5) 1.5 times faster
+on one thread than eager torch (EVAL.md, 2026-12-01).
+
 Features follow 3D-Speaker's inference recipe: 80-dim Kaldi fbank (25 ms / 10 ms, povey
 window, no dither) via the pure-Python ``torchaudio.compliance.kaldi.fbank``, mean-normalised
 over the frames that are embedded.
@@ -21,6 +25,8 @@ speaker speaks), which is what 3D-Speaker's own diarization does with VAD sub-se
 
 from __future__ import annotations
 
+import io
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -331,6 +337,8 @@ class CAMPPlusEmbedding(Model):
         self.min_frames = min_frames
         self.fbank_sample_rate = sample_rate
         self.campplus = CAMPPlus(feat_dim=feat_dim, embedding_size=embedding_size)
+        # ONNX Runtime session running ``campplus`` (see run_on_onnxruntime); torch when None
+        self._session: Any = None
 
     @classmethod
     def from_state_dict_file(cls, path: Path) -> CAMPPlusEmbedding:
@@ -340,6 +348,42 @@ class CAMPPlusEmbedding(Model):
         model.campplus.load_state_dict(state, strict=True)
         model.eval()
         return model
+
+    def run_on_onnxruntime(self, num_threads: int | None = 1) -> None:
+        """Run the network on ONNX Runtime's CPU provider from now on.
+
+        The module is exported in memory with a variable number of frames (no file is
+        written); ``num_threads``: ONNX Runtime's intra-op threads (``None``: its default,
+        every core).
+        """
+        import onnxruntime
+
+        example = torch.zeros(1, 300, self.feat_dim)
+        exported = io.BytesIO()
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's notes on tracing; the output is checked in tests
+            torch.onnx.export(
+                self.campplus,
+                (example,),
+                exported,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects too
+                input_names=["feats"],
+                output_names=["embedding"],
+                dynamic_axes={"feats": {1: "frames"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = num_threads or 0
+        options.inter_op_num_threads = 1
+        self._session = onnxruntime.InferenceSession(exported.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    def _network(self, feats: torch.Tensor) -> torch.Tensor:
+        """(1, frames, feat_dim) -> (1, embedding_size)."""
+        if self._session is None:
+            result: torch.Tensor = self.campplus(feats)
+            return result
+        (embedding,) = self._session.run(None, {"feats": feats.cpu().numpy()})
+        return torch.from_numpy(embedding)
 
     @property
     def dimension(self) -> int:
@@ -382,5 +426,5 @@ class CAMPPlusEmbedding(Model):
                 embeddings.append(nan)
                 continue
             feats = feats - feats.mean(dim=0, keepdim=True)
-            embeddings.append(self.campplus(feats.unsqueeze(0))[0])
+            embeddings.append(self._network(feats.unsqueeze(0))[0])
         return torch.stack(embeddings)

@@ -159,7 +159,9 @@ def soft_speaker_count(
     return SlidingWindowFeature(count, speech_avg.sliding_window)
 
 
-def _build_pipeline(weights_dir: Path, *, segmentation_step: float) -> Any:
+def _build_pipeline(
+    weights_dir: Path, *, segmentation_step: float, onnxruntime: bool = False, num_threads: int | None = None
+) -> Any:
     import numpy as np
     import torch
     from pyannote.audio import Inference, Model
@@ -177,6 +179,8 @@ def _build_pipeline(weights_dir: Path, *, segmentation_step: float) -> Any:
         raise EngineUnavailable(f"could not load {weights_dir / SEGMENTATION_FILE}")
     segmentation: Model = loaded
     embedding = CAMPPlusEmbedding.from_state_dict_file(weights_dir / CAMPPLUS_FILE)
+    if onnxruntime:
+        embedding.run_on_onnxruntime(num_threads=num_threads)
     specifications: Any = segmentation.specifications  # one task: a single Specifications
     powerset = Powerset(len(specifications.classes), specifications.powerset_max_classes)
     mapping: Any = powerset.mapping
@@ -356,13 +360,19 @@ class EmbeddedEngine:
         for relative in (SEGMENTATION_FILE, CAMPPLUS_FILE):
             if not (weights_dir / relative).is_file():
                 raise EngineUnavailable(f"embedded engine weights missing: {weights_dir / relative}")
+        torch_device = resolve_device(device)
         try:
-            pipeline = _build_pipeline(weights_dir, segmentation_step=segmentation_step)
+            # CAM++ on ONNX Runtime on CPU (same embeddings, 1.5x faster); torch on a GPU
+            pipeline = _build_pipeline(
+                weights_dir,
+                segmentation_step=segmentation_step,
+                onnxruntime=torch_device.type == "cpu",
+                num_threads=num_threads,
+            )
         except EngineUnavailable:
             raise
         except ImportError as exc:
-            raise EngineUnavailable(f"embedded engine needs pyannote.audio/torch: {exc}") from exc
-        torch_device = resolve_device(device)
+            raise EngineUnavailable(f"embedded engine needs pyannote.audio/torch/onnxruntime: {exc}") from exc
         pipeline.to(torch_device)
         load_s = time.perf_counter() - started
         log.info(
