@@ -72,10 +72,10 @@ bench: install
 		--benchmark-columns=min,mean,max,rounds --benchmark-json=.stack/bench.json
 	$(BIN)/python tests/diarization/bench_engines.py --rounds 1
 
-# Long recordings (issue 7): peak RSS, RTF, DER and voices found for 1 h and 6 h built from the synthetic set's
-# recurring voices. Hours of CPU time; `python tests/diarization/bench_long.py --minutes 10,30` for a quick look.
+# Long recordings (issue 7): peak RSS, RTF, DER and voices found for 5 min, 1 h and 6 h built from the synthetic set's
+# recurring voices. About 1.5 h of CPU time; `python tests/diarization/bench_long.py --minutes 10,30` for a quick look.
 bench-long: install
-	$(BIN)/python tests/diarization/bench_long.py --minutes 60,360 --json .stack/bench-long.json
+	$(BIN)/python tests/diarization/bench_long.py --minutes 5,60,360 --json .stack/bench-long.json
 
 # DER tables of the embedded engine (no collar, overlap scored, whole file; `speakerline eval --help`): the real
 # meeting excerpts, the synthetic set, and the LibriSpeech-voices set generated into .stack/ when its generator exists.

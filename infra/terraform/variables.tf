@@ -55,8 +55,9 @@ variable "service_resources" {
   }))
   default = {
     default = {}
-    # ingest normalizes whole files in the container's in-memory file system.
-    ingest = { cpu = "2", memory = "4Gi", max_instances = 10, concurrency = 2 }
+    # ingest normalizes whole files in the container's in-memory file system: a 24-hour recording (the default
+    # limit) is a 2.6 GiB WAV, so one job per instance.
+    ingest = { cpu = "2", memory = "4Gi", max_instances = 10, concurrency = 1 }
   }
 }
 
