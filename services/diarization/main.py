@@ -26,6 +26,7 @@ from speakerline.storage import GcsBlobStore
 from speakerline_diarization import evaluation, handlers
 from speakerline_diarization.engines.base import DiarizationEngine
 from speakerline_diarization.engines.select import EngineConfig, load_engine
+from speakerline_diarization.progress import DEFAULT_INTERVAL_S
 
 NAME = "diarization"
 # The client extends a job's lease while it runs, for up to this long: a 24-hour recording (ingest's limit)
@@ -69,6 +70,8 @@ def build() -> runtime.ServiceDef:
         engine=_engine,
         engine_info=_engine_info,
         dispatch=dispatch,
+        # least time between two progress events of a job (seconds)
+        progress_interval_s=float(os.environ.get("SPEAKERLINE_PROGRESS_INTERVAL_S", DEFAULT_INTERVAL_S)),
     )
     route = runtime.Route(
         partial(handlers.on_audio_ingested, deps=deps),
