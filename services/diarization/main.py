@@ -30,8 +30,8 @@ from speakerline_diarization.progress import DEFAULT_INTERVAL_S
 
 NAME = "diarization"
 # The client extends a job's lease while it runs, for up to this long: a 24-hour recording (ingest's limit)
-# takes about 4 h on one CPU thread (RTF ~0.17) and well under 1 h on a GPU; the rest is margin for a shared
-# or slow machine. Past this, Pub/Sub redelivers the job to another worker.
+# takes about 5 h on one CPU thread (RTF ~0.2, `make bench-long`) and well under 1 h on a GPU; the rest is
+# margin for a shared or slow machine. Past this, Pub/Sub redelivers the job to another worker.
 MAX_LEASE_S = 12 * 3600
 
 
