@@ -24,15 +24,8 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 
-# mypy cannot follow setuptools' package-dir mapping (services/ingest -> speakerline_ingest), so it checks a
-# view of symlinks named like the packages.
-PACKAGES := speakerline=libs/speakerline speakerline_ingest=services/ingest speakerline_diarization=services/diarization \
-	speakerline_postprocess=services/postprocess speakerline_notification=services/notification \
-	speakerline_projector=services/projector
 typecheck: install
-	@mkdir -p .typecheck && find .typecheck -maxdepth 1 -type l -delete
-	@for p in $(PACKAGES); do ln -s ../$${p#*=} .typecheck/$${p%%=*}; done
-	MYPYPATH=.typecheck $(BIN)/mypy --cache-dir .typecheck/.cache $(foreach p,$(PACKAGES),-p $(firstword $(subst =, ,$(p))))
+	$(BIN)/mypy
 
 unit: install
 	$(BIN)/pytest tests -m "not integration and not e2e"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from speakerline import stack
+from speakerline_tools import stack
+from tests.fakes import MemoryBlobStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,48 +50,6 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.StackC
 def unique() -> str:
     """A short unique suffix for resources a test creates for itself."""
     return uuid.uuid4().hex[:8]
-
-
-class MemoryBlobStore:
-    """In-memory implementation of speakerline.storage.BlobStore, for handler unit tests (integration and
-    end-to-end tests use fake-gcs-server)."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, tuple[bytes, str]] = {}
-        self.generations: dict[str, str] = {}
-
-    def put(self, uri: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        self.objects[uri] = (data, content_type)
-        self.generations[uri] = str(int(self.generations.get(uri, "0")) + 1)
-
-    def stat(self, uri: str):  # type: ignore[no-untyped-def]
-        from speakerline.storage import ObjectInfo, ObjectNotFound
-
-        if uri not in self.objects:
-            raise ObjectNotFound(uri)
-        data, content_type = self.objects[uri]
-        return ObjectInfo(uri, len(data), content_type, self.generations[uri])
-
-    def open_read(self, uri: str):  # type: ignore[no-untyped-def]
-        import io
-
-        return io.BytesIO(self.read_bytes(uri))
-
-    def read_bytes(self, uri: str) -> bytes:
-        from speakerline.storage import ObjectNotFound
-
-        if uri not in self.objects:
-            raise ObjectNotFound(uri)
-        return self.objects[uri][0]
-
-    def download(self, uri: str, path: Path) -> None:
-        path.write_bytes(self.read_bytes(uri))
-
-    def upload_file(self, path: Path, uri: str, content_type: str) -> None:
-        self.put(uri, path.read_bytes(), content_type)
-
-    def upload_bytes(self, data: bytes, uri: str, content_type: str) -> None:
-        self.put(uri, data, content_type)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Audio validation and normalization: any accepted upload to the 16 kHz mono PCM16 WAV the engines read.
 
 Pure media logic: no GCS, no Pub/Sub. Shared so that everything that feeds an engine decodes the same way: the
-ingest service (``speakerline_ingest.media`` re-exports this module) and the diarization service's evaluation
+ingest service (``ingest.media`` re-exports this module) and the diarization service's evaluation
 (``speakerline eval``). The caller hands in a readable, seekable ``BinaryIO`` (for example ``blob.open("rb")``)
 plus the object's size, and gets back either a :class:`NormalizedAudio` (a 16 kHz mono PCM16 WAV on local disk,
 ready to upload) or a :class:`Rejection` that can be shown to the uploader. :func:`normalize_file` does the same

@@ -17,7 +17,8 @@ from typing import Any
 
 import structlog
 
-from speakerline.events import CloudEvent, trace_ids
+from speakerline.events import CloudEvent, Event
+from speakerline.events.wire import trace_ids, trace_ids_of
 
 _SEVERITY = {
     "debug": "DEBUG",
@@ -63,7 +64,10 @@ def get_logger(**initial: Any) -> Any:
 
 
 def trace_fields(event: CloudEvent, project: str | None) -> dict[str, str]:
-    ids = trace_ids(event)
+    return _trace_fields(trace_ids(event), project)
+
+
+def _trace_fields(ids: tuple[str, str] | None, project: str | None) -> dict[str, str]:
     if not ids:
         return {}
     trace_id, span_id = ids
@@ -72,10 +76,15 @@ def trace_fields(event: CloudEvent, project: str | None) -> dict[str, str]:
 
 
 @contextmanager
-def bind_event(event: CloudEvent | None, **extra: Any) -> Iterator[None]:
+def bind_event(event: Event[Any] | CloudEvent | None, **extra: Any) -> Iterator[None]:
     """Bind job id, event id/type and trace of `event` (plus `extra`) to every log line inside the block."""
     fields: dict[str, Any] = dict(extra)
-    if event is not None:
+    if isinstance(event, Event):
+        fields.update(event_id=event.id, event_type=event.TYPE)
+        if event.job_id:
+            fields["job_id"] = event.job_id
+        fields.update(_trace_fields(trace_ids_of(event.traceparent), os.environ.get("GOOGLE_CLOUD_PROJECT")))
+    elif event is not None:
         data = event.get_data()
         job_id = event.get("jobid") or (data.get("job_id") if isinstance(data, dict) else None)
         fields.update(event_id=event["id"], event_type=event["type"])

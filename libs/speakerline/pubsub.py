@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import google.cloud.pubsub_v1 as pubsub_v1
 
-from speakerline.events import CloudEvent, to_pubsub
+from speakerline.events import CloudEvent, Event, to_pubsub
 from speakerline.topology import Topology
 
 PUBLISH_TIMEOUT_S = 60.0
 
 
 class EventPublisher(Protocol):
-    def publish(self, events: Sequence[CloudEvent]) -> list[str]: ...
+    def publish(self, events: Sequence[Event[Any] | CloudEvent]) -> list[str]: ...
 
     def publish_raw(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str: ...
 
@@ -30,11 +30,11 @@ class PubSubPublisher:
     def topic_path(self, topic: str) -> str:
         return str(self.client.topic_path(self.project, topic))
 
-    def publish(self, events: Sequence[CloudEvent]) -> list[str]:
+    def publish(self, events: Sequence[Event[Any] | CloudEvent]) -> list[str]:
         futures = []
         for event in events:
             data, attributes = to_pubsub(event)  # validates: an invalid event never leaves the process
-            topic = self.topology.topic_for_event_type(event["type"])
+            topic = self.topology.topic_for_event_type(attributes["ce-type"])
             futures.append(self.client.publish(self.topic_path(topic), data, **attributes))
         return [str(f.result(timeout=PUBLISH_TIMEOUT_S)) for f in futures]
 

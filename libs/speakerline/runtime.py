@@ -12,8 +12,9 @@ handler. For every message, `process` decides one of three outcomes:
   violation). It is forwarded at once to the subscription's dead-letter topic with the reason in
   `speakerline-dead-letter-*` attributes, then acknowledged: no crash loop, no pointless retries, nothing lost.
 
-`run_pull` runs a service as a streaming-pull worker (GPU hosts without ingress); `handle_push` is called by a
-functions-framework CloudEvent function behind a push subscription or an Eventarc trigger (Cloud Run).
+Handlers see typed events (`speakerline.events`) and a `Context`; whatever they return is published here.
+`run_pull` runs a service as a streaming-pull worker (GPU hosts without ingress); `handle_push_envelope` serves
+the push HTTP function behind a Pub/Sub push subscription (Cloud Run); see `speakerline.bootstrap`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ import base64
 import os
 import signal
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import partial
@@ -35,24 +36,37 @@ from typing import Any
 import google.cloud.pubsub_v1 as pubsub_v1
 from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 
-from speakerline import logs
-from speakerline.events import CloudEvent, InvalidEvent, from_pubsub
+from speakerline import events, logs
+from speakerline.events import Event, InvalidEvent
 from speakerline.pubsub import EventPublisher
 from speakerline.topology import Subscription, Topology
 
-Handler = Callable[[CloudEvent], Sequence[CloudEvent]]
-ExhaustedHook = Callable[[CloudEvent, BaseException], Sequence[CloudEvent]]
-Decoder = Callable[[bytes, Mapping[str, str]], CloudEvent]
-
 DEAD_LETTER_ATTR = "speakerline-dead-letter-"
 
-# Delivery attempt of the message being handled (None when the subscription has no dead-letter policy or the
-# push format does not carry it). Handlers that report attempts read it through `delivery_attempt()`.
-_attempt: ContextVar[int | None] = ContextVar("speakerline_delivery_attempt", default=None)
+
+@dataclass(frozen=True)
+class Context:
+    """What a handler knows about the delivery it is handling, besides the event itself."""
+
+    #: 1 for the first delivery; Pub/Sub counts attempts only on subscriptions with a dead-letter policy (all of
+    #: speakerline's), and 1 is assumed where it does not say
+    attempt: int
+    #: whether this is the subscription's last attempt before the message is dead-lettered
+    final_attempt: bool
+    #: time.time() by which the handler should be done: past it the message may be redelivered elsewhere
+    deadline: float
+    message_id: str = ""
+    subscription: str = ""
 
 
-def delivery_attempt() -> int | None:
-    return _attempt.get()
+# A handler gets the event, its context and (bound with functools.partial) its deps, and returns every event it
+# emits. A list is published when the handler returns; a generator's events are published as it yields them,
+# which is how an event goes out before the long part of the work (diarization.started, progress).
+Handler = Callable[[Any, Context], Iterable[Event[Any]]]
+# Called on the last attempt of a message whose handler failed: the terminal event (job.failed), so that the job
+# does not hang while the message waits in the dead-letter topic.
+ExhaustedHook = Callable[[Any, Context, BaseException], Iterable[Event[Any]]]
+Decoder = Callable[[bytes, Mapping[str, str]], Event[Any]]
 
 
 class Outcome(Enum):
@@ -62,16 +76,20 @@ class Outcome(Enum):
 
 
 class RedeliveryRequested(Exception):
-    """Raised from a push entry point so that Pub/Sub redelivers (a CloudEvent function's return is ignored)."""
+    """Raised from a push entry point so that Pub/Sub redelivers."""
 
 
 @dataclass(frozen=True)
 class Route:
     handler: Handler
-    accepts: frozenset[str]
+    #: the event classes this handler takes; others arriving on its subscription are acknowledged and ignored
+    accepts: tuple[type[Event[Any]], ...]
     on_exhausted: ExhaustedHook | None = None
     concurrency: int = 4
     max_lease_s: int = 3600
+
+    def takes(self, event: Event[Any]) -> bool:
+        return any(event.TYPE == cls.TYPE for cls in self.accepts)
 
 
 @dataclass
@@ -83,9 +101,11 @@ class ServiceDef:
     publisher: EventPublisher
     topology: Topology
     decoders: Mapping[str, Decoder] = field(default_factory=dict)
+    #: run once before taking work (e.g. load a model, so that a broken setup shows at start)
+    warm_up: Callable[[], None] | None = None
 
     def decoder(self, sub: Subscription) -> Decoder:
-        decoder: Decoder = from_pubsub if sub.payload == "cloudevent" else self.decoders[sub.payload]
+        decoder: Decoder = events.parse_pubsub if sub.payload == "cloudevent" else self.decoders[sub.payload]
         return decoder
 
     def route(self, sub: Subscription) -> Route:
@@ -98,6 +118,8 @@ class Delivery:
     attributes: Mapping[str, str]
     message_id: str
     delivery_attempt: int | None
+    #: seconds the handler may take before the message can go to another worker
+    lease_s: float = 600.0
 
 
 def _dead_letter_attributes(delivery: Delivery, sub: Subscription, error: InvalidEvent) -> dict[str, str]:
@@ -111,6 +133,29 @@ def _dead_letter_attributes(delivery: Delivery, sub: Subscription, error: Invali
         }
     )
     return attributes
+
+
+def _context(sub: Subscription, delivery: Delivery) -> Context:
+    attempt = delivery.delivery_attempt or 1
+    return Context(
+        attempt=attempt,
+        final_attempt=delivery.delivery_attempt is not None and attempt >= sub.max_delivery_attempts,
+        deadline=time.time() + delivery.lease_s,
+        message_id=delivery.message_id,
+        subscription=sub.name,
+    )
+
+
+def _publish(service: ServiceDef, outputs: Iterable[Event[Any]]) -> list[str]:
+    """Publish a handler's events: a list at once, a generator's one by one as they are yielded."""
+    if isinstance(outputs, list | tuple):
+        service.publisher.publish(list(outputs))
+        return [e.TYPE for e in outputs]
+    published = []
+    for output in outputs:
+        service.publisher.publish([output])
+        published.append(output.TYPE)
+    return published
 
 
 def process(service: ServiceDef, sub: Subscription, delivery: Delivery) -> Outcome:
@@ -131,25 +176,21 @@ def process(service: ServiceDef, sub: Subscription, delivery: Delivery) -> Outco
 
     route = service.route(sub)
     with logs.bind_event(event):
-        if event["type"] not in route.accepts:
+        if not route.takes(event):
             log.info("event type not handled here; acknowledged")
             return Outcome.ACK
-        token = _attempt.set(delivery.delivery_attempt)
+        context = _context(sub, delivery)
         try:
-            outputs = route.handler(event)
-            service.publisher.publish(outputs)
+            published = _publish(service, route.handler(event, context))
         except Exception as exc:
-            final = delivery.delivery_attempt is not None and delivery.delivery_attempt >= sub.max_delivery_attempts
-            log.exception("handler failed", final_attempt=final)
-            if final and route.on_exhausted is not None:
+            log.exception("handler failed", final_attempt=context.final_attempt)
+            if context.final_attempt and route.on_exhausted is not None:
                 try:
-                    service.publisher.publish(route.on_exhausted(event, exc))
+                    _publish(service, route.on_exhausted(event, context, exc))
                 except Exception:
                     log.exception("could not publish the terminal event of an exhausted message")
             return Outcome.NACK
-        finally:
-            _attempt.reset(token)
-        log.info("event handled", published=[e["type"] for e in outputs])
+        log.info("event handled", published=published)
         return Outcome.ACK
 
 
@@ -179,7 +220,10 @@ class PullWorker:
             self.log.info("pulling", subscription=sub.name, concurrency=route.concurrency)
 
     def _on_message(self, sub: Subscription, message: Any) -> None:
-        delivery = Delivery(message.data, dict(message.attributes), message.message_id, message.delivery_attempt)
+        lease_s = self.service.route(sub).max_lease_s
+        delivery = Delivery(
+            message.data, dict(message.attributes), message.message_id, message.delivery_attempt, lease_s
+        )
         if process(self.service, sub, delivery) is Outcome.NACK:
             message.nack()
         else:
@@ -243,15 +287,9 @@ def handle_push_envelope(service: ServiceDef, envelope: Mapping[str, Any], topic
         attributes=message.get("attributes") or {},
         message_id=str(message.get("messageId") or message.get("message_id") or ""),
         delivery_attempt=int(attempt) if attempt is not None else None,
+        lease_s=sub.ack_deadline_s,  # a push is answered within the subscription's ack deadline
     )
     outcome = process(service, sub, delivery)
     if outcome is Outcome.NACK:
         raise RedeliveryRequested(f"{service.name}: handler failed for message {delivery.message_id}")
     return outcome
-
-
-def handle_push(service: ServiceDef, cloud_event: Any) -> Outcome:
-    """Body of a functions-framework CloudEvent function receiving Pub/Sub messages (Eventarc, or a push
-    subscription whose endpoint path names the topic). functions-framework's conversion of a raw push drops
-    `subscription` and `deliveryAttempt`: prefer the HTTP entry point for push subscriptions."""
-    return handle_push_envelope(service, cloud_event.data or {}, str(cloud_event["source"]))

@@ -1,7 +1,7 @@
 """The declarative messaging and storage topology (infra/topology.yaml), loaded into typed objects.
 
 The same file is applied to the local emulators by `speakerline stack up` (see `apply_pubsub` and
-`speakerline.stack`) and read by Terraform, so the two cannot drift.
+`speakerline_tools.stack`) and read by Terraform, so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -105,11 +105,16 @@ class Topology:
 
 
 def default_path() -> Path:
-    """infra/topology.yaml of this checkout, or SPEAKERLINE_TOPOLOGY when set (containers ship a copy)."""
+    """SPEAKERLINE_TOPOLOGY when set (images ship a copy and set it), else infra/topology.yaml of the checkout
+    the process runs in (the working directory or a folder above it)."""
     override = os.environ.get("SPEAKERLINE_TOPOLOGY")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "infra" / "topology.yaml"
+    cwd = Path.cwd()
+    for folder in (cwd, *cwd.parents):
+        if (folder / "infra" / "topology.yaml").is_file():
+            return folder / "infra" / "topology.yaml"
+    raise FileNotFoundError("SPEAKERLINE_TOPOLOGY is not set and no infra/topology.yaml is above the working directory")
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

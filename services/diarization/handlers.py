@@ -25,13 +25,13 @@ from typing import Any
 from speakerline import runtime, storage
 from speakerline.events import CloudEvent, caused_event, data_of
 from speakerline.timeline import Turn, to_rttm, turns_to_json
-from speakerline_diarization.engines.base import (
+from diarization.engines.base import (
     DiarizationEngine,
     DiarizationOptions,
     EngineUnavailable,
     SpeakerTurn,
 )
-from speakerline_diarization.progress import DEFAULT_INTERVAL_S, ProgressReport, ProgressReporter
+from diarization.progress import DEFAULT_INTERVAL_S, ProgressReport, ProgressReporter
 
 INGESTED = "io.speakerline.audio.ingested.v1"
 STARTED = "io.speakerline.diarization.started.v1"

@@ -1,9 +1,9 @@
 """Wiring of the diarization worker (done once per process) and its entry points.
 
-- `python -m speakerline_diarization` — streaming-pull worker, one job at a time (GPU hosts without ingress);
-- `python -m speakerline_diarization run-one --event-json FILE` — process one `audio.ingested` event and publish
+- `python -m diarization` — streaming-pull worker, one job at a time (GPU hosts without ingress);
+- `python -m diarization run-one --event-json FILE` — process one `audio.ingested` event and publish
   the results (what a Vertex AI custom job runs);
-- `python -m speakerline_diarization eval DIR [--engine E] [--num-speakers-from-reference] [--json] [--max-der X]` —
+- `python -m diarization eval DIR [--engine E] [--num-speakers-from-reference] [--json] [--max-der X]` —
   DER of an engine on audio files with reference RTTMs (what `speakerline eval` runs; see `evaluation.py`);
 - `entrypoint` — functions-framework CloudEvent function (push delivery; CPU only, for small deployments).
 """
@@ -23,10 +23,10 @@ import google.cloud.storage as gcs
 from speakerline import logs, runtime, service
 from speakerline.events import CloudEvent, from_pubsub
 from speakerline.storage import GcsBlobStore
-from speakerline_diarization import evaluation, handlers
-from speakerline_diarization.engines.base import DiarizationEngine
-from speakerline_diarization.engines.select import EngineConfig, load_engine
-from speakerline_diarization.progress import DEFAULT_INTERVAL_S
+from speakerline_tools import evaluation, handlers
+from diarization.engines.base import DiarizationEngine
+from diarization.engines.select import EngineConfig, load_engine
+from diarization.progress import DEFAULT_INTERVAL_S
 
 NAME = "diarization"
 # The client extends a job's lease while it runs, for up to this long: a 24-hour recording (ingest's limit)
@@ -53,7 +53,7 @@ def build() -> runtime.ServiceDef:
     publisher = service.publisher(settings)
     dispatch = None
     if EngineConfig.from_env().engine == "vertex":
-        from speakerline_diarization.engines.vertex import VertexAIDispatcher
+        from diarization.engines.vertex import VertexAIDispatcher
 
         dispatcher = VertexAIDispatcher.from_env()
 
@@ -112,7 +112,7 @@ def run_one(event_json: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m speakerline_diarization")
+    parser = argparse.ArgumentParser(prog="python -m diarization")
     sub = parser.add_subparsers(dest="cmd")
     one = sub.add_parser("run-one", help="process one audio.ingested event (Vertex AI custom job)")
     one.add_argument("--event-json", type=Path, required=True)

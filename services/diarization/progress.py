@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from speakerline_diarization.engines.base import Progress
+from diarization.engines.base import Progress
 
 log = structlog.get_logger()
 

@@ -2,8 +2,8 @@
 
 Called by ``make bench`` (not by the tests)::
 
-    python -m speakerline_ingest.bench_media            # 1 hour, prints one JSON object
-    python -m speakerline_ingest.bench_media --minutes 10
+    python -m ingest.bench_media            # 1 hour, prints one JSON object
+    python -m ingest.bench_media --minutes 10
 
 The input is a real 44.1 kHz stereo 128 kbit/s MP3 of a speech-like signal: one minute is encoded with LAME
 (bit reservoir off, no ID3/Xing header, so minutes join cleanly) and written back to back into a temporary

@@ -11,7 +11,7 @@ import google.cloud.storage as gcs
 from speakerline import runtime, service
 from speakerline.audio import MediaLimits
 from speakerline.storage import GcsBlobStore
-from speakerline_ingest import gcs_notification, handlers
+from ingest import gcs_notification, handlers
 
 NAME = "ingest"
 

@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 from speakerline import runtime
 from speakerline.events import CloudEvent, caused_event, data_of, to_structured_json
-from speakerline_notification.delivery import DeliveryResult
-from speakerline_notification.payloads import (
+from notification.delivery import DeliveryResult
+from notification.payloads import (
     JobOutcome,
     OutcomeSummary,
     SpeakerShare,
@@ -26,8 +26,8 @@ from speakerline_notification.payloads import (
     slack_payload,
     webhook_body,
 )
-from speakerline_notification.signing import signature_headers
-from speakerline_notification.url_policy import UrlDecision
+from notification.signing import signature_headers
+from notification.url_policy import UrlDecision
 
 OUTCOMES = {
     "io.speakerline.job.completed.v1": "completed",

@@ -9,9 +9,9 @@ from functools import partial
 import functions_framework
 
 from speakerline import runtime, service
-from speakerline_notification import handlers
-from speakerline_notification.delivery import DeliveryResult, deliver, pinned_session
-from speakerline_notification.url_policy import UrlDecision, check_url
+from notification import handlers
+from notification.delivery import DeliveryResult, deliver, pinned_session
+from notification.url_policy import UrlDecision, check_url
 
 NAME = "notification"
 

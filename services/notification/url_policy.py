@@ -6,7 +6,7 @@ ports, or into the VPC. `check_url` refuses those before any request is made.
 
 DNS rebinding: a hostile DNS server can answer with a public address for this check and a
 private one a moment later when the HTTP client resolves again. `UrlDecision.addresses` holds the
-vetted addresses, and `speakerline_notification.delivery.pinned_session` connects to one of them
+vetted addresses, and `notification.delivery.pinned_session` connects to one of them
 (keeping the hostname for the Host header, SNI and certificate checks), which closes that window.
 Residual risk if a sender skips pinning: a rebinding attacker can reach internal addresses.
 """

@@ -14,7 +14,7 @@ from typing import Any
 from speakerline import storage
 from speakerline.events import CloudEvent, caused_event, data_of
 from speakerline.timeline import Turn, to_rttm, to_webvtt, turns_from_json
-from speakerline_postprocess.timeline_rules import (
+from postprocess.timeline_rules import (
     PostprocessConfig,
     Summary,
     build_output,

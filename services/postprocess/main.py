@@ -10,8 +10,8 @@ import google.cloud.storage as gcs
 
 from speakerline import runtime, service
 from speakerline.storage import GcsBlobStore
-from speakerline_postprocess import handlers
-from speakerline_postprocess.timeline_rules import PostprocessConfig
+from postprocess import handlers
+from postprocess.timeline_rules import PostprocessConfig
 
 NAME = "postprocess"
 

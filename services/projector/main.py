@@ -9,8 +9,8 @@ from google.cloud import firestore
 
 from speakerline import runtime, service
 from speakerline.events import catalog
-from speakerline_projector import handlers
-from speakerline_projector.store import FirestoreJobStore
+from projector import handlers
+from projector.store import FirestoreJobStore
 
 NAME = "projector"
 

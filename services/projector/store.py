@@ -1,6 +1,6 @@
 """Where projected jobs live: the `JobStore` port, its Firestore adapter, and an in-memory fake for tests.
 
-Layout (shared with the CLI's read side in `speakerline.jobstore`):
+Layout (shared with the CLI's read side in `speakerline_tools.jobstore`):
 
     jobs/{job_id}                      the projected job document (see projection.py)
     jobs/{job_id}/events/{event_id}    every event applied, {type, time, source, id, data}

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from speakerline import events
-from speakerline_ingest.bench_media import bench_normalize
+from ingest.bench_media import bench_normalize
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "tests" / "data" / "sample" / "conversation.flac"
@@ -38,8 +38,8 @@ def test_event_codec_round_trips(benchmark) -> None:  # type: ignore[no-untyped-
 
 
 def test_embedded_engine_real_time_factor(benchmark) -> None:  # type: ignore[no-untyped-def]
-    from speakerline_diarization.engines.base import DiarizationOptions
-    from speakerline_diarization.engines.embedded import EmbeddedEngine
+    from diarization.engines.base import DiarizationOptions
+    from diarization.engines.embedded import EmbeddedEngine
 
     started = time.perf_counter()
     engine = EmbeddedEngine.from_pretrained()

@@ -41,8 +41,8 @@ def main() -> int:
 
     import soundfile as sf
 
-    from speakerline_diarization.engines.base import DiarizationOptions
-    from speakerline_diarization.engines.embedded import EmbeddedEngine
+    from diarization.engines.base import DiarizationOptions
+    from diarization.engines.embedded import EmbeddedEngine
 
     rss_before = peak_rss_mib()
     started = time.perf_counter()

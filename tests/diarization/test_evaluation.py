@@ -1,4 +1,4 @@
-"""speakerline_diarization.evaluation without a real engine: pairing, scoring, sums, formatting, exit codes.
+"""speakerline_tools.evaluation without a real engine: pairing, scoring, sums, formatting, exit codes.
 
 A fake engine returns known turns, so every DER here is worked out by hand (no collar, overlap scored, whole file).
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speakerline_diarization import evaluation
-from speakerline_diarization.engines.base import DiarizationOptions, DiarizationResult, SpeakerTurn
-from speakerline_diarization.evaluation import ErrorParts, EvalError, evaluate_dir, find_pairs, format_report
+from speakerline_tools import evaluation
+from diarization.engines.base import DiarizationOptions, DiarizationResult, SpeakerTurn
+from speakerline_tools.evaluation import ErrorParts, EvalError, evaluate_dir, find_pairs, format_report
 
 RATE = 16_000
 
@@ -187,7 +187,7 @@ def test_bad_inputs_are_eval_errors(tmp_path: Path) -> None:
 def test_main_exit_codes_and_json(
     eval_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import speakerline_diarization.engines.select as select
+    import diarization.engines.select as select
     from speakerline import logs
 
     monkeypatch.setattr(select, "load_engine", lambda config: FakeEngine({10.0: HYP_10, 4.0: []}))

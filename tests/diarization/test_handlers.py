@@ -8,8 +8,8 @@ from pathlib import Path
 
 from speakerline import events
 from speakerline.timeline import parse_rttm
-from speakerline_diarization import handlers
-from speakerline_diarization.engines.base import (
+from diarization import handlers
+from diarization.engines.base import (
     DiarizationOptions,
     DiarizationResult,
     EngineUnavailable,

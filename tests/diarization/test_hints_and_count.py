@@ -16,15 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
-from speakerline_diarization.engines.base import DiarizationOptions, DiarizationResult, SpeakerTurn
-from speakerline_diarization.engines.embedded import (
+from diarization.engines.base import DiarizationOptions, DiarizationResult, SpeakerTurn
+from diarization.engines.embedded import (
     OVERLAP_THRESHOLD,
     SPEECH_FLOOR,
     SPEECH_RELATIVE,
     SPEECH_THRESHOLD,
     soft_speaker_count,
 )
-from speakerline_diarization.engines.hints import enforce_speaker_hints, speaker_bounds
+from diarization.engines.hints import enforce_speaker_hints, speaker_bounds
 
 # soft_speaker_count imports pyannote.audio, whose torchcodec warning starts with a newline
 pytestmark = pytest.mark.filterwarnings(r"ignore:(?s)\s*torchcodec is not installed:UserWarning")
@@ -301,8 +301,8 @@ def test_single_turns_cannot_be_split_further() -> None:
 
 
 DUPLICATE_TURNS_SCRIPT = """
-from speakerline_diarization.engines.base import DiarizationOptions, DiarizationResult, SpeakerTurn
-from speakerline_diarization.engines.hints import enforce_speaker_hints
+from diarization.engines.base import DiarizationOptions, DiarizationResult, SpeakerTurn
+from diarization.engines.hints import enforce_speaker_hints
 
 turns = (SpeakerTurn(0.0, 1.0, "A"), SpeakerTurn(0.0, 1.0, "A"))
 result = DiarizationResult(turns=turns, engine="test", model="m", device="cpu")

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speakerline_diarization.engines.base import DiarizationOptions, Progress, SpeakerTurn
-from speakerline_diarization.engines.embedded import EmbeddedEngine
-from speakerline_diarization.engines.pieces import link_speakers, merge_turns, plan_pieces
+from diarization.engines.base import DiarizationOptions, Progress, SpeakerTurn
+from diarization.engines.embedded import EmbeddedEngine
+from diarization.engines.pieces import link_speakers, merge_turns, plan_pieces
 
 
 def test_short_recordings_are_one_piece_long_ones_equal_pieces() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from speakerline_diarization.engines.base import Progress
-from speakerline_diarization.engines.pyannote import PipelineProgress
-from speakerline_diarization.progress import ProgressReport, ProgressReporter
+from diarization.engines.base import Progress
+from diarization.engines.pyannote import PipelineProgress
+from diarization.progress import ProgressReport, ProgressReporter
 
 
 class Clock:

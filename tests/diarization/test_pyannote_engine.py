@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speakerline_diarization.engines.base import DiarizationOptions, EngineUnavailable
-from speakerline_diarization.engines.pyannote import PyannoteEngine, parse_gs_uri
+from diarization.engines.base import DiarizationOptions, EngineUnavailable
+from diarization.engines.pyannote import PyannoteEngine, parse_gs_uri
 
 # random embedding weights on tiny speech pieces: pyannote's pooling warns about std() of 1 frame
 pytestmark = pytest.mark.filterwarnings("ignore:std\\(\\):UserWarning")

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from speakerline_diarization.engines.base import DiarizationOptions
-from speakerline_diarization.evaluation import EvalReport, evaluate_dir, format_report
+from diarization.engines.base import DiarizationOptions
+from speakerline_tools.evaluation import EvalReport, evaluate_dir, format_report
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from speakerline_diarization.engines.base import (
+from diarization.engines.base import (
     DiarizationOptions,
     DiarizationResult,
     EngineUnavailable,
 )
-from speakerline_diarization.engines.select import EngineConfig, load_engine, resolve_hf_token
+from diarization.engines.select import EngineConfig, load_engine, resolve_hf_token
 
 
 class FakeEngine:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from speakerline_diarization.engines.vertex import (
+from diarization.engines.vertex import (
     ENV_EVENT_JSON,
     JOB_COMMAND,
     VertexAIDispatcher,
@@ -79,7 +79,7 @@ def test_image_and_command_run_one_job_on_the_event() -> None:
     container = pool(build())["container_spec"]
     assert container["image_uri"].endswith("/speakerline/diarization:abc123")
     assert container["command"] == JOB_COMMAND
-    assert "python -m speakerline_diarization run-one --event-json" in container["command"][2]
+    assert "python -m diarization run-one --event-json" in container["command"][2]
     assert "args" not in container
     assert json.loads(env_of(build())[ENV_EVENT_JSON]) == EVENT
 

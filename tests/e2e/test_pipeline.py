@@ -22,7 +22,9 @@ import google.cloud.storage as gcs
 import pytest
 from google.cloud import firestore
 
-from speakerline import client, events, jobstore, stack, topology
+from speakerline import events, topology
+from speakerline_tools import jobstore
+from speakerline_tools import client, stack
 from speakerline.pubsub import PubSubPublisher
 from speakerline.timeline import parse_rttm
 
@@ -112,7 +114,7 @@ def test_cli_submission_is_diarized_end_to_end(pipeline: stack.StackConfig, webh
     assert job["result"]["summary"]["num_exclusive_segments"] == len(output["exclusive_segments"])
 
     # The producer's webhook got the signed job.completed, and the projector recorded the delivery.
-    from speakerline_notification.signing import verify
+    from notification.signing import verify
 
     wait_for(lambda: webhook_receiver.requests, timeout_s=30)
     _, headers, body = webhook_receiver.requests[0]

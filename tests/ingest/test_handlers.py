@@ -8,8 +8,8 @@ import wave
 
 from speakerline import events
 from speakerline.jobs import job_id_for_object
-from speakerline_ingest import gcs_notification, handlers
-from speakerline_ingest.media import MediaLimits
+from ingest import gcs_notification, handlers
+from ingest.media import MediaLimits
 
 SAMPLE = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "sample" / "conversation.flac"
 

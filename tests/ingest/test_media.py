@@ -12,7 +12,7 @@ from typing import BinaryIO, cast
 import numpy as np
 import pytest
 
-from speakerline_ingest.media import (
+from ingest.media import (
     MediaInfo,
     MediaLimits,
     NormalizedAudio,

@@ -15,7 +15,7 @@ import pytest
 
 from speakerline import events, topology
 from speakerline.pubsub import PubSubPublisher
-from speakerline.stack import StackConfig
+from speakerline_tools.stack import StackConfig
 
 from .helpers import pull
 

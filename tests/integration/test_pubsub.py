@@ -8,9 +8,10 @@ from pathlib import Path
 import google.cloud.pubsub_v1 as pubsub_v1
 import pytest
 
-from speakerline import events, provision, runtime, topology
+from speakerline import events, runtime, topology
+from speakerline_tools import provision
 from speakerline.pubsub import PubSubPublisher
-from speakerline.stack import StackConfig
+from speakerline_tools.stack import StackConfig
 
 from .helpers import one_subscription_topology, pull, wait_for
 

@@ -20,9 +20,10 @@ import google.cloud.pubsub_v1 as pubsub_v1
 import pytest
 from google.cloud import firestore
 
-from speakerline import events, jobstore, topology
+from speakerline import events, topology
+from speakerline_tools import jobstore
 from speakerline.pubsub import PubSubPublisher
-from speakerline.stack import StackConfig
+from speakerline_tools.stack import StackConfig
 
 from .helpers import pull, wait_for
 

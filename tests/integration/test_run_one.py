@@ -1,4 +1,4 @@
-"""`python -m speakerline_diarization run-one`: what a Vertex AI custom job runs, against the emulators."""
+"""`python -m diarization run-one`: what a Vertex AI custom job runs, against the emulators."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 from speakerline import events, topology
-from speakerline.stack import StackConfig
+from speakerline_tools.stack import StackConfig
 from speakerline.timeline import turns_from_json
 
 from .helpers import pull, wait_for
@@ -54,7 +54,7 @@ def test_run_one_diarizes_an_ingested_event_and_publishes_the_result(
     env = {**os.environ, **emulators.emulator_env(), "SPEAKERLINE_ENGINE": "embedded", "HF_HUB_OFFLINE": "1",
            "PYANNOTE_METRICS_ENABLED": "false"}  # fmt: skip
     done = subprocess.run(
-        [sys.executable, "-m", "speakerline_diarization", "run-one", "--event-json", str(event_file)],
+        [sys.executable, "-m", "diarization", "run-one", "--event-json", str(event_file)],
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]

@@ -9,7 +9,7 @@ import google.cloud.storage as storage
 import pytest
 
 from speakerline import topology
-from speakerline.stack import StackConfig
+from speakerline_tools.stack import StackConfig
 
 from .helpers import pull
 

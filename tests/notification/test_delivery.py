@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from speakerline_notification.delivery import DeliveryResult, deliver, pinned_session
+from notification.delivery import DeliveryResult, deliver, pinned_session
 
 SLOW_S = 1.0
 

@@ -9,10 +9,10 @@ from functools import partial
 import pytest
 
 from speakerline import events
-from speakerline_notification import handlers
-from speakerline_notification.main import send
-from speakerline_notification.signing import verify
-from speakerline_notification.url_policy import check_url
+from notification import handlers
+from notification.main import send
+from notification.signing import verify
+from notification.url_policy import check_url
 
 SECRET = "s3cret"
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from speakerline_notification.payloads import (
+from notification.payloads import (
     DISCORD_COLORS,
     JobOutcome,
     OutcomeSummary,
@@ -159,7 +159,7 @@ def test_slack_failed_escapes_control_characters_and_respects_limits():
 
 def test_from_summary_dict_reads_postprocess_summary():
     from speakerline.timeline import Turn
-    from speakerline_postprocess.timeline_rules import summarize
+    from postprocess.timeline_rules import summarize
 
     summary = summarize([Turn(0, 3, "SPEAKER_00"), Turn(3, 4, "SPEAKER_01")], 5.0).to_dict()
     outcome_summary = OutcomeSummary.from_summary_dict(summary)

@@ -3,7 +3,7 @@ from typing import Any
 
 import pytest
 
-from speakerline_notification.url_policy import Resolver, UrlDecision, check_url, is_blocked_address
+from notification.url_policy import Resolver, UrlDecision, check_url, is_blocked_address
 
 
 def resolver_for(*addresses: str) -> Resolver:

@@ -6,8 +6,8 @@ import json
 
 from speakerline import events
 from speakerline.timeline import parse_rttm
-from speakerline_postprocess import handlers
-from speakerline_postprocess.timeline_rules import PostprocessConfig
+from postprocess import handlers
+from postprocess.timeline_rules import PostprocessConfig
 
 
 def test_completed_diarization_becomes_a_clean_result(blobs, example) -> None:

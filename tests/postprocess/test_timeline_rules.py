@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from speakerline.timeline import Turn, exclusive_timeline
-from speakerline_postprocess.timeline_rules import (
+from postprocess.timeline_rules import (
     DEFAULT_CONFIG,
     PostprocessConfig,
     Summary,

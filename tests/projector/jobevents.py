@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from speakerline import events
-from speakerline_projector.projection import project
+from projector.projection import project
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "events"
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)

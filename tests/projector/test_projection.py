@@ -12,11 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speakerline import events, jobstore
+from speakerline import events
+from speakerline_tools import jobstore
 from speakerline.jobs import JobStatus
-from speakerline_projector.handlers import ProjectorDeps, handle
-from speakerline_projector.projection import STATUS_RANK, project
-from speakerline_projector.store import InMemoryJobStore
+from projector.handlers import ProjectorDeps, handle
+from projector.projection import STATUS_RANK, project
+from projector.store import InMemoryJobStore
 
 from .jobevents import HAPPY, T0, example_data, fold, full_job, make
 
@@ -415,7 +416,7 @@ def test_handler_projects_and_publishes_nothing_even_for_duplicates() -> None:
     assert store.jobs["job_handler1"]["event_count"] == 1
 
 
-# --- human formatting (speakerline.jobstore) -------------------------------------------------------------------------
+# --- human formatting (speakerline_tools.jobstore) -------------------------------------------------------------------------
 
 
 def test_formatting_a_completed_job() -> None:

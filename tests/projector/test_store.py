@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from google.cloud import firestore
 
-from speakerline import jobstore
+from speakerline_tools import jobstore
 from speakerline.jobs import EVENTS_SUBCOLLECTION, JOBS_COLLECTION
-from speakerline.stack import StackConfig
-from speakerline_projector.store import FirestoreJobStore
+from speakerline_tools.stack import StackConfig
+from projector.store import FirestoreJobStore
 
 from .jobevents import HAPPY, fold, full_job, make
 

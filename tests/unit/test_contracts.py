@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from speakerline import contracts, events, topology
+from speakerline import events, topology
+from speakerline_tools import contracts
 
 BASE = {
     "type": "object",

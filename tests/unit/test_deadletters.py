@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from speakerline.deadletters import DeadLetter, Filter, replay_attributes
+from speakerline_tools.deadletters import DeadLetter, Filter, replay_attributes
 
 
 def _letter(**attributes: str) -> DeadLetter:

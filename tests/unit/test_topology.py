@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from speakerline import events, provision, topology
+from speakerline import events, topology
+from speakerline_tools import provision
 
 
 def test_every_event_type_has_exactly_one_topic() -> None:

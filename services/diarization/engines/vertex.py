@@ -2,7 +2,7 @@
 
 Nothing is diarized in-process: :func:`build_custom_job_request` (pure, unit-tested) builds a
 ``CreateCustomJobRequest`` for one worker pool (``g2-standard-8`` + 1x ``NVIDIA_L4`` by
-default) running the same worker image with ``python -m speakerline_diarization run-one
+default) running the same worker image with ``python -m diarization run-one
 --event-json FILE``, and :class:`VertexAIDispatcher` submits it through an injected client
 (``google.cloud.aiplatform_v1.JobServiceClient`` by default, imported lazily).
 
@@ -52,7 +52,7 @@ JOB_COMMAND = [
     "/bin/sh",
     "-c",
     f"printf '%s' \"${ENV_EVENT_JSON}\" > {EVENT_FILE} && "
-    f"exec python -m speakerline_diarization run-one --event-json {EVENT_FILE}",
+    f"exec python -m diarization run-one --event-json {EVENT_FILE}",
 ]
 #: worker environment copied from the dispatching process when set there
 PASSTHROUGH_ENV = (

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from speakerline import stack
+from speakerline_tools import stack
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_TIMEOUT, EXIT_USAGE = 0, 1, 2, 64
 
@@ -59,7 +59,8 @@ def _cmd_stack(args: argparse.Namespace) -> int:
         return 0
     if args.stack_cmd == "provision":
         # For emulators started elsewhere (docker compose): apply the topology to them and create the buckets.
-        from speakerline import provision, topology
+        from speakerline import topology
+        from speakerline_tools import provision
 
         env_project = os.environ.get("GOOGLE_CLOUD_PROJECT", stack.DEFAULT_PROJECT)
         report = provision.apply_pubsub(topology.load(profile="local"), env_project)
@@ -93,7 +94,8 @@ def _cmd_stack(args: argparse.Namespace) -> int:
 
 
 def _cmd_schemas(args: argparse.Namespace) -> int:
-    from speakerline import contracts, topology
+    from speakerline import topology
+    from speakerline_tools import contracts
 
     if args.schemas_cmd == "asyncapi":
         contracts.ASYNCAPI_FILE.write_text(contracts.render_asyncapi(topology.load()))
@@ -120,7 +122,7 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
 def _print_job_json(job: dict[str, object]) -> None:
     import json
 
-    from speakerline import client
+    from speakerline_tools import client
 
     print(json.dumps(client.jsonable(job), indent=2, sort_keys=True))
 
@@ -129,7 +131,7 @@ def _final_document(job: dict[str, object] | None, job_id: str) -> dict[str, obj
     """The job document as `--json` prints it: segments of a completed job inlined from output.json."""
     import google.cloud.storage as gcs
 
-    from speakerline import client
+    from speakerline_tools import client
     from speakerline.storage import GcsBlobStore
 
     if job is None:
@@ -151,7 +153,8 @@ def _submit(args: argparse.Namespace) -> tuple[int, dict[str, object] | None]:
     import google.cloud.storage as gcs
     from google.cloud import firestore
 
-    from speakerline import client, jobstore
+    from speakerline_tools import jobstore
+    from speakerline_tools import client
 
     _use_local_stack_if_running()
     project = _project()
@@ -192,8 +195,8 @@ def _submit(args: argparse.Namespace) -> tuple[int, dict[str, object] | None]:
 
 
 def _report_job(job: dict[str, object] | None, job_id: str, as_json: bool) -> tuple[int, dict[str, object]]:
-    from speakerline import client
-    from speakerline import jobstore as store
+    from speakerline_tools import client
+    from speakerline_tools import jobstore as store
     from speakerline.jobs import JobStatus
 
     doc = _final_document(job, job_id)
@@ -214,7 +217,7 @@ def _report_job(job: dict[str, object] | None, job_id: str, as_json: bool) -> tu
 def _cmd_jobs(args: argparse.Namespace) -> int:
     from google.cloud import firestore
 
-    from speakerline import jobstore
+    from speakerline_tools import jobstore
 
     _use_local_stack_if_running()
     db = firestore.Client(project=_project())
@@ -232,7 +235,7 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        from speakerline import client
+        from speakerline_tools import client
 
         print(json.dumps(client.jsonable(found), indent=2, sort_keys=True))
     else:
@@ -243,7 +246,7 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Stack up, diarize the bundled sample, compare with its reference annotation, stack down."""
-    from speakerline import client
+    from speakerline_tools import client
     from speakerline.timeline import parse_rttm
 
     repo = Path(__file__).resolve().parents[2]
@@ -286,7 +289,8 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
     import json
     import socket
 
-    from speakerline import deadletters, topology
+    from speakerline import topology
+    from speakerline_tools import deadletters
 
     _use_local_stack_if_running()
     topo = topology.load()
@@ -328,15 +332,15 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(argv: Sequence[str]) -> int:
-    """`speakerline eval ...` is `python -m speakerline_diarization eval ...` (this package imports no service)."""
+    """`speakerline eval ...` is `python -m diarization eval ...` (this package imports no service)."""
     import importlib.util
     import subprocess
 
-    if importlib.util.find_spec("speakerline_diarization") is None:
+    if importlib.util.find_spec("diarization") is None:
         print("speakerline eval needs the diarization service: pip install 'speakerline[diarization]'", file=sys.stderr)
         return EXIT_USAGE
     env = {**os.environ, "SPEAKERLINE_EVAL_PROG": "speakerline eval"}
-    command = [sys.executable, "-m", "speakerline_diarization", "eval", *argv]
+    command = [sys.executable, "-m", "diarization", "eval", *argv]
     try:
         return subprocess.run(command, env=env, check=False).returncode
     except KeyboardInterrupt:

@@ -1,7 +1,7 @@
 """Read side of the job documents the projector writes, for the CLI and ops: queries and human formatting.
 
 Read-only by design: the projector is the only Firestore writer. The document shape is described in
-`speakerline_projector.projection`; this module only relies on the field names, so it must not import it
+`projector.projection`; this module only relies on the field names, so it must not import it
 (shared libs never import a service).
 """
 

@@ -17,7 +17,7 @@ API (usable from tests)::
     print(format_report(report))
     report.der, report.files[0].der, report.exact_speaker_counts, report.to_dict()
 
-Command line (``python -m speakerline_diarization eval``, which ``speakerline eval`` runs)::
+Command line (``python -m diarization eval``, which ``speakerline eval`` runs)::
 
     eval DIR [--engine auto|pyannote|embedded|vertex] [--num-speakers-from-reference] [--json] [--max-der X]
 
@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any, Final, cast, get_args
 
 from speakerline.audio import DECODABLE_FORMATS, SNIFF_BYTES, MediaLimits, Rejection, normalize_file, sniff_format
-from speakerline_diarization.engines.base import DiarizationEngine, DiarizationOptions, SpeakerTurn
-from speakerline_diarization.engines.select import EngineConfig, EngineName
+from diarization.engines.base import DiarizationEngine, DiarizationOptions, SpeakerTurn
+from diarization.engines.select import EngineConfig, EngineName
 
 __all__ = [
     "EXIT_DER_ABOVE_MAX",
@@ -547,7 +547,7 @@ def format_report(report: EvalReport, *, title: str | None = None) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``eval`` options (shared by ``python -m speakerline_diarization eval`` and ``speakerline eval``)."""
+    """The ``eval`` options (shared by ``python -m diarization eval`` and ``speakerline eval``)."""
     parser.add_argument("directory", type=Path, metavar="DIR", help="audio files with <name>.rttm references beside")
     parser.add_argument(
         "--engine",
@@ -576,8 +576,8 @@ def _stdout_to_stderr() -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     """Run ``eval`` from parsed arguments; returns the exit code."""
     from speakerline import logs
-    from speakerline_diarization.engines.base import EngineUnavailable
-    from speakerline_diarization.engines.select import load_engine
+    from diarization.engines.base import EngineUnavailable
+    from diarization.engines.select import load_engine
 
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
     # pyannote.audio warns at import when torchcodec finds no FFmpeg; engines are handed decoded WAVs, not files to
@@ -642,6 +642,6 @@ def _fail(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m speakerline_diarization eval", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="python -m diarization eval", description=DESCRIPTION)
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -72,7 +72,7 @@ class EventSchema:
 
 
 class Catalog:
-    """Every event schema shipped in `speakerline_schemas`, indexed by CloudEvent type."""
+    """Every event schema bundled from schemas/events/, indexed by CloudEvent type."""
 
     def __init__(self, schemas: list[EventSchema]) -> None:
         self.by_type = {s.type: s for s in sorted(schemas, key=lambda s: (s.name, s.major))}
@@ -111,16 +111,16 @@ class Catalog:
         return schema
 
 
+SCHEMAS_BUNDLE = "schemas.json"
+
+
 def _load_schemas() -> list[EventSchema]:
-    root = resources.files("speakerline_schemas") / "events"
+    """The schemas of schemas/events/, as bundled into this package (`speakerline schemas generate`)."""
+    bundle = json.loads((resources.files(__package__) / SCHEMAS_BUNDLE).read_text())
     found: list[EventSchema] = []
-    for event_dir in root.iterdir():
-        if not event_dir.is_dir():
-            continue
-        for file in event_dir.iterdir():
-            m = re.fullmatch(r"v([1-9][0-9]*)\.schema\.json", file.name)
-            if m:
-                found.append(EventSchema(event_dir.name, int(m[1]), json.loads(file.read_text())))
+    for key, schema in bundle.items():
+        name, major = key.rsplit("/v", 1)
+        found.append(EventSchema(name, int(major), schema))
     return found
 
 
@@ -129,14 +129,49 @@ def catalog() -> Catalog:
     return Catalog(_load_schemas())
 
 
-def _new_traceparent(trace_id: str | None = None) -> str:
+def new_traceparent(trace_id: str | None = None) -> str:
+    """A W3C traceparent with a new span id, in trace `trace_id` (a new trace when None)."""
     return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def trace_ids_of(traceparent: str | None) -> tuple[str, str] | None:
+    """(trace id, span id) of a W3C traceparent, if it is a valid one."""
+    match = _TRACEPARENT_RE.match(str(traceparent or ""))
+    return (match[1], match[2]) if match else None
 
 
 def trace_ids(event: CloudEvent) -> tuple[str, str] | None:
     """(trace id, span id) of the event's W3C traceparent extension, if it has a valid one."""
-    match = _TRACEPARENT_RE.match(str(event.get("traceparent") or ""))
-    return (match[1], match[2]) if match else None
+    return trace_ids_of(event.get("traceparent"))
+
+
+def build_cloudevent(
+    event_type: str,
+    data: Mapping[str, Any],
+    *,
+    source: str,
+    event_id: str,
+    time: datetime,
+    subject: str | None,
+    traceparent: str | None,
+) -> CloudEvent:
+    """The CloudEvent of a typed event (`typed.Event.to_cloudevent`), its data validated against the schema."""
+    schema = catalog().validate(event_type, data)
+    attributes: dict[str, Any] = {
+        "type": event_type,
+        "source": source,
+        "id": event_id,
+        "time": time.isoformat(),
+        "datacontenttype": "application/json",
+        "dataschema": schema.dataschema,
+    }
+    if traceparent:
+        attributes["traceparent"] = traceparent
+    if subject:
+        attributes["subject"] = subject
+    if data.get("job_id"):
+        attributes["jobid"] = data["job_id"]
+    return CloudEvent(attributes, dict(data))
 
 
 def new_event(
@@ -163,7 +198,7 @@ def new_event(
         "time": (time or datetime.now(UTC)).isoformat(),
         "datacontenttype": "application/json",
         "dataschema": schema.dataschema,
-        "traceparent": _new_traceparent(parent[0] if parent else None),
+        "traceparent": new_traceparent(parent[0] if parent else None),
     }
     if job_id:
         attributes["subject"] = f"jobs/{job_id}"

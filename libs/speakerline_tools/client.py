@@ -15,7 +15,8 @@ from typing import Any
 import google.cloud.storage as gcs
 from google.cloud import firestore
 
-from speakerline import jobstore, storage, topology
+from speakerline import storage, topology
+from speakerline_tools import jobstore
 from speakerline.jobs import JobStatus, job_id_for_object
 from speakerline.timeline import Turn, turns_from_json
 

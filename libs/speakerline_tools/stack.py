@@ -112,7 +112,12 @@ def fake_gcs_binary() -> Path:
 
 
 def components(cfg: StackConfig) -> list[Component]:
-    base_env = {**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
+    base_env = {
+        **os.environ,
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+        # Services read the topology from the checkout they were started from, whatever their working directory.
+        "SPEAKERLINE_TOPOLOGY": os.environ.get("SPEAKERLINE_TOPOLOGY") or str(topo.default_path().resolve()),
+    }
     gcloud = _gcloud()
     topology = topo.load()
     uploads = topology.buckets["uploads"]
@@ -189,7 +194,7 @@ def components(cfg: StackConfig) -> list[Component]:
                 "PYTHONUNBUFFERED": "1",
             }
             services.append(
-                Component(service.name, [sys.executable, "-m", service.module], env, _ready(ready), "service")
+                Component(service.name, [sys.executable, "-m", "speakerline.worker", service.name], env, _ready(ready), "service")
             )
     return emulators + services
 
@@ -293,7 +298,7 @@ def up(cfg: StackConfig, say: Callable[[str], None] = print, timeout_s: float = 
     """Start what is not running, apply the topology, wait until every component is healthy."""
     import google.cloud.storage as storage
 
-    from speakerline import provision
+    from speakerline_tools import provision
 
     cfg.save()
     (cfg.root / "pubsub").mkdir(parents=True, exist_ok=True)

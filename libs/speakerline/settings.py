@@ -1,0 +1,105 @@
+"""Every setting of every service, typed, read once from the environment (pydantic-settings).
+
+The environment variable of each field is in its alias (the README's configuration table lists them). A service
+reads the fields it needs from the one `Settings` object `build_service` hands its wiring; tests construct
+`Settings(...)` directly, with no environment at all. A secret field has a companion `*_secret` field holding a
+Secret Manager version resource name, which the cloud deployment sets instead of the value (`secret()`).
+A tuning field left None means the service's own default, documented where the service defines it (MediaLimits,
+PostprocessConfig, ...), so that a default is written once.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from speakerline import topology as topo
+
+DEFAULT_PYANNOTE_MODEL = "pyannote/speaker-diarization-3.1"
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    # --- every service ---------------------------------------------------------------------------------------
+    project: str = Field("", validation_alias=_env("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"))
+    topology_file: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_TOPOLOGY"))
+    bucket_prefix: str = Field("", validation_alias=_env("SPEAKERLINE_BUCKET_PREFIX"))
+    log_level: str = Field("INFO", validation_alias=_env("SPEAKERLINE_LOG_LEVEL"))
+    # The push function serves the service this names (the images set SERVICE).
+    service: str = Field("", validation_alias=_env("SPEAKERLINE_SERVICE", "SERVICE"))
+    ready_file: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_READY_FILE"))
+    worker_name: str = Field("", validation_alias=_env("SPEAKERLINE_WORKER_NAME"))
+    source_prefix: str = "//speakerline/services"
+
+    # --- ingest ----------------------------------------------------------------------------------------------
+    max_upload_bytes: int | None = Field(None, validation_alias=_env("SPEAKERLINE_MAX_UPLOAD_BYTES"))
+    min_duration_s: float | None = Field(None, validation_alias=_env("SPEAKERLINE_MIN_DURATION_S"))
+    max_duration_s: float | None = Field(None, validation_alias=_env("SPEAKERLINE_MAX_DURATION_S"))
+
+    # --- diarization -----------------------------------------------------------------------------------------
+    engine: str = Field("", validation_alias=_env("SPEAKERLINE_ENGINE"))
+    vertex_dispatch: bool = Field(False, validation_alias=_env("SPEAKERLINE_VERTEX_DISPATCH"))
+    pyannote_model: str = Field(DEFAULT_PYANNOTE_MODEL, validation_alias=_env("SPEAKERLINE_PYANNOTE_MODEL"))
+    hf_token: str | None = Field(None, validation_alias=_env("SPEAKERLINE_HF_TOKEN", "HF_TOKEN"), repr=False)
+    hf_token_secret: str | None = Field(None, validation_alias=_env("SPEAKERLINE_HF_TOKEN_SECRET"))
+    diarization_device: str = Field("auto", validation_alias=_env("SPEAKERLINE_DIARIZATION_DEVICE"))
+    model_cache_dir: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_MODEL_CACHE_DIR"))
+    embedded_weights_dir: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_EMBEDDED_WEIGHTS_DIR"))
+    progress_interval_s: float | None = Field(None, validation_alias=_env("SPEAKERLINE_PROGRESS_INTERVAL_S"))
+    vertex_region: str = Field("", validation_alias=_env("SPEAKERLINE_VERTEX_REGION"))
+    vertex_image: str = Field("", validation_alias=_env("SPEAKERLINE_VERTEX_IMAGE"))
+    vertex_service_account: str | None = Field(None, validation_alias=_env("SPEAKERLINE_VERTEX_SERVICE_ACCOUNT"))
+    vertex_machine_type: str = Field("g2-standard-8", validation_alias=_env("SPEAKERLINE_VERTEX_MACHINE_TYPE"))
+    vertex_accelerator: str = Field("NVIDIA_L4", validation_alias=_env("SPEAKERLINE_VERTEX_ACCELERATOR"))
+    vertex_accelerator_count: int = Field(1, validation_alias=_env("SPEAKERLINE_VERTEX_ACCELERATOR_COUNT"))
+    vertex_worker_engine: str = Field("auto", validation_alias=_env("SPEAKERLINE_VERTEX_WORKER_ENGINE"))
+
+    # --- post-processing -------------------------------------------------------------------------------------
+    merge_gap_s: float | None = Field(None, validation_alias=_env("SPEAKERLINE_MERGE_GAP_S"))
+    min_segment_s: float | None = Field(None, validation_alias=_env("SPEAKERLINE_MIN_SEGMENT_S"))
+
+    # --- notification ----------------------------------------------------------------------------------------
+    webhook_signing_key: str | None = Field(None, validation_alias=_env("SPEAKERLINE_WEBHOOK_SIGNING_KEY"), repr=False)
+    webhook_signing_key_secret: str | None = Field(None, validation_alias=_env("SPEAKERLINE_WEBHOOK_SIGNING_KEY_SECRET"))
+    discord_webhook_url: str | None = Field(None, validation_alias=_env("SPEAKERLINE_DISCORD_WEBHOOK_URL"), repr=False)
+    discord_webhook_url_secret: str | None = Field(None, validation_alias=_env("SPEAKERLINE_DISCORD_WEBHOOK_URL_SECRET"))
+    slack_webhook_url: str | None = Field(None, validation_alias=_env("SPEAKERLINE_SLACK_WEBHOOK_URL"), repr=False)
+    slack_webhook_url_secret: str | None = Field(None, validation_alias=_env("SPEAKERLINE_SLACK_WEBHOOK_URL_SECRET"))
+    webhook_allowed_hosts: str = Field("", validation_alias=_env("SPEAKERLINE_WEBHOOK_ALLOWED_HOSTS"))
+    allow_private_webhooks: bool = Field(False, validation_alias=_env("SPEAKERLINE_ALLOW_PRIVATE_WEBHOOKS"))
+    webhook_timeout_s: float = Field(10.0, validation_alias=_env("SPEAKERLINE_WEBHOOK_TIMEOUT_S"))
+
+    @cached_property
+    def topology(self) -> topo.Topology:
+        return topo.load(self.topology_file)
+
+    def source(self, service: str) -> str:
+        """CloudEvent `source` of events this service publishes."""
+        return f"{self.source_prefix}/{service}"
+
+    def bucket(self, key: str) -> str:
+        # Bucket names are global: the cloud deployment prefixes them with the project id.
+        return self.bucket_prefix + self.topology.bucket(key)
+
+    def secret(self, name: str) -> str | None:
+        """A secret field's value: the field itself when set, else the Secret Manager version its `<name>_secret`
+        field names (a rotation is then a new version, not a redeploy), else None."""
+        value: str | None = getattr(self, name)
+        if value:
+            return value
+        version: str | None = getattr(self, f"{name}_secret", None)
+        if not version:
+            return None
+        from google.cloud import secretmanager
+
+        response = secretmanager.SecretManagerServiceClient().access_secret_version(name=version)
+        secret: str = response.payload.data.decode("utf-8")
+        return secret

@@ -1,1 +1,0 @@
-"""Versioned JSON Schemas of every speakerline CloudEvent (data files; this package only makes them installable)."""

@@ -1,3 +1,0 @@
-from speakerline_diarization.main import main
-
-main()

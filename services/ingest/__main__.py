@@ -1,3 +1,0 @@
-from speakerline_ingest.main import main
-
-main()

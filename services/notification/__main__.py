@@ -1,3 +1,0 @@
-from speakerline_notification.main import main
-
-main()

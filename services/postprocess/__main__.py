@@ -1,3 +1,0 @@
-from speakerline_postprocess.main import main
-
-main()

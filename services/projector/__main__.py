@@ -1,3 +1,0 @@
-from speakerline_projector.main import main
-
-main()
