@@ -12,7 +12,7 @@ from typing import BinaryIO, cast
 import numpy as np
 import pytest
 
-from ingest.media import (
+from speakerline.audio import (
     MediaInfo,
     MediaLimits,
     NormalizedAudio,

@@ -15,7 +15,7 @@ from typing import BinaryIO, cast
 import numpy as np
 import pytest
 
-from ingest.media import MediaInfo, MediaLimits, NormalizedAudio, normalize, probe
+from speakerline.audio import MediaInfo, MediaLimits, NormalizedAudio, normalize, probe
 
 _STATM = Path("/proc/self/statm")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from ingest.media import SNIFF_BYTES, Sniffed, sniff, sniff_format
+from speakerline.audio import SNIFF_BYTES, Sniffed, sniff, sniff_format
 
 
 def _id3_tag(body_size: int, *, footer: bool = False) -> bytes:
