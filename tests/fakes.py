@@ -22,7 +22,7 @@ class MemoryBlobStore:
         self.objects[uri] = (data, content_type)
         self.generations[uri] = str(int(self.generations.get(uri, "0")) + 1)
 
-    def stat(self, uri: str):  # type: ignore[no-untyped-def]
+    def stat(self, uri: str) -> Any:
         from speakerline.storage import ObjectInfo, ObjectNotFound
 
         if uri not in self.objects:
@@ -30,7 +30,7 @@ class MemoryBlobStore:
         data, content_type = self.objects[uri]
         return ObjectInfo(uri, len(data), content_type, self.generations[uri])
 
-    def open_read(self, uri: str):  # type: ignore[no-untyped-def]
+    def open_read(self, uri: str) -> Any:
         import io
 
         return io.BytesIO(self.read_bytes(uri))
@@ -50,7 +50,6 @@ class MemoryBlobStore:
 
     def upload_bytes(self, data: bytes, uri: str, content_type: str) -> None:
         self.put(uri, data, content_type)
-
 
 
 class RecordingPublisher:
@@ -74,3 +73,28 @@ class RecordingPublisher:
 
     def types(self) -> list[str]:
         return [str(e["type"]) for e in self.events]
+
+
+class InMemoryJobStore:
+    """The projector's `JobStore` in a dict, with the same dedup semantics as its Firestore adapter: an event id
+    is applied once, and the job document and the event record are written together."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.events: dict[str, dict[str, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def apply(self, event: Event[Any]) -> bool:
+        from projector.projection import job_id_of, project
+        from projector.store import event_record
+
+        job_id = job_id_of(event)
+        with self._lock:
+            seen = self.events.setdefault(job_id, {})
+            if event.id in seen:
+                return False
+            self.jobs[job_id] = project(self.jobs.get(job_id), event)
+            seen[event.id] = event_record(event)
+            return True

@@ -152,15 +152,15 @@ def push_http_handler(settings: Settings | None = None) -> Callable[[Any], tuple
     built: list[runtime.ServiceDef] = []
 
     def handle(request: Any) -> tuple[str, int]:
+        envelope = request.get_json(silent=True)
+        if not isinstance(envelope, dict) or not isinstance(envelope.get("message"), dict):
+            return "expected a Pub/Sub push request body", 400
         if not built:
             current = settings or Settings()
             if not current.service:
                 return "SPEAKERLINE_SERVICE is not set", 500
             logs.configure(current.service, current.log_level)
             built.append(build_service(current.service, current))
-        envelope = request.get_json(silent=True)
-        if not isinstance(envelope, dict) or not isinstance(envelope.get("message"), dict):
-            return "expected a Pub/Sub push request body", 400
         try:
             runtime.handle_push_envelope(built[0], envelope, str(request.path))
         except runtime.RedeliveryRequested as exc:

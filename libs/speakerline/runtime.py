@@ -87,9 +87,15 @@ class Route:
     on_exhausted: ExhaustedHook | None = None
     concurrency: int = 4
     max_lease_s: int = 3600
+    #: event classes published best effort: a failed publish is logged and the handler goes on (a lost progress
+    #: report must not throw away, and redo, hours of diarization); every other event's failure fails the delivery
+    best_effort: tuple[type[Event[Any]], ...] = ()
 
     def takes(self, event: Event[Any]) -> bool:
         return any(event.TYPE == cls.TYPE for cls in self.accepts)
+
+    def may_lose(self, event: Event[Any]) -> bool:
+        return any(event.TYPE == cls.TYPE for cls in self.best_effort)
 
 
 @dataclass
@@ -146,14 +152,20 @@ def _context(sub: Subscription, delivery: Delivery) -> Context:
     )
 
 
-def _publish(service: ServiceDef, outputs: Iterable[Event[Any]]) -> list[str]:
+def _publish(service: ServiceDef, route: Route, outputs: Iterable[Event[Any]]) -> list[str]:
     """Publish a handler's events: a list at once, a generator's one by one as they are yielded."""
     if isinstance(outputs, list | tuple):
         service.publisher.publish(list(outputs))
         return [e.TYPE for e in outputs]
     published = []
     for output in outputs:
-        service.publisher.publish([output])
+        try:
+            service.publisher.publish([output])
+        except Exception:
+            if not route.may_lose(output):
+                raise
+            logs.get_logger().warning("a best-effort event could not be published", event_type=output.TYPE)
+            continue
         published.append(output.TYPE)
     return published
 
@@ -181,12 +193,12 @@ def process(service: ServiceDef, sub: Subscription, delivery: Delivery) -> Outco
             return Outcome.ACK
         context = _context(sub, delivery)
         try:
-            published = _publish(service, route.handler(event, context))
+            published = _publish(service, route, route.handler(event, context))
         except Exception as exc:
             log.exception("handler failed", final_attempt=context.final_attempt)
             if context.final_attempt and route.on_exhausted is not None:
                 try:
-                    _publish(service, route.on_exhausted(event, context, exc))
+                    _publish(service, route, route.on_exhausted(event, context, exc))
                 except Exception:
                     log.exception("could not publish the terminal event of an exhausted message")
             return Outcome.NACK

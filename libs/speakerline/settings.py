@@ -68,9 +68,13 @@ class Settings(BaseSettings):
 
     # --- notification ----------------------------------------------------------------------------------------
     webhook_signing_key: str | None = Field(None, validation_alias=_env("SPEAKERLINE_WEBHOOK_SIGNING_KEY"), repr=False)
-    webhook_signing_key_secret: str | None = Field(None, validation_alias=_env("SPEAKERLINE_WEBHOOK_SIGNING_KEY_SECRET"))
+    webhook_signing_key_secret: str | None = Field(
+        None, validation_alias=_env("SPEAKERLINE_WEBHOOK_SIGNING_KEY_SECRET")
+    )
     discord_webhook_url: str | None = Field(None, validation_alias=_env("SPEAKERLINE_DISCORD_WEBHOOK_URL"), repr=False)
-    discord_webhook_url_secret: str | None = Field(None, validation_alias=_env("SPEAKERLINE_DISCORD_WEBHOOK_URL_SECRET"))
+    discord_webhook_url_secret: str | None = Field(
+        None, validation_alias=_env("SPEAKERLINE_DISCORD_WEBHOOK_URL_SECRET")
+    )
     slack_webhook_url: str | None = Field(None, validation_alias=_env("SPEAKERLINE_SLACK_WEBHOOK_URL"), repr=False)
     slack_webhook_url_secret: str | None = Field(None, validation_alias=_env("SPEAKERLINE_SLACK_WEBHOOK_URL_SECRET"))
     webhook_allowed_hosts: str = Field("", validation_alias=_env("SPEAKERLINE_WEBHOOK_ALLOWED_HOSTS"))

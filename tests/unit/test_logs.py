@@ -10,7 +10,8 @@ from speakerline import events, logs
 def test_json_lines_with_severity_trace_and_job(capsys, example, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "proj-1")
     logs.configure("ingest", level="INFO")
-    event = events.new_event("io.speakerline.audio.uploaded.v1", example("audio.uploaded"), source="//t")
+    data = events.models.AudioUploadedV1Data.model_validate(example("audio.uploaded"))
+    event = events.AudioUploaded.new(data, source="//t")
     log = logs.get_logger()
     with logs.bind_event(event):
         log.info("handling", size=3)
@@ -20,10 +21,10 @@ def test_json_lines_with_severity_trace_and_job(capsys, example, monkeypatch) ->
     handling, wrong, after = lines[-3:]
     assert handling["message"] == "handling" and handling["severity"] == "INFO" and handling["size"] == 3
     assert wrong["severity"] == "ERROR"
-    trace_id, span_id = events.trace_ids(event) or ("", "")
+    trace_id, span_id = events.trace_ids(event.to_cloudevent()) or ("", "")
     for line in (handling, wrong):
         assert line["job_id"] == example("audio.uploaded")["job_id"]
-        assert line["event_id"] == event["id"] and line["event_type"] == event["type"]
+        assert line["event_id"] == event.id and line["event_type"] == event.TYPE
         assert line["service"] == "ingest"
         assert line["logging.googleapis.com/trace"] == f"projects/proj-1/traces/{trace_id}"
         assert line["logging.googleapis.com/spanId"] == span_id

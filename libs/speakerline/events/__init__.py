@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from speakerline.events import models
-from speakerline.events.builders import job_error, job_failed, job_rejected
+from speakerline.events.builders import gave_up, job_error, job_failed, job_rejected
 from speakerline.events.typed import (
     EVENT_CLASSES,
     AnyEvent,
@@ -42,10 +42,20 @@ from speakerline.events.typed import (
     to_json,
     typed,
 )
-from speakerline.events.wire import CloudEvent, InvalidEvent, catalog, event_name, from_pubsub, to_structured_json
+from speakerline.events.wire import (
+    SCHEMA_BASE_URI,
+    CloudEvent,
+    InvalidEvent,
+    catalog,
+    event_name,
+    from_pubsub,
+    to_structured_json,
+    trace_ids,
+)
 
 __all__ = [
     "EVENT_CLASSES",
+    "SCHEMA_BASE_URI",
     "AnyEvent",
     "AudioIngested",
     "AudioUploaded",
@@ -61,14 +71,13 @@ __all__ = [
     "NotificationDelivered",
     "NotificationFailed",
     "catalog",
-    "caused_event",
-    "data_of",
     "event_name",
+    "from_pubsub",
+    "gave_up",
     "job_error",
     "job_failed",
     "job_rejected",
     "models",
-    "new_event",
     "parse",
     "parse_json",
     "parse_pubsub",

@@ -35,6 +35,26 @@ def job_failed(
     return JobFailed.caused_by(cause, data, source=source)
 
 
+# How job.failed names a stage that gave up, for people.
+STAGE_NAMES = {"ingest": "Ingest", "diarization": "Diarization", "postprocess": "Post-processing"}
+
+
+def gave_up(cause: Event[Any], *, stage: str, code: str, error: BaseException, attempt: int, source: str) -> JobFailed:
+    """`job.failed` (retriable) for the last delivery attempt of a job event whose handler kept failing: the job
+    must not hang while its message waits in the dead-letter topic for ops to replay."""
+    return job_failed(
+        cause,
+        job_id=cause.data.job_id,
+        request=cause.data.request,
+        stage=stage,
+        code=code,
+        message=f"{STAGE_NAMES[stage]} kept failing: {error}",
+        retriable=True,
+        attempt=attempt,
+        source=source,
+    )
+
+
 def job_rejected(
     cause: Event[Any], *, job_id: str, request: models.Request | None, code: str, message: str, source: str
 ) -> JobRejected:

@@ -31,7 +31,7 @@ def to_json(model: BaseModel) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, info in type(model).model_fields.items():
         value = getattr(model, name)
-        if not info.is_required() and (value is None or name not in model.model_fields_set and value == info.default):
+        if not info.is_required() and (value is None or (name not in model.model_fields_set and value == info.default)):
             continue
         out[info.alias or name] = _jsonable(value)
     out.update({k: _jsonable(v) for k, v in (model.model_extra or {}).items()})
@@ -120,6 +120,7 @@ class Event(Generic[D]):
             data=cls.DATA.model_validate(wire.data_of(event)),  # type: ignore[arg-type]
             id=str(event["id"]),
             source=str(event["source"]),
+            # `time` is optional in CloudEvents: an event without one (a producer's) is stamped on arrival.
             time=datetime.fromisoformat(str(time).replace("Z", "+00:00")) if time else _now(),
             subject=event.get("subject"),
             traceparent=event.get("traceparent"),

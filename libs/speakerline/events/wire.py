@@ -1,8 +1,9 @@
-"""Versioned CloudEvents: build, validate, and map to and from Pub/Sub messages.
+"""The wire side of the event contract: the schema catalog, validation, and the Pub/Sub mapping of CloudEvents.
 
 Every event type is `io.speakerline.<name>.v<major>` and its data is validated against
-`schemas/events/<name>/v<major>.schema.json` both when it is built (refuse to publish an invalid event) and when it
-is received. On Pub/Sub, events travel in the binary content mode of the CloudEvents Pub/Sub protocol binding:
+`schemas/events/<name>/v<major>.schema.json` (bundled into this package) both when it is built (refuse to publish
+an invalid event) and when it is received. Code above this layer uses the typed events of `typed.py`. On Pub/Sub,
+events travel in the binary content mode of the CloudEvents Pub/Sub protocol binding:
 `ce-` prefixed message attributes plus a `content-type` attribute, with the event data as the message body. That
 is, attribute for attribute, the HTTP binary mode of the cloudevents SDK, which we use for both directions.
 """
@@ -12,10 +13,9 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -34,10 +34,8 @@ __all__ = [
     "CloudEvent",
     "InvalidEvent",
     "catalog",
-    "caused_event",
     "data_of",
     "from_pubsub",
-    "new_event",
     "to_pubsub",
     "to_structured_json",
 ]
@@ -174,52 +172,6 @@ def build_cloudevent(
     return CloudEvent(attributes, dict(data))
 
 
-def new_event(
-    event_type: str,
-    data: Mapping[str, Any],
-    *,
-    source: str,
-    cause: CloudEvent | None = None,
-    event_id: str | None = None,
-    time: datetime | None = None,
-) -> CloudEvent:
-    """Build a validated event. `cause` is the event being handled: its trace continues in the new event.
-
-    `event_id` lets a handler derive a deterministic id (e.g. from the cause's id) so that a redelivered input
-    produces the very same output event, which keeps downstream consumers idempotent.
-    """
-    schema = catalog().validate(event_type, data)
-    job_id = data.get("job_id")
-    parent = trace_ids(cause) if cause is not None else None
-    attributes: dict[str, Any] = {
-        "type": event_type,
-        "source": source,
-        "id": event_id or str(uuid.uuid4()),
-        "time": (time or datetime.now(UTC)).isoformat(),
-        "datacontenttype": "application/json",
-        "dataschema": schema.dataschema,
-        "traceparent": new_traceparent(parent[0] if parent else None),
-    }
-    if job_id:
-        attributes["subject"] = f"jobs/{job_id}"
-        attributes["jobid"] = job_id
-    return CloudEvent(attributes, dict(data))
-
-
-# Namespace of derived event ids (uuid5): fixed forever, or redelivered inputs would stop deduplicating.
-_DERIVED_ID_NAMESPACE = uuid.UUID("6f1d6a52-7b1e-4c8e-9a55-2f0f3d9b8e11")
-
-
-def caused_event(
-    cause: CloudEvent, event_type: str, data: Mapping[str, Any], *, source: str, discriminator: str = ""
-) -> CloudEvent:
-    """The event that handling `cause` produces, with an id derived from the cause's: a redelivered input yields
-    the very same output event, which consumers then deduplicate like any other repeat. `discriminator` tells
-    apart several events of one type produced from one cause (a channel, an attempt)."""
-    event_id = str(uuid.uuid5(_DERIVED_ID_NAMESPACE, f"{cause['id']}|{event_type}|{discriminator}"))
-    return new_event(event_type, data, source=source, cause=cause, event_id=event_id)
-
-
 def to_pubsub(event: CloudEvent) -> tuple[bytes, dict[str, str]]:
     """(message data, message attributes) in binary content mode; re-validates before anything leaves."""
     catalog().validate(event["type"], event.get_data())
@@ -266,7 +218,7 @@ def to_structured_json(event: CloudEvent) -> bytes:
 
 
 def event_name(event_type: str) -> str:
-    """'io.speakerline.job.completed.v1' -> 'job.completed'."""
+    """'io.speakerline.<name>.v<major>' -> '<name>'."""
     match = _TYPE_RE.match(event_type)
     if not match:
         raise InvalidEvent("unknown_event_type", f"{event_type!r} is not a speakerline event type.")
