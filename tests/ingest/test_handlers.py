@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import time
 import wave
+from pathlib import Path
 
-from speakerline import events
-from speakerline.jobs import job_id_for_object
+import numpy as np
+import pytest
+
 from ingest import gcs_notification, handlers
-from ingest.media import MediaLimits
+from speakerline import bootstrap, events, runtime
+from speakerline.audio import MediaLimits
+from speakerline.events import AudioIngested, AudioUploaded, JobFailed, JobRejected, models
+from speakerline.jobs import job_id_for_object
+from speakerline.settings import Settings
+from tests.fakes import MemoryBlobStore, RecordingPublisher
 
-SAMPLE = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "sample" / "conversation.flac"
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "conversation.flac"
 
 
-def _deps(blobs) -> handlers.IngestDeps:  # type: ignore[no-untyped-def]
+def _context(attempt: int = 1) -> runtime.Context:
+    return runtime.Context(attempt=attempt, final_attempt=False, deadline=time.time() + 60)
+
+
+def _deps(blobs) -> handlers.IngestDeps:
     return handlers.IngestDeps(
         blobs=blobs, work_bucket="work", source="//speakerline/services/ingest", limits=MediaLimits()
     )
 
 
-def _notification(name: str = "talks/a.flac", metadata: dict | None = None, generation: str = "17"):  # type: ignore[no-untyped-def]
+def _notification_parts(
+    name: str = "talks/a.flac", metadata: dict[str, str] | None = None, generation: str = "17"
+) -> tuple[bytes, dict[str, str]]:
     body = {
         "bucket": "uploads",
         "name": name,
@@ -37,71 +52,117 @@ def _notification(name: str = "talks/a.flac", metadata: dict | None = None, gene
         "objectGeneration": generation,
         "eventTime": "2026-11-20T09:30:00Z",
     }
-    return gcs_notification.decode(json.dumps(body).encode(), attributes)
+    return json.dumps(body).encode(), attributes
+
+
+def _notification(
+    name: str = "talks/a.flac", metadata: dict[str, str] | None = None, generation: str = "17"
+) -> gcs_notification.ObjectFinalized:
+    return gcs_notification.decode(*_notification_parts(name, metadata, generation))
+
+
+def test_the_notification_decodes_to_a_typed_object_finalized_event() -> None:
+    note = _notification(metadata={"num_speakers": "3"})
+    assert isinstance(note, gcs_notification.ObjectFinalized)
+    assert note.TYPE == "google.cloud.storage.object.v1.finalized"
+    assert (note.data.bucket, note.data.name, note.data.generation, note.data.size) == (
+        "uploads",
+        "talks/a.flac",
+        "17",
+        1234,
+    )
+    assert note.data.contentType == "audio/flac" and note.data.metadata == {"num_speakers": "3"}
+    assert note.id == "uploads/talks/a.flac#17"  # the same notification twice is the same event
+    assert note.source == "//storage.googleapis.com/projects/_/buckets/uploads"
+    assert note.subject == "objects/talks/a.flac"
+    assert note.time.isoformat() == "2026-11-20T09:30:00+00:00"
+    # A generation written as a JSON number is the same generation.
+    body, attributes = _notification_parts()
+    numeric = json.loads(body) | {"generation": 17}
+    assert gcs_notification.decode(json.dumps(numeric).encode(), attributes).data.generation == "17"
 
 
 def test_finalize_notification_becomes_audio_uploaded_with_a_deterministic_job_id(blobs) -> None:
     note = _notification(metadata={"num_speakers": "3", "webhook_url": "https://h.example/x", "correlation_id": "c-1"})
-    (out,) = handlers.on_object_finalized(note, _deps(blobs))
-    (again,) = handlers.on_object_finalized(_notification(metadata={"num_speakers": "3"}), _deps(blobs))
-    data = events.data_of(out)
-    assert out["type"] == handlers.UPLOADED
-    assert data["job_id"] == job_id_for_object("uploads", "talks/a.flac", "17") == events.data_of(again)["job_id"]
-    assert data["request"]["input"] == {
+    (out,) = handlers.gcs_upload(note, _context(), _deps(blobs))
+    (again,) = handlers.gcs_upload(_notification(metadata={"num_speakers": "3"}), _context(), _deps(blobs))
+    assert isinstance(out, AudioUploaded) and isinstance(again, AudioUploaded)
+    assert out.TYPE == AudioUploaded.TYPE
+    assert out.data.job_id == job_id_for_object("uploads", "talks/a.flac", "17") == again.data.job_id
+    request = out.payload()["request"]
+    assert request["input"] == {
         "uri": "gs://uploads/talks/a.flac",
         "generation": "17",
         "size_bytes": 1234,
         "filename": "a.flac",
         "content_type": "audio/flac",
     }
-    assert data["request"]["options"] == {"num_speakers": 3}
-    assert data["request"]["webhook_url"] == "https://h.example/x"
-    assert data["request"]["correlation_id"] == "c-1"
+    assert request["options"] == {"num_speakers": 3}
+    assert out.data.request.webhook_url == "https://h.example/x"
+    assert out.data.request.correlation_id == "c-1"
     # A new generation of the same object is a new job.
-    (other,) = handlers.on_object_finalized(_notification(generation="18"), _deps(blobs))
-    assert events.data_of(other)["job_id"] != data["job_id"]
+    (other,) = handlers.gcs_upload(_notification(generation="18"), _context(), _deps(blobs))
+    assert other.data.job_id != out.data.job_id
+    # What leaves the handler is a valid event of the catalog.
+    events.to_pubsub(out)
 
 
 def test_invalid_metadata_rejects_the_job_with_a_reason(blobs) -> None:
-    (out,) = handlers.on_object_finalized(
-        _notification(metadata={"min_speakers": "4", "max_speakers": "2"}), _deps(blobs)
+    (out,) = handlers.gcs_upload(
+        _notification(metadata={"min_speakers": "4", "max_speakers": "2"}), _context(), _deps(blobs)
     )
-    assert out["type"] == handlers.REJECTED
-    assert events.data_of(out)["error"]["code"] == "invalid_options"
-    (out,) = handlers.on_object_finalized(_notification(metadata={"num_speakers": "two"}), _deps(blobs))
-    assert events.data_of(out)["error"]["code"] == "invalid_options"
-    assert "two" in events.data_of(out)["error"]["message"]
+    assert isinstance(out, JobRejected)
+    assert out.TYPE == JobRejected.TYPE
+    assert out.data.error.code == "invalid_options"
+    (out,) = handlers.gcs_upload(_notification(metadata={"num_speakers": "two"}), _context(), _deps(blobs))
+    assert isinstance(out, JobRejected)
+    assert out.data.error.code == "invalid_options"
+    assert "two" in out.data.error.message
+    (out,) = handlers.gcs_upload(_notification(metadata={"num_speakers": "40"}), _context(), _deps(blobs))
+    assert isinstance(out, JobRejected) and out.data.error.message == "num_speakers=40 is outside 1..32."
 
 
 def test_other_gcs_events_are_refused() -> None:
-    import pytest
-
     with pytest.raises(events.InvalidEvent) as exc:
         gcs_notification.decode(b"{}", {"payloadFormat": "JSON_API_V1", "eventType": "OBJECT_DELETE"})
     assert exc.value.code == "unexpected_gcs_event"
+    finalize = {"payloadFormat": "JSON_API_V1", "eventType": "OBJECT_FINALIZE"}
+    cases = [
+        (b"{}", {"payloadFormat": "NONE", "eventType": "OBJECT_FINALIZE"}, "not_a_gcs_notification"),
+        (b"not json", finalize, "malformed_data"),
+        (b'{"bucket": "uploads"}', finalize, "malformed_data"),
+        (b'{"bucket": "uploads", "name": "a", "generation": "1", "size": "big"}', finalize, "malformed_data"),
+    ]
+    for data, attributes, code in cases:
+        with pytest.raises(events.InvalidEvent) as exc:
+            gcs_notification.decode(data, attributes)
+        assert exc.value.code == code
 
 
-def _uploaded(blobs, data: bytes, name: str = "a.flac"):  # type: ignore[no-untyped-def]
+def _uploaded(blobs, data: bytes, name: str = "a.flac") -> AudioUploaded:
     uri = f"gs://uploads/{name}"
     blobs.put(uri, data)
-    payload = {"job_id": "job_testingest01", "request": {"input": {"uri": uri}, "options": {}}}
-    return events.new_event(handlers.UPLOADED, payload, source="//t")
+    request = models.Request(input=models.Input(uri=uri), options=models.Options())
+    return AudioUploaded.new(models.AudioUploadedV1Data(job_id="job_testingest01", request=request), source="//t")
 
 
 def test_real_speech_is_normalized_to_16k_mono_wav_in_the_work_bucket(blobs) -> None:
-    (out,) = handlers.on_audio_uploaded(_uploaded(blobs, SAMPLE.read_bytes()), _deps(blobs))
-    data = events.data_of(out)
-    assert out["type"] == handlers.INGESTED
-    assert data["audio"]["uri"] == "gs://work/jobs/job_testingest01/audio.wav"
-    assert data["source"]["format"] == "flac"
-    with wave.open(io.BytesIO(blobs.read_bytes(data["audio"]["uri"]))) as wav:
+    (out,) = handlers.audio_uploaded(_uploaded(blobs, SAMPLE.read_bytes()), _context(), _deps(blobs))
+    assert isinstance(out, AudioIngested)
+    assert out.TYPE == AudioIngested.TYPE
+    assert out.data.audio.uri == "gs://work/jobs/job_testingest01/audio.wav"
+    assert out.data.source.format == "flac"
+    with wave.open(io.BytesIO(blobs.read_bytes(out.data.audio.uri))) as wav:
         assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (16000, 1, 2)
-        assert abs(wav.getnframes() / 16000 - data["audio"]["duration_s"]) < 0.05
+        assert abs(wav.getnframes() / 16000 - out.data.audio.duration_s) < 0.05
+    events.to_pubsub(out)
 
 
 def test_content_not_name_decides_the_format(blobs) -> None:
-    (out,) = handlers.on_audio_uploaded(_uploaded(blobs, SAMPLE.read_bytes(), name="looks-like.mp3"), _deps(blobs))
-    assert events.data_of(out)["source"]["format"] == "flac"
+    event = _uploaded(blobs, SAMPLE.read_bytes(), name="looks-like.mp3")
+    (out,) = handlers.audio_uploaded(event, _context(), _deps(blobs))
+    assert isinstance(out, AudioIngested)
+    assert out.data.source.format == "flac"
 
 
 def test_bad_input_is_rejected_with_a_machine_readable_code(blobs) -> None:
@@ -111,35 +172,94 @@ def test_bad_input_is_rejected_with_a_machine_readable_code(blobs) -> None:
         b"\x89PNG\r\n\x1a\n" + b"\x00" * 200: "unsupported_format",
     }
     for data, code in cases.items():
-        (out,) = handlers.on_audio_uploaded(_uploaded(blobs, data), _deps(blobs))
-        assert out["type"] == handlers.REJECTED
-        error = events.data_of(out)["error"]
-        assert (error["code"], error["stage"], error["retriable"]) == (code, "ingest", False)
-        assert error["message"]
+        (out,) = handlers.audio_uploaded(_uploaded(blobs, data), _context(), _deps(blobs))
+        assert isinstance(out, JobRejected)
+        assert out.TYPE == JobRejected.TYPE
+        error = out.data.error
+        assert (error.code, error.stage, error.retriable) == (code, "ingest", False)
+        assert error.message
 
 
 def test_missing_input_and_contradicting_options_are_rejected(blobs) -> None:
-    event = events.new_event(
-        handlers.UPLOADED,
-        {"job_id": "job_testingest02", "request": {"input": {"uri": "gs://uploads/nothing.wav"}, "options": {}}},
-        source="//t",
+    request = models.Request(input=models.Input(uri="gs://uploads/nothing.wav"), options=models.Options())
+    event = AudioUploaded.new(models.AudioUploadedV1Data(job_id="job_testingest02", request=request), source="//t")
+    (out,) = handlers.audio_uploaded(event, _context(), _deps(blobs))
+    assert isinstance(out, JobRejected)
+    assert out.data.error.code == "input_not_found"
+    request = models.Request(
+        input=models.Input(uri="gs://uploads/x.wav"), options=models.Options(min_speakers=5, max_speakers=2)
     )
-    (out,) = handlers.on_audio_uploaded(event, _deps(blobs))
-    assert events.data_of(out)["error"]["code"] == "input_not_found"
-    event = events.new_event(
-        handlers.UPLOADED,
-        {
-            "job_id": "job_testingest03",
-            "request": {"input": {"uri": "gs://uploads/x.wav"}, "options": {"min_speakers": 5, "max_speakers": 2}},
-        },
-        source="//t",
-    )
-    (out,) = handlers.on_audio_uploaded(event, _deps(blobs))
-    assert events.data_of(out)["error"]["code"] == "invalid_options"
+    event = AudioUploaded.new(models.AudioUploadedV1Data(job_id="job_testingest03", request=request), source="//t")
+    (out,) = handlers.audio_uploaded(event, _context(), _deps(blobs))
+    assert isinstance(out, JobRejected)
+    assert out.data.error.code == "invalid_options"
+
+
+def test_an_overwritten_object_is_not_this_job(blobs, example) -> None:
+    event = AudioUploaded.new(models.AudioUploadedV1Data.model_validate(example("audio.uploaded")), source="//t")
+    blobs.put(event.data.request.input.uri, SAMPLE.read_bytes())  # generation "1", not the example's
+    (out,) = handlers.audio_uploaded(event, _context(), _deps(blobs))
+    assert isinstance(out, JobRejected)
+    assert out.data.error.code == "input_replaced"
+    assert out.data.request == event.data.request  # the job's request travels with its outcome
 
 
 def test_redelivery_produces_the_same_event_id(blobs) -> None:
     event = _uploaded(blobs, SAMPLE.read_bytes())
-    (first,) = handlers.on_audio_uploaded(event, _deps(blobs))
-    (second,) = handlers.on_audio_uploaded(event, _deps(blobs))
-    assert first["id"] == second["id"]
+    (first,) = handlers.audio_uploaded(event, _context(), _deps(blobs))
+    (second,) = handlers.audio_uploaded(event, _context(attempt=2), _deps(blobs))
+    assert first.id == second.id
+
+
+def test_the_last_failed_attempt_fails_the_job_retriably(blobs) -> None:
+    event = _uploaded(blobs, SAMPLE.read_bytes())
+    (out,) = handlers.on_exhausted(event, _context(attempt=5), ConnectionError("storage is down"), _deps(blobs))
+    assert isinstance(out, JobFailed)
+    assert (out.data.job_id, out.data.attempt, out.data.request) == ("job_testingest01", 5, event.data.request)
+    error = out.data.error
+    assert (error.stage, error.code, error.retriable) == ("ingest", "ingest_error", True)
+    assert "storage is down" in error.message
+    events.to_pubsub(out)
+
+
+def test_wire_builds_both_routes_with_the_limits_of_the_settings() -> None:
+    settings = Settings(project="p", max_duration_s=60)
+    blobs, publisher = MemoryBlobStore(), RecordingPublisher()
+    service = bootstrap.build_service("ingest", settings, publisher=publisher, blobs=blobs)
+    assert set(service.routes) == {"gcs_upload", "audio_uploaded"}
+    assert service.routes["gcs_upload"].accepts == (gcs_notification.ObjectFinalized,)
+    assert service.routes["audio_uploaded"].accepts == (AudioUploaded,)
+    assert service.routes["audio_uploaded"].on_exhausted is not None
+    assert set(service.decoders) == {"gcs-notification"}
+
+    handler = service.routes["audio_uploaded"].handler
+    assert isinstance(handler, functools.partial)
+    deps = handler.keywords["deps"]
+    assert isinstance(deps, handlers.IngestDeps)
+    assert deps.limits.max_duration_s == 60
+    # Limits left unset keep MediaLimits' defaults.
+    assert (deps.limits.max_bytes, deps.limits.min_duration_s) == (MediaLimits().max_bytes, 0.5)
+    assert deps.blobs is blobs
+    assert (deps.work_bucket, deps.source) == (settings.bucket("work"), "//speakerline/services/ingest")
+
+    # Through the runtime: a bucket notification comes out as audio.uploaded, and a recording over the
+    # configured 60 s is rejected as too long.
+    subscriptions = {sub.handler: sub for sub in settings.topology.subscriptions_of("ingest")}
+    body, attributes = _notification_parts(name="long.wav", generation="1")
+    delivery = runtime.Delivery(body, attributes, "m-1", 1)
+    assert runtime.process(service, subscriptions["gcs_upload"], delivery) is runtime.Outcome.ACK
+    assert publisher.types() == [AudioUploaded.TYPE]
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes((np.sin(np.arange(61 * 16000) / 8) * 8000).astype("<i2").tobytes())
+    blobs.put("gs://uploads/long.wav", buf.getvalue())
+    uploaded, attributes = events.to_pubsub(publisher.events[0])
+    delivery = runtime.Delivery(uploaded, attributes, "m-2", 1)
+    assert runtime.process(service, subscriptions["audio_uploaded"], delivery) is runtime.Outcome.ACK
+    assert publisher.types()[1:] == [JobRejected.TYPE]
+    rejected = events.parse_pubsub(*events.to_pubsub(publisher.events[1]))
+    assert isinstance(rejected, JobRejected) and rejected.data.error.code == "too_long"

@@ -1,0 +1,44 @@
+"""Wiring of the ingest service: which handler takes which subscription's events (infra/topology.yaml), with
+which deps. Run it with `python -m speakerline.worker ingest` or as the push function (`speakerline.bootstrap`)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from ingest import gcs_notification, handlers
+from speakerline.audio import MediaLimits
+from speakerline.bootstrap import Platform, Wiring
+from speakerline.events import AudioUploaded
+from speakerline.runtime import Route
+from speakerline.settings import Settings
+
+
+def media_limits(settings: Settings) -> MediaLimits:
+    """The input limits the settings give; one left unset (None) keeps MediaLimits' default."""
+    default = MediaLimits()
+    return MediaLimits(
+        max_bytes=default.max_bytes if settings.max_upload_bytes is None else settings.max_upload_bytes,
+        min_duration_s=default.min_duration_s if settings.min_duration_s is None else settings.min_duration_s,
+        max_duration_s=default.max_duration_s if settings.max_duration_s is None else settings.max_duration_s,
+    )
+
+
+def wire(platform: Platform) -> Wiring:
+    deps = handlers.IngestDeps(
+        blobs=platform.blobs,
+        work_bucket=platform.bucket("work"),
+        source=platform.source,
+        limits=media_limits(platform.settings),
+    )
+    return Wiring(
+        routes={
+            "gcs_upload": Route(partial(handlers.gcs_upload, deps=deps), accepts=(gcs_notification.ObjectFinalized,)),
+            "audio_uploaded": Route(
+                partial(handlers.audio_uploaded, deps=deps),
+                accepts=(AudioUploaded,),
+                on_exhausted=partial(handlers.on_exhausted, deps=deps),
+                concurrency=2,
+            ),
+        },
+        decoders={"gcs-notification": gcs_notification.decode},
+    )
