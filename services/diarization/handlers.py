@@ -1,11 +1,12 @@
 """Diarization handler: normalized audio → raw speaker turns in the work bucket → `diarization.completed`.
 
-`diarization.started` is published as soon as a worker takes the job (before the long part), so the job's
-state shows DIARIZING while the engine runs, and `diarization.progress` every few seconds while it runs
-(fraction done, audio seconds processed, time left; see `progress.py`); the streaming-pull client keeps the
-message's lease alive meanwhile. Engine errors raise: Pub/Sub redelivers with backoff, and after the last attempt
-`job.failed` (retriable) is published and the message goes to the dead-letter topic for ops to replay. An engine that
-cannot be loaded at all fails the job at once (retrying the same worker would not help).
+The handler is a generator, so that the runtime publishes each event as it is yielded: `diarization.started`
+as soon as a worker takes the job (before the long part), so the job's state shows DIARIZING while the engine
+runs, then `diarization.progress` every few seconds while it runs (fraction done, audio seconds processed, time
+left; see `progress.py`), then `diarization.completed`; the streaming-pull client keeps the message's lease alive
+meanwhile. Engine errors raise: Pub/Sub redelivers with backoff, and after the last attempt `job.failed`
+(retriable) is published and the message goes to the dead-letter topic for ops to replay. An engine that cannot
+be loaded at all fails the job at once (retrying the same worker would not help).
 
 The turns JSON in the work bucket is the engine's output as it came: ``segments`` (overlap-aware) and, when the
 engine produced one, ``exclusive_segments`` (one speaker at a time). The key is left out, and the event has no
@@ -16,28 +17,36 @@ timeline" is never confused with "no speech".
 from __future__ import annotations
 
 import json
+import queue
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speakerline import runtime, storage
-from speakerline.events import CloudEvent, caused_event, data_of
-from speakerline.timeline import Turn, to_rttm, turns_to_json
 from diarization.engines.base import (
     DiarizationEngine,
     DiarizationOptions,
+    DiarizationResult,
     EngineUnavailable,
     SpeakerTurn,
 )
 from diarization.progress import DEFAULT_INTERVAL_S, ProgressReport, ProgressReporter
+from speakerline import events, storage
+from speakerline.events import (
+    AudioIngested,
+    DiarizationCompleted,
+    DiarizationProgress,
+    DiarizationStarted,
+    Event,
+    JobFailed,
+    models,
+)
+from speakerline.runtime import Context
+from speakerline.timeline import Turn, to_rttm, turns_to_json
 
-INGESTED = "io.speakerline.audio.ingested.v1"
-STARTED = "io.speakerline.diarization.started.v1"
-PROGRESS = "io.speakerline.diarization.progress.v1"
-COMPLETED = "io.speakerline.diarization.completed.v1"
-JOB_FAILED = "io.speakerline.job.failed.v1"
+STAGE = "diarization"
 
 
 @dataclass(frozen=True)
@@ -47,90 +56,124 @@ class EngineInfo:
     device: str
 
 
+#: hands the job to a Vertex AI custom job; says where it runs
+Dispatch = Callable[[AudioIngested], EngineInfo]
+
+
 @dataclass(frozen=True)
 class DiarizationDeps:
     blobs: storage.BlobStore
     work_bucket: str
     source: str
     worker: str
-    publish: Callable[[Sequence[CloudEvent]], Any]
     engine: Callable[[], DiarizationEngine]  # loads once, lazily (a model load takes seconds)
     engine_info: Callable[[], EngineInfo]
     # When set, the job is handed to a Vertex AI custom job running this same handler on a GPU, which
-    # publishes the completion itself; this worker only records that it started.
-    dispatch: Callable[[CloudEvent], EngineInfo] | None = None
+    # publishes the progress and the completion itself; this worker only records that it started.
+    dispatch: Dispatch | None = None
     scratch_dir: Path | None = None
     progress_interval_s: float = DEFAULT_INTERVAL_S  # least time between two progress events of a job
 
 
-def _event(
-    event_type: str, data: Mapping[str, Any], cause: CloudEvent, deps: DiarizationDeps, discriminator: str = ""
-) -> CloudEvent:
-    return caused_event(cause, event_type, data, source=deps.source, discriminator=discriminator)
+def _failed(
+    cause: AudioIngested, context: Context, deps: DiarizationDeps, code: str, message: str, retriable: bool
+) -> JobFailed:
+    return events.job_failed(
+        cause,
+        job_id=cause.data.job_id,
+        request=cause.data.request,
+        stage=STAGE,
+        code=code,
+        message=message,
+        retriable=retriable,
+        attempt=context.attempt,
+        source=deps.source,
+    )
 
 
-def _failed(cause: CloudEvent, deps: DiarizationDeps, code: str, message: str, retriable: bool) -> CloudEvent:
-    data = data_of(cause)
-    failed = {
-        "job_id": data["job_id"],
-        "request": data["request"],
-        "error": {"stage": "diarization", "code": code, "message": message[:2000], "retriable": retriable},
-        "attempt": runtime.delivery_attempt() or 1,
-    }
-    return _event(JOB_FAILED, failed, cause, deps)
+def options_of(request: models.Request) -> DiarizationOptions:
+    opts = request.options
+    return DiarizationOptions(opts.num_speakers, opts.min_speakers, opts.max_speakers)
 
 
-def options_of(request: Mapping[str, Any]) -> DiarizationOptions:
-    opts = request.get("options") or {}
-    return DiarizationOptions(opts.get("num_speakers"), opts.get("min_speakers"), opts.get("max_speakers"))
+def _discriminator(context: Context, deps: DiarizationDeps, tag: str = "") -> str:
+    """Events about this worker's attempt at the job get ids fixed by (cause, attempt, worker, tag): a redelivery
+    to the same worker repeats them exactly, another attempt or worker tells its own story."""
+    return f"{context.attempt}:{deps.worker}" + (f":{tag}" if tag else "")
 
 
-def _from_worker(
-    event_type: str, cause: CloudEvent, deps: DiarizationDeps, fields: Mapping[str, Any], tag: str = ""
-) -> CloudEvent:
-    """An event about this worker's attempt at the job; its id is fixed by (cause, attempt, worker, tag)."""
-    data = data_of(cause)
-    attempt = runtime.delivery_attempt() or 1
-    payload = {"job_id": data["job_id"], "request": data["request"], **fields}
-    payload.update(attempt=attempt, worker=deps.worker)
-    discriminator = f"{attempt}:{deps.worker}" + (f":{tag}" if tag else "")
-    return _event(event_type, payload, cause, deps, discriminator)
+def _started(event: AudioIngested, context: Context, deps: DiarizationDeps, info: EngineInfo) -> DiarizationStarted:
+    data = models.DiarizationStartedV1Data(
+        job_id=event.data.job_id,
+        request=event.data.request,
+        engine=models.Engine(name=info.name, model=info.model, device=info.device),
+        attempt=context.attempt,
+        worker=deps.worker,
+    )
+    return DiarizationStarted.caused_by(event, data, source=deps.source, discriminator=_discriminator(context, deps))
 
 
-def _started(event: CloudEvent, deps: DiarizationDeps, info: EngineInfo) -> CloudEvent:
-    engine = {"name": info.name, "model": info.model, "device": info.device}
-    return _from_worker(STARTED, event, deps, {"engine": engine})
-
-
-def _progress(event: CloudEvent, deps: DiarizationDeps, report: ProgressReport) -> CloudEvent:
-    return _from_worker(PROGRESS, event, deps, {"progress": report.to_json()}, tag=str(report.sequence))
+def _progress(
+    event: AudioIngested, context: Context, deps: DiarizationDeps, report: ProgressReport
+) -> DiarizationProgress:
+    data = models.DiarizationProgressV1Data(
+        job_id=event.data.job_id,
+        request=event.data.request,
+        attempt=context.attempt,
+        worker=deps.worker,
+        progress=models.Progress.model_validate(report.to_json()),
+    )
+    discriminator = _discriminator(context, deps, tag=str(report.sequence))
+    return DiarizationProgress.caused_by(event, data, source=deps.source, discriminator=discriminator)
 
 
 def _turns(engine_turns: Sequence[SpeakerTurn]) -> list[Turn]:
     return [Turn(t.start, t.end, t.speaker) for t in engine_turns]
 
 
-def on_audio_ingested(event: CloudEvent, deps: DiarizationDeps) -> list[CloudEvent]:
-    data = data_of(event)
-    job_id = data["job_id"]
+def _run_engine(
+    engine: DiarizationEngine, wav: Path, event: AudioIngested, context: Context, deps: DiarizationDeps
+) -> Generator[DiarizationProgress, None, DiarizationResult]:
+    """Run the engine on a worker thread and yield its progress events as they come, then return its result.
+
+    The engine reports progress through a callback on the thread it runs on, while the runtime publishes what
+    this generator yields on the handler's thread: a queue carries the reports over. An engine error is raised
+    here (the runtime then NACKs). Leaving early (the generator closed) waits for the engine to finish, so that
+    a worker never runs two diarizations at once.
+    """
+    reports: queue.Queue[ProgressReport | None] = queue.Queue()
+    reporter = ProgressReporter(
+        reports.put, audio_s=float(event.data.audio.duration_s), interval_s=deps.progress_interval_s
+    )
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="diarize") as pool:
+        future: Future[DiarizationResult] = pool.submit(
+            engine.diarize, wav, options_of(event.data.request), progress=reporter
+        )
+        future.add_done_callback(lambda _: reports.put(None))  # after the engine's last report
+        while (report := reports.get()) is not None:
+            yield _progress(event, context, deps, report)
+        return future.result()
+
+
+def on_audio_ingested(event: AudioIngested, context: Context, deps: DiarizationDeps) -> Iterator[Event[Any]]:
+    data = event.data
+    job_id = data.job_id
     if deps.dispatch is not None:
-        return [_started(event, deps, deps.dispatch(event))]
+        yield _started(event, context, deps, deps.dispatch(event))
+        return
     try:
         engine = deps.engine()
         info = deps.engine_info()
     except EngineUnavailable as exc:
-        return [_failed(event, deps, "engine_unavailable", f"No diarization engine could be loaded: {exc}", False)]
-    deps.publish([_started(event, deps, info)])
+        message = f"No diarization engine could be loaded: {exc}"
+        yield _failed(event, context, deps, "engine_unavailable", message, False)
+        return
+    yield _started(event, context, deps, info)
 
     with tempfile.TemporaryDirectory(dir=deps.scratch_dir, prefix="diarization-") as tmp:
         wav = Path(tmp) / "audio.wav"
-        deps.blobs.download(data["audio"]["uri"], wav)
-        reporter = ProgressReporter(
-            lambda report: deps.publish([_progress(event, deps, report)]),
-            audio_s=float(data["audio"].get("duration_s") or 0.0),
-            interval_s=deps.progress_interval_s,
-        )
-        result = engine.diarize(wav, options_of(data["request"]), progress=reporter)
+        deps.blobs.download(data.audio.uri, wav)
+        result = yield from _run_engine(engine, wav, event, context, deps)
     turns = _turns(result.turns)
     raw: dict[str, Any] = {"segments": turns_to_json(turns)}
     exclusive = _turns(result.exclusive_turns)
@@ -144,23 +187,27 @@ def on_audio_ingested(event: CloudEvent, deps: DiarizationDeps) -> list[CloudEve
     timings = {k: round(float(v), 3) for k, v in result.timings.items() if k in ("load_s", "inference_s", "rtf")}
     timings.setdefault("inference_s", 0.0)
     timings.setdefault("rtf", 0.0)
-    completed: dict[str, Any] = {
-        "job_id": job_id,
-        "request": data["request"],
-        "audio": data["audio"],
-        "engine": {"name": result.engine, "model": result.model, "device": result.device},
-        "result": {
-            "turns_uri": turns_uri,
-            "rttm_uri": rttm_uri,
-            "num_speakers": len(result.speakers),
-            "num_turns": len(turns),
-        },
-        "timings": timings,
-    }
+    summary = models.DiarizationCompletedResult(
+        turns_uri=turns_uri, rttm_uri=rttm_uri, num_speakers=len(result.speakers), num_turns=len(turns)
+    )
     if exclusive:
-        completed["result"]["num_exclusive_turns"] = len(exclusive)
-    return [_event(COMPLETED, completed, event, deps)]
+        summary.num_exclusive_turns = len(exclusive)
+    completed = models.DiarizationCompletedV1Data(
+        job_id=job_id,
+        request=data.request,
+        audio=data.audio,
+        engine=models.Engine(name=result.engine, model=result.model, device=result.device),
+        result=summary,
+        timings=models.Timings.model_validate(timings),
+    )
+    yield DiarizationCompleted.caused_by(event, completed, source=deps.source)
 
 
-def on_exhausted(event: CloudEvent, error: BaseException, deps: DiarizationDeps) -> list[CloudEvent]:
-    return [_failed(event, deps, "engine_error", f"Diarization kept failing: {error}", True)]
+def on_exhausted(
+    event: AudioIngested, context: Context, error: BaseException, deps: DiarizationDeps
+) -> list[Event[Any]]:
+    return [
+        events.gave_up(
+            event, stage=STAGE, code="engine_error", error=error, attempt=context.attempt, source=deps.source
+        )
+    ]

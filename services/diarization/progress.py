@@ -4,8 +4,8 @@ The engine reports a fraction of its work as it goes (many times a second on a l
 producer watching the job needs a fresh figure every few seconds, not a flood of events. A
 :class:`ProgressReporter` turns the engine's reports into at most one event per ``interval_s``,
 only when the fraction moved, with the audio seconds that fraction stands for and an estimate of
-the time left (from the rate so far). Publishing a progress event is best effort: a failure is
-logged and the diarization goes on.
+the time left (from the rate so far). Reporting is best effort: an ``emit`` that fails is logged
+and the diarization goes on.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from diarization.engines.base import (
     EngineUnavailable,
 )
 from diarization.engines.select import EngineConfig, load_engine, resolve_hf_token
+from speakerline.settings import Settings
 
 
 class FakeEngine:
@@ -146,16 +147,17 @@ def test_resolve_hf_token_prefers_explicit_token() -> None:
     assert resolve_hf_token(EngineConfig()) is None
 
 
-def test_from_env() -> None:
-    config = EngineConfig.from_env(
-        {
-            "SPEAKERLINE_ENGINE": "pyannote",
-            "SPEAKERLINE_PYANNOTE_MODEL": "pyannote/speaker-diarization-community-1",
-            "SPEAKERLINE_HF_TOKEN": "hf_1",
-            "SPEAKERLINE_HF_TOKEN_SECRET": "projects/p/secrets/hf/versions/latest",
-            "SPEAKERLINE_DIARIZATION_DEVICE": "cpu",
-            "SPEAKERLINE_MODEL_CACHE_DIR": "/cache",
-        }
+def test_from_settings() -> None:
+    config = EngineConfig.from_settings(
+        Settings(
+            engine="pyannote",
+            pyannote_model="pyannote/speaker-diarization-community-1",
+            hf_token="hf_1",
+            hf_token_secret="projects/p/secrets/hf/versions/latest",
+            diarization_device="cpu",
+            model_cache_dir=Path("/cache"),
+            embedded_weights_dir=Path("/weights"),
+        )
     )
     assert config.engine == "pyannote"
     assert config.pyannote_model == "pyannote/speaker-diarization-community-1"
@@ -163,24 +165,49 @@ def test_from_env() -> None:
     assert config.hf_token_secret == "projects/p/secrets/hf/versions/latest"
     assert config.device == "cpu"
     assert config.cache_dir == Path("/cache")
+    assert config.embedded_weights_dir == Path("/weights")
 
 
-def test_from_env_defaults_and_vertex_flag() -> None:
-    default = EngineConfig.from_env({})
+def test_from_settings_reads_the_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPEAKERLINE_ENGINE", "pyannote")
+    monkeypatch.setenv("SPEAKERLINE_PYANNOTE_MODEL", "pyannote/speaker-diarization-community-1")
+    monkeypatch.setenv("SPEAKERLINE_HF_TOKEN", "hf_1")
+    monkeypatch.setenv("SPEAKERLINE_HF_TOKEN_SECRET", "projects/p/secrets/hf/versions/latest")
+    monkeypatch.setenv("SPEAKERLINE_DIARIZATION_DEVICE", "cpu")
+    monkeypatch.setenv("SPEAKERLINE_MODEL_CACHE_DIR", "/cache")
+    monkeypatch.setenv("SPEAKERLINE_EMBEDDED_WEIGHTS_DIR", "/weights")
+    config = EngineConfig.from_settings(Settings())
+    assert (config.engine, config.pyannote_model, config.hf_token, config.device) == (
+        "pyannote",
+        "pyannote/speaker-diarization-community-1",
+        "hf_1",
+        "cpu",
+    )
+    assert config.hf_token_secret == "projects/p/secrets/hf/versions/latest"
+    assert (config.cache_dir, config.embedded_weights_dir) == (Path("/cache"), Path("/weights"))
+
+
+def test_from_settings_defaults_and_vertex_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SPEAKERLINE_ENGINE", "SPEAKERLINE_VERTEX_DISPATCH", "SPEAKERLINE_HF_TOKEN", "HF_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    default = EngineConfig.from_settings(Settings())
     assert (default.engine, default.pyannote_model, default.hf_token, default.device) == (
         "auto",
         "pyannote/speaker-diarization-3.1",
         None,
         "auto",
     )
-    assert EngineConfig.from_env({"HF_TOKEN": "hf_2"}).hf_token == "hf_2"
-    assert EngineConfig.from_env({"SPEAKERLINE_VERTEX_DISPATCH": "true"}).engine == "vertex"
+    monkeypatch.setenv("HF_TOKEN", "hf_2")
+    assert EngineConfig.from_settings(Settings()).hf_token == "hf_2"
+    assert EngineConfig.from_settings(Settings(vertex_dispatch=True)).engine == "vertex"
+    monkeypatch.setenv("SPEAKERLINE_VERTEX_DISPATCH", "true")
+    assert EngineConfig.from_settings(Settings()).engine == "vertex"
+    monkeypatch.delenv("SPEAKERLINE_VERTEX_DISPATCH")
     # an explicit engine wins over the dispatch flag (the Vertex job itself sets both)
-    assert (
-        EngineConfig.from_env({"SPEAKERLINE_VERTEX_DISPATCH": "false", "SPEAKERLINE_ENGINE": "auto"}).engine == "auto"
-    )
+    assert EngineConfig.from_settings(Settings(vertex_dispatch=False, engine="auto")).engine == "auto"
+    assert EngineConfig.from_settings(Settings(vertex_dispatch=True, engine="embedded")).engine == "embedded"
     with pytest.raises(ValueError):
-        EngineConfig.from_env({"SPEAKERLINE_ENGINE": "nope"})
+        EngineConfig.from_settings(Settings(engine="nope"))
 
 
 def test_real_loaders_report_unavailable_engines(tmp_path: Path) -> None:

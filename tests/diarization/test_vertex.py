@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from pathlib import Path
@@ -10,16 +11,29 @@ from typing import Any
 import pytest
 
 from diarization.engines.vertex import (
-    ENV_EVENT_JSON,
+    ENV_ENVELOPE_JSON,
     JOB_COMMAND,
     VertexAIDispatcher,
     VertexConfig,
     build_custom_job_request,
+    push_envelope,
     sanitize_label,
 )
+from speakerline import bootstrap, events, runtime
+from speakerline.settings import Settings
+from tests.conftest import example_data
+from tests.fakes import MemoryBlobStore, RecordingPublisher
 
 SECRET = "projects/acme-prod/secrets/speakerline-hf-token/versions/latest"
-EVENT = {"specversion": "1.0", "id": "ev-1", "type": "io.speakerline.audio.ingested.v1", "data": {"job_id": "J1"}}
+SUBSCRIPTION = "diarization-audio-ingested"
+#: an envelope-shaped document (build_custom_job_request only needs JSON)
+ENVELOPE = {"message": {"data": "e30=", "attributes": {"ce-id": "ev-1"}, "messageId": "ev-1"}, "deliveryAttempt": 1}
+
+
+def ingested(job_id: str = "job_j9_vertex") -> events.AudioIngested:
+    data = example_data("audio.ingested")
+    data["job_id"] = job_id
+    return events.AudioIngested.new(events.models.AudioIngestedV1Data.model_validate(data), source="//test")
 
 
 def config(**overrides: Any) -> VertexConfig:
@@ -39,7 +53,7 @@ def config(**overrides: Any) -> VertexConfig:
 
 def build(**overrides: Any) -> dict[str, Any]:
     return build_custom_job_request(
-        config(**overrides), job_id="Job_2026-11-22/ABC", event_json=json.dumps(EVENT), event_id="ev-1"
+        config(**overrides), job_id="Job_2026-11-22/ABC", envelope_json=json.dumps(ENVELOPE), event_id="ev-1"
     )
 
 
@@ -75,21 +89,21 @@ def test_cpu_only_job_has_no_accelerator_fields() -> None:
     assert env_of(request)["SPEAKERLINE_DIARIZATION_DEVICE"] == "cpu"
 
 
-def test_image_and_command_run_one_job_on_the_event() -> None:
+def test_image_and_command_handle_one_push_envelope() -> None:
     container = pool(build())["container_spec"]
     assert container["image_uri"].endswith("/speakerline/diarization:abc123")
     assert container["command"] == JOB_COMMAND
-    assert "python -m diarization run-one --event-json" in container["command"][2]
+    assert "python -m speakerline.worker diarization --envelope" in container["command"][2]
     assert "args" not in container
-    assert json.loads(env_of(build())[ENV_EVENT_JSON]) == EVENT
+    assert json.loads(env_of(build())[ENV_ENVELOPE_JSON]) == ENVELOPE
 
 
-def test_job_command_writes_the_event_file_verbatim(tmp_path: Path) -> None:
+def test_job_command_writes_the_envelope_file_verbatim(tmp_path: Path) -> None:
     """The shell wrapper must hand over any JSON unchanged (quotes, $, backslashes, newlines)."""
     tricky = json.dumps({"data": {"name": 'it\'s "$(rm -rf /)" `x` \\n %s $HOME', "nl": "a\nb"}})
-    script = JOB_COMMAND[2].replace("/tmp/speakerline-event.json", str(tmp_path / "e.json"))
+    script = JOB_COMMAND[2].replace("/tmp/speakerline-envelope.json", str(tmp_path / "e.json"))
     script = script.split(" && exec ")[0]
-    subprocess.run([JOB_COMMAND[0], "-c", script], check=True, env={ENV_EVENT_JSON: tricky})
+    subprocess.run([JOB_COMMAND[0], "-c", script], check=True, env={ENV_ENVELOPE_JSON: tricky})
     assert (tmp_path / "e.json").read_text() == tricky
 
 
@@ -157,13 +171,13 @@ def test_request_is_deterministic() -> None:
     ("kwargs", "match"),
     [
         ({"job_id": ""}, "job_id"),
-        ({"event_json": "not json"}, "Expecting value"),
+        ({"envelope_json": "not json"}, "Expecting value"),
     ],
 )
 def test_invalid_inputs(kwargs: dict[str, str], match: str) -> None:
-    args = {"job_id": "j", "event_json": "{}"} | kwargs
+    args = {"job_id": "j", "envelope_json": "{}"} | kwargs
     with pytest.raises(ValueError, match=match):
-        build_custom_job_request(config(), job_id=args["job_id"], event_json=args["event_json"])
+        build_custom_job_request(config(), job_id=args["job_id"], envelope_json=args["envelope_json"])
 
 
 @pytest.mark.parametrize("missing", ["project", "region", "image_uri"])
@@ -193,51 +207,125 @@ class FakeJobClient:
 
 def test_dispatcher_submits_through_injected_client() -> None:
     client = FakeJobClient()
-    dispatcher = VertexAIDispatcher(config(), client)
-    name = dispatcher.submit("J1", json.dumps(EVENT), event_id="ev-1")
+    dispatcher = VertexAIDispatcher(config(), client, subscription=SUBSCRIPTION)
+    name = dispatcher.submit("J1", json.dumps(ENVELOPE), event_id="ev-1")
     assert name == "projects/1/locations/europe-west4/customJobs/42"
     assert client.requests == [
-        build_custom_job_request(config(), job_id="J1", event_json=json.dumps(EVENT), event_id="ev-1")
+        build_custom_job_request(config(), job_id="J1", envelope_json=json.dumps(ENVELOPE), event_id="ev-1")
     ]
     assert dispatcher.model == "pyannote/speaker-diarization-community-1"
     assert dispatcher.accelerator == "NVIDIA_L4"
 
 
-def test_dispatch_cloudevent() -> None:
-    events = pytest.importorskip("speakerline.events")
-    from cloudevents.http import CloudEvent
-
-    event = CloudEvent({"type": "io.speakerline.audio.ingested.v1", "source": "//test", "id": "ev-9"}, {"job_id": "J9"})
+def test_dispatch_sends_the_event_as_a_push_envelope_of_the_diarization_subscription() -> None:
+    event = ingested("job_j9_vertex")
     client = FakeJobClient()
-    VertexAIDispatcher(config(), client).dispatch(event)
+    VertexAIDispatcher(config(), client, subscription=SUBSCRIPTION).dispatch(event)
     request = client.requests[0]
-    assert request["custom_job"]["labels"]["job-id"] == "j9"
+    assert request["custom_job"]["labels"]["job-id"] == "job_j9_vertex"
+    assert request["custom_job"]["labels"]["event-id"] == sanitize_label(event.id)
     env = {
         e["name"]: e["value"]
         for e in request["custom_job"]["job_spec"]["worker_pool_specs"][0]["container_spec"]["env"]
     }
-    assert json.loads(env[ENV_EVENT_JSON]) == json.loads(events.to_structured_json(event))
+    envelope = json.loads(env[ENV_ENVELOPE_JSON])
+    assert envelope == push_envelope(event, SUBSCRIPTION)
+    assert (envelope["subscription"], envelope["deliveryAttempt"]) == (SUBSCRIPTION, 1)
+    message = envelope["message"]
+    assert message["messageId"] == event.id
+    assert message["attributes"]["ce-type"] == events.AudioIngested.TYPE  # binary content mode
+    back = events.parse_pubsub(base64.b64decode(message["data"]), message["attributes"])
+    assert isinstance(back, events.AudioIngested)
+    assert (back.id, back.data, back.traceparent) == (event.id, event.data, event.traceparent)
 
 
-def test_config_from_env() -> None:
-    cfg = VertexConfig.from_env(
-        {
-            "GOOGLE_CLOUD_PROJECT": "acme-prod",
-            "SPEAKERLINE_BUCKET_PREFIX": "acme-prod-",
-            "SPEAKERLINE_VERTEX_REGION": "us-central1",
-            "SPEAKERLINE_VERTEX_IMAGE": "us-docker.pkg.dev/acme/d:1",
-            "SPEAKERLINE_VERTEX_MACHINE_TYPE": "g2-standard-8",
-            "SPEAKERLINE_VERTEX_ACCELERATOR": "NVIDIA_L4",
-            "SPEAKERLINE_VERTEX_SERVICE_ACCOUNT": "sa@acme.iam.gserviceaccount.com",
-            "SPEAKERLINE_HF_TOKEN_SECRET": SECRET,
-            "SPEAKERLINE_PYANNOTE_MODEL": "gs://acme-models/pyannote",
-            "SPEAKERLINE_HF_TOKEN": "hf_must_not_travel",
-        }
+def test_the_dispatched_envelope_is_what_the_worker_handles(tmp_path: Path) -> None:
+    """The custom job's `--envelope FILE` goes through the push path to the diarization route, on attempt 1."""
+    seen: list[tuple[Any, runtime.Context]] = []
+    service = bootstrap.build_service(
+        "diarization", Settings(project="p", engine="embedded"), publisher=RecordingPublisher(), blobs=MemoryBlobStore()
+    )
+    route = service.routes["audio_ingested"]
+    probe = runtime.Route(lambda e, c: seen.append((e, c)) or [], route.accepts)
+    service.routes = {"audio_ingested": probe}
+    event = ingested()
+    assert runtime.handle_push_envelope(service, push_envelope(event, SUBSCRIPTION)) is runtime.Outcome.ACK
+    ((received, context),) = seen
+    assert isinstance(received, events.AudioIngested) and received.id == event.id and received.data == event.data
+    assert (context.attempt, context.final_attempt, context.subscription) == (1, False, SUBSCRIPTION)
+    assert context.message_id == event.id
+
+
+def test_config_from_settings() -> None:
+    cfg = VertexConfig.from_settings(
+        Settings(
+            project="acme-prod",
+            bucket_prefix="acme-prod-",
+            vertex_region="us-central1",
+            vertex_image="us-docker.pkg.dev/acme/d:1",
+            vertex_machine_type="g2-standard-8",
+            vertex_accelerator="NVIDIA_L4",
+            vertex_service_account="sa@acme.iam.gserviceaccount.com",
+            hf_token_secret=SECRET,
+            pyannote_model="gs://acme-models/pyannote",
+            hf_token="hf_must_not_travel",
+        )
     )
     assert (cfg.project, cfg.region, cfg.image_uri) == ("acme-prod", "us-central1", "us-docker.pkg.dev/acme/d:1")
     assert cfg.service_account == "sa@acme.iam.gserviceaccount.com"
     assert cfg.hf_token_secret == SECRET
     assert cfg.pyannote_model == "gs://acme-models/pyannote"
     assert dict(cfg.env) == {"GOOGLE_CLOUD_PROJECT": "acme-prod", "SPEAKERLINE_BUCKET_PREFIX": "acme-prod-"}
-    env = env_of(build_custom_job_request(cfg, job_id="j", event_json="{}"))
+    env = env_of(build_custom_job_request(cfg, job_id="j", envelope_json="{}"))
     assert "hf_must_not_travel" not in json.dumps(env)
+
+
+def test_config_from_settings_reads_the_deployment_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "GOOGLE_CLOUD_PROJECT": "acme-prod",
+        "SPEAKERLINE_BUCKET_PREFIX": "acme-prod-",
+        "SPEAKERLINE_LOG_LEVEL": "DEBUG",
+        "SPEAKERLINE_MODEL_CACHE_DIR": "/models",
+        "SPEAKERLINE_VERTEX_REGION": "us-central1",
+        "SPEAKERLINE_VERTEX_IMAGE": "us-docker.pkg.dev/acme/d:1",
+        "SPEAKERLINE_VERTEX_ACCELERATOR_COUNT": "2",
+        "SPEAKERLINE_VERTEX_WORKER_ENGINE": "pyannote",
+        "SPEAKERLINE_HF_TOKEN_SECRET": SECRET,
+    }.items():
+        monkeypatch.setenv(name, value)
+    cfg = VertexConfig.from_settings(Settings())
+    assert (cfg.project, cfg.region, cfg.accelerator_count, cfg.worker_engine) == (
+        "acme-prod",
+        "us-central1",
+        2,
+        "pyannote",
+    )
+    assert cfg.hf_token_secret == SECRET
+    assert dict(cfg.env) == {
+        "GOOGLE_CLOUD_PROJECT": "acme-prod",
+        "SPEAKERLINE_BUCKET_PREFIX": "acme-prod-",
+        "SPEAKERLINE_LOG_LEVEL": "DEBUG",
+        "SPEAKERLINE_MODEL_CACHE_DIR": "/models",
+    }
+
+
+def test_a_vertex_worker_dispatches_through_the_topologys_subscription(monkeypatch: pytest.MonkeyPatch) -> None:
+    from diarization.engines import vertex
+
+    client = FakeJobClient()
+    monkeypatch.setattr(vertex, "default_job_client", lambda region: client)
+    settings = Settings(project="acme-prod", vertex_dispatch=True, vertex_region="europe-west4", vertex_image="img:1")
+    service = bootstrap.build_service("diarization", settings, publisher=RecordingPublisher(), blobs=MemoryBlobStore())
+    route = service.routes["audio_ingested"]
+    assert service.warm_up is None  # nothing to load: the custom job diarizes
+    event = ingested()
+
+    (started,) = route.handler(event, runtime.Context(attempt=1, final_attempt=False, deadline=0.0))
+
+    assert isinstance(started, events.DiarizationStarted)
+    assert started.payload()["engine"] == {"name": "vertex", "model": settings.pyannote_model, "device": "NVIDIA_L4"}
+    (request,) = client.requests
+    envelope = json.loads(env_of(request)[ENV_ENVELOPE_JSON])
+    (sub,) = settings.topology.subscriptions_of("diarization")
+    assert envelope == push_envelope(event, sub.name) and sub.handler == "audio_ingested"
+    assert env_of(request)["SPEAKERLINE_VERTEX_DISPATCH"] == "false"

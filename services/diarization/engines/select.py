@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast, get_args
 
 import structlog
+
+from speakerline.settings import DEFAULT_PYANNOTE_MODEL, Settings
 
 from .base import DiarizationEngine, EngineUnavailable
 
@@ -17,7 +18,6 @@ __all__ = ["EngineConfig", "EngineName", "load_engine", "resolve_hf_token"]
 log = structlog.get_logger()
 
 EngineName = Literal["auto", "pyannote", "embedded", "vertex"]
-DEFAULT_PYANNOTE_MODEL = "pyannote/speaker-diarization-3.1"
 
 #: ``fetch(resource_name) -> secret value`` (Secret Manager access)
 SecretFetcher = Callable[[str], str]
@@ -62,30 +62,26 @@ class EngineConfig:
         return self.pyannote_model.startswith("gs://") or Path(self.pyannote_model).exists()
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> EngineConfig:
-        """Settings from the environment (names as in the README's configuration table).
+    def from_settings(cls, settings: Settings) -> EngineConfig:
+        """The engine settings of the service's `Settings` (environment names as in the README's configuration
+        table).
 
-        ``SPEAKERLINE_ENGINE`` (``auto`` unless ``SPEAKERLINE_VERTEX_DISPATCH`` is true, then
-        ``vertex``), ``SPEAKERLINE_PYANNOTE_MODEL``, ``SPEAKERLINE_HF_TOKEN`` or ``HF_TOKEN``,
-        ``SPEAKERLINE_HF_TOKEN_SECRET`` (Secret Manager version resource name),
-        ``SPEAKERLINE_DIARIZATION_DEVICE``, ``SPEAKERLINE_MODEL_CACHE_DIR``,
-        ``SPEAKERLINE_EMBEDDED_WEIGHTS_DIR``.
+        ``engine`` (``SPEAKERLINE_ENGINE``; ``auto`` unless ``vertex_dispatch`` is true, then ``vertex``),
+        ``pyannote_model``, ``hf_token`` (``SPEAKERLINE_HF_TOKEN`` or ``HF_TOKEN``), ``hf_token_secret``
+        (Secret Manager version resource name), ``diarization_device``, ``model_cache_dir``,
+        ``embedded_weights_dir``.
         """
-        env = os.environ if env is None else env
-        dispatch = env.get("SPEAKERLINE_VERTEX_DISPATCH", "").strip().lower() in ("1", "true", "yes", "on")
-        engine = env.get("SPEAKERLINE_ENGINE") or ("vertex" if dispatch else "auto")
+        engine = settings.engine or ("vertex" if settings.vertex_dispatch else "auto")
         if engine not in get_args(EngineName):
             raise ValueError(f"SPEAKERLINE_ENGINE={engine!r} is not one of {get_args(EngineName)}")
-        cache = env.get("SPEAKERLINE_MODEL_CACHE_DIR")
-        weights = env.get("SPEAKERLINE_EMBEDDED_WEIGHTS_DIR")
         return cls(
             engine=cast(EngineName, engine),
-            pyannote_model=env.get("SPEAKERLINE_PYANNOTE_MODEL") or DEFAULT_PYANNOTE_MODEL,
-            hf_token=env.get("SPEAKERLINE_HF_TOKEN") or env.get("HF_TOKEN") or None,
-            hf_token_secret=env.get("SPEAKERLINE_HF_TOKEN_SECRET") or None,
-            device=env.get("SPEAKERLINE_DIARIZATION_DEVICE") or "auto",
-            cache_dir=Path(cache) if cache else None,
-            embedded_weights_dir=Path(weights) if weights else None,
+            pyannote_model=settings.pyannote_model or DEFAULT_PYANNOTE_MODEL,
+            hf_token=settings.hf_token or None,
+            hf_token_secret=settings.hf_token_secret or None,
+            device=settings.diarization_device or "auto",
+            cache_dir=settings.model_cache_dir,
+            embedded_weights_dir=settings.embedded_weights_dir,
         )
 
 

@@ -2,14 +2,15 @@
 
 Nothing is diarized in-process: :func:`build_custom_job_request` (pure, unit-tested) builds a
 ``CreateCustomJobRequest`` for one worker pool (``g2-standard-8`` + 1x ``NVIDIA_L4`` by
-default) running the same worker image with ``python -m diarization run-one
---event-json FILE``, and :class:`VertexAIDispatcher` submits it through an injected client
+default) running the same worker image with ``python -m speakerline.worker diarization
+--envelope FILE``, and :class:`VertexAIDispatcher` submits it through an injected client
 (``google.cloud.aiplatform_v1.JobServiceClient`` by default, imported lazily).
 
-The event (structured-mode CloudEvent JSON) travels in the job's environment
-(``SPEAKERLINE_EVENT_JSON``); the container command writes it to a file and execs
-``run-one`` on it, so no staging bucket is needed and nothing is interpolated into a shell
-string.
+The event travels as the Pub/Sub push envelope the push function would receive for the
+diarization subscription (:func:`push_envelope`: binary-mode CloudEvent, first delivery), so the
+job handles it exactly as a push would. The envelope JSON travels in the job's environment
+(``SPEAKERLINE_ENVELOPE_JSON``); the container command writes it to a file and execs the
+worker on it, so no staging bucket is needed and nothing is interpolated into a shell string.
 
 Secrets never travel in the request: the worker receives the *resource name* of the
 Hugging Face token secret (``SPEAKERLINE_HF_TOKEN_SECRET``) and reads it from Secret Manager
@@ -18,14 +19,17 @@ itself (see :func:`.select.resolve_hf_token`).
 
 from __future__ import annotations
 
+import base64
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
+
+from speakerline import events
+from speakerline.settings import Settings
 
 __all__ = [
     "ENV_ENGINE",
@@ -35,6 +39,7 @@ __all__ = [
     "VertexAIDispatcher",
     "VertexConfig",
     "build_custom_job_request",
+    "push_envelope",
     "sanitize_label",
 ]
 
@@ -44,24 +49,24 @@ ENV_ENGINE = "SPEAKERLINE_ENGINE"
 ENV_PYANNOTE_MODEL = "SPEAKERLINE_PYANNOTE_MODEL"
 ENV_HF_TOKEN_SECRET = "SPEAKERLINE_HF_TOKEN_SECRET"
 ENV_DEVICE = "SPEAKERLINE_DIARIZATION_DEVICE"
-ENV_EVENT_JSON = "SPEAKERLINE_EVENT_JSON"
+ENV_ENVELOPE_JSON = "SPEAKERLINE_ENVELOPE_JSON"
 ENV_VERTEX_DISPATCH = "SPEAKERLINE_VERTEX_DISPATCH"
-EVENT_FILE = "/tmp/speakerline-event.json"
-#: the job's entry: write the event from the environment to a file, then run one job on it
+ENVELOPE_FILE = "/tmp/speakerline-envelope.json"
+#: the job's entry: write the push envelope from the environment to a file, then handle it and exit
 JOB_COMMAND = [
     "/bin/sh",
     "-c",
-    f"printf '%s' \"${ENV_EVENT_JSON}\" > {EVENT_FILE} && "
-    f"exec python -m diarization run-one --event-json {EVENT_FILE}",
+    f"printf '%s' \"${ENV_ENVELOPE_JSON}\" > {ENVELOPE_FILE} && "
+    f"exec python -m speakerline.worker diarization --envelope {ENVELOPE_FILE}",
 ]
-#: worker environment copied from the dispatching process when set there
-PASSTHROUGH_ENV = (
-    "GOOGLE_CLOUD_PROJECT",
-    "SPEAKERLINE_BUCKET_PREFIX",
-    "SPEAKERLINE_TOPOLOGY",
-    "SPEAKERLINE_LOG_LEVEL",
-    "SPEAKERLINE_MODEL_CACHE_DIR",
-)
+#: worker environment (name -> `Settings` field) copied from the dispatching process when set there
+PASSTHROUGH_ENV: Mapping[str, str] = {
+    "GOOGLE_CLOUD_PROJECT": "project",
+    "SPEAKERLINE_BUCKET_PREFIX": "bucket_prefix",
+    "SPEAKERLINE_TOPOLOGY": "topology_file",
+    "SPEAKERLINE_LOG_LEVEL": "log_level",
+    "SPEAKERLINE_MODEL_CACHE_DIR": "model_cache_dir",
+}
 
 #: env names that would carry a secret value; refused in ``VertexConfig.env``
 _SECRET_ENV_NAMES = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_TOKEN", "SPEAKERLINE_HF_TOKEN"})
@@ -94,22 +99,23 @@ class VertexConfig:
     display_name_prefix: str = "speakerline-diarize"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> VertexConfig:
+    def from_settings(cls, settings: Settings) -> VertexConfig:
         """Settings as the Terraform deployment passes them (``SPEAKERLINE_VERTEX_*``)."""
-        env = os.environ if env is None else env
-        defaults = cls.__dataclass_fields__
+        # only what the dispatching process was given (in its environment or explicitly), not the defaults
+        given = settings.model_fields_set
+        passthrough = {name: getattr(settings, key) for name, key in PASSTHROUGH_ENV.items() if key in given}
         return cls(
-            project=env.get("GOOGLE_CLOUD_PROJECT", ""),
-            region=env.get("SPEAKERLINE_VERTEX_REGION", ""),
-            image_uri=env.get("SPEAKERLINE_VERTEX_IMAGE", ""),
-            service_account=env.get("SPEAKERLINE_VERTEX_SERVICE_ACCOUNT") or None,
-            machine_type=env.get("SPEAKERLINE_VERTEX_MACHINE_TYPE") or str(defaults["machine_type"].default),
-            accelerator_type=env.get("SPEAKERLINE_VERTEX_ACCELERATOR") or str(defaults["accelerator_type"].default),
-            accelerator_count=int(env.get("SPEAKERLINE_VERTEX_ACCELERATOR_COUNT") or 1),
-            worker_engine=env.get("SPEAKERLINE_VERTEX_WORKER_ENGINE") or "auto",
-            pyannote_model=env.get(ENV_PYANNOTE_MODEL) or str(defaults["pyannote_model"].default),
-            hf_token_secret=env.get(ENV_HF_TOKEN_SECRET) or None,
-            env={k: env[k] for k in PASSTHROUGH_ENV if env.get(k)},
+            project=settings.project,
+            region=settings.vertex_region,
+            image_uri=settings.vertex_image,
+            service_account=settings.vertex_service_account or None,
+            machine_type=settings.vertex_machine_type,
+            accelerator_type=settings.vertex_accelerator,
+            accelerator_count=settings.vertex_accelerator_count,
+            worker_engine=settings.vertex_worker_engine,
+            pyannote_model=settings.pyannote_model,
+            hf_token_secret=settings.hf_token_secret or None,
+            env={name: str(value) for name, value in passthrough.items() if value},
         )
 
     def __post_init__(self) -> None:
@@ -136,18 +142,30 @@ def sanitize_label(value: str) -> str:
     return _LABEL_INVALID.sub("-", value.lower())[:63]
 
 
+def push_envelope(event: events.Event[Any], subscription: str) -> dict[str, Any]:
+    """The Pub/Sub push request body that delivers ``event`` through ``subscription`` for the first time:
+    what ``python -m speakerline.worker <service> --envelope FILE`` handles (validated: an invalid event is
+    never dispatched)."""
+    data, attributes = events.to_pubsub(event)
+    return {
+        "message": {"data": base64.b64encode(data).decode(), "attributes": attributes, "messageId": event.id},
+        "subscription": subscription,
+        "deliveryAttempt": 1,
+    }
+
+
 def build_custom_job_request(
-    config: VertexConfig, *, job_id: str, event_json: str, event_id: str | None = None
+    config: VertexConfig, *, job_id: str, envelope_json: str, event_id: str | None = None
 ) -> dict[str, Any]:
     """Build a ``CreateCustomJobRequest`` (as a dict with proto field names) for one job.
 
-    ``event_json`` is the structured-mode CloudEvent the job processes. The dict can be
-    passed as ``request=`` to ``JobServiceClient.create_custom_job`` or to
+    ``envelope_json`` is the push envelope (:func:`push_envelope`) of the event the job processes.
+    The dict can be passed as ``request=`` to ``JobServiceClient.create_custom_job`` or to
     ``aiplatform_v1.CreateCustomJobRequest(...)``.
     """
     if not job_id:
         raise ValueError("job_id is required")
-    json.loads(event_json)  # must be JSON; raises ValueError otherwise
+    json.loads(envelope_json)  # must be JSON; raises ValueError otherwise
     env: dict[str, str] = dict(config.env)
     env.update(
         {
@@ -156,7 +174,7 @@ def build_custom_job_request(
             ENV_PYANNOTE_MODEL: config.pyannote_model,
             ENV_DEVICE: "cuda" if config.accelerator_count > 0 else "cpu",
             "PYANNOTE_METRICS_ENABLED": "false",
-            ENV_EVENT_JSON: event_json,
+            ENV_ENVELOPE_JSON: envelope_json,
         }
     )
     if config.hf_token_secret:
@@ -232,13 +250,11 @@ class VertexAIDispatcher:
 
     name = "vertex"
 
-    def __init__(self, config: VertexConfig, client: JobServiceClient | None = None) -> None:
+    def __init__(self, config: VertexConfig, client: JobServiceClient | None = None, *, subscription: str) -> None:
         self.config = config
         self._client = client
-
-    @classmethod
-    def from_env(cls, client: JobServiceClient | None = None) -> VertexAIDispatcher:
-        return cls(VertexConfig.from_env(), client)
+        #: the subscription the job pretends the event came through (the diarization service's, in the topology)
+        self.subscription = subscription
 
     @property
     def model(self) -> str:
@@ -252,16 +268,14 @@ class VertexAIDispatcher:
         suffix = f"x{self.config.accelerator_count}" if self.config.accelerator_count > 1 else ""
         return f"{self.config.accelerator_type}{suffix}"
 
-    def dispatch(self, event: Any) -> str:
-        """Submit a CustomJob for one ``audio.ingested`` CloudEvent; return the job's name."""
-        from speakerline.events import data_of, to_structured_json
+    def dispatch(self, event: events.AudioIngested) -> str:
+        """Submit a CustomJob for one ``audio.ingested`` event; return the job's name."""
+        envelope = json.dumps(push_envelope(event, self.subscription))
+        return self.submit(event.data.job_id, envelope, event_id=event.id)
 
-        job_id = str(data_of(event)["job_id"])
-        return self.submit(job_id, to_structured_json(event).decode(), event_id=str(event["id"]))
-
-    def submit(self, job_id: str, event_json: str, *, event_id: str | None = None) -> str:
+    def submit(self, job_id: str, envelope_json: str, *, event_id: str | None = None) -> str:
         """Submit the job; return the CustomJob resource name."""
-        request = build_custom_job_request(self.config, job_id=job_id, event_json=event_json, event_id=event_id)
+        request = build_custom_job_request(self.config, job_id=job_id, envelope_json=envelope_json, event_id=event_id)
         if self._client is None:
             self._client = default_job_client(self.config.region)
         response = self._client.create_custom_job(request=request)
