@@ -17,7 +17,9 @@ from requests.adapters import HTTPAdapter
 from requests.utils import select_proxy
 from urllib3 import HTTPConnectionPool
 
-__all__ = ["DeliveryResult", "PinnedAddressAdapter", "deliver", "pinned_session"]
+from notification.url_policy import UrlDecision
+
+__all__ = ["DeliveryResult", "PinnedAddressAdapter", "deliver", "pinned_session", "send"]
 
 # Statuses that signal a transient condition on the receiver's side.
 _RETRIABLE_STATUSES = frozenset({408, 425, 429})
@@ -153,3 +155,10 @@ def pinned_session(host: str, address: str) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+def send(url: str, body: bytes, headers: dict[str, str], decision: UrlDecision, *, timeout_s: float) -> DeliveryResult:
+    """`deliver` to the address the URL policy vetted (`decision`, which allowed `url`), so that a DNS answer that
+    changes in between cannot redirect the request: the production `NotificationDeps.send`."""
+    with pinned_session(decision.host, decision.addresses[0]) as session:
+        return deliver(url, body, headers, timeout_s=timeout_s, session=session)

@@ -1,26 +1,27 @@
 """Notification: tell the producer's webhook and the team's Discord/Slack how a job ended.
 
 Every channel is vetted by the URL policy (no loopback/private/link-local targets unless allowed), webhook
-bodies are signed. A channel that fails in a retriable way makes the whole message retry through Pub/Sub's
-backoff (the channels that already succeeded are delivered again: receivers deduplicate on the event id, see
-WEBHOOKS.md); on the last attempt `notification.failed` is emitted and the message goes to the dead-letter topic.
-A non-retriable failure (404, refused URL) is reported at once and not retried.
+bodies are signed. `handle` is a generator: each channel's report (`notification.delivered`, or
+`notification.failed` for a refusal or a non-retriable failure such as a 404) is yielded, and so published by the
+runtime, as soon as that channel is settled. A channel that fails in a retriable way is tried again through
+Pub/Sub's backoff: after every channel was tried, `RetriableDeliveryFailure` is raised, once the settled channels'
+reports are out, so a retry loses none of them. On the retry the channels that already succeeded are delivered
+again (receivers deduplicate on the event id, see WEBHOOKS.md) and their report has the same id as before
+(consumers deduplicate it too). On the last attempt `on_exhausted` emits `notification.failed` for each channel
+still failing, and the message goes to the dead-letter topic.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from speakerline import runtime
-from speakerline.events import CloudEvent, caused_event, data_of, to_structured_json
 from notification.delivery import DeliveryResult
 from notification.payloads import (
     JobOutcome,
-    OutcomeSummary,
-    SpeakerShare,
+    OutcomeType,
     discord_payload,
     format_duration,
     slack_payload,
@@ -28,20 +29,30 @@ from notification.payloads import (
 )
 from notification.signing import signature_headers
 from notification.url_policy import UrlDecision
+from speakerline import runtime
+from speakerline.events import (
+    Event,
+    JobCompleted,
+    JobFailed,
+    JobRejected,
+    NotificationDelivered,
+    NotificationFailed,
+    models,
+    to_structured_json,
+)
 
-OUTCOMES = {
-    "io.speakerline.job.completed.v1": "completed",
-    "io.speakerline.job.failed.v1": "failed",
-    "io.speakerline.job.rejected.v1": "rejected",
+JobOutcomeEvent = JobCompleted | JobFailed | JobRejected
+
+OUTCOMES: dict[str, OutcomeType] = {
+    JobCompleted.TYPE: "completed",
+    JobFailed.TYPE: "failed",
+    JobRejected.TYPE: "rejected",
 }
-DELIVERED = "io.speakerline.notification.delivered.v1"
-FAILED = "io.speakerline.notification.failed.v1"
-ChannelName = Literal["webhook", "discord", "slack"]
 
 
 @dataclass(frozen=True)
 class Channel:
-    name: ChannelName
+    name: models.Channel
     url: str
 
 
@@ -53,137 +64,154 @@ class NotificationDeps:
     slack_url: str | None
     check_url: Callable[[str], UrlDecision]
     send: Callable[[str, bytes, dict[str, str], UrlDecision], DeliveryResult]
-    publish: Callable[[Sequence[CloudEvent]], Any]
     now: Callable[[], int]
 
 
+@dataclass(frozen=True)
+class PendingChannel:
+    """A channel whose delivery failed in a retriable way on this attempt."""
+
+    channel: Channel
+    host: str
+    code: str
+    message: str
+
+
 class RetriableDeliveryFailure(Exception):
-    def __init__(self, failures: list[tuple[Channel, str, str]]) -> None:
-        super().__init__("; ".join(f"{c.name}: {code}: {message}" for c, code, message in failures))
+    def __init__(self, failures: list[PendingChannel]) -> None:
+        super().__init__("; ".join(f"{f.channel.name}: {f.code}: {f.message}" for f in failures))
         self.failures = failures
 
 
-def channels_for(event: CloudEvent, deps: NotificationDeps) -> list[Channel]:
+def channels_for(event: JobOutcomeEvent, deps: NotificationDeps) -> list[Channel]:
     channels: list[Channel] = []
-    webhook = (data_of(event).get("request") or {}).get("webhook_url")
-    if webhook:
-        channels.append(Channel("webhook", webhook))
+    request = event.data.request
+    if request is not None and request.webhook_url:
+        channels.append(Channel(models.Channel.webhook, request.webhook_url))
     if deps.discord_url:
-        channels.append(Channel("discord", deps.discord_url))
+        channels.append(Channel(models.Channel.discord, deps.discord_url))
     if deps.slack_url:
-        channels.append(Channel("slack", deps.slack_url))
+        channels.append(Channel(models.Channel.slack, deps.slack_url))
     return channels
 
 
-def job_outcome(event: CloudEvent) -> JobOutcome:
-    data = data_of(event)
-    kind = OUTCOMES[event["type"]]
-    request = data.get("request") or {}
-    extra = [("Input", request["input"].get("filename") or request["input"]["uri"])] if request else []
-    if request.get("correlation_id"):
-        extra.append(("Correlation id", request["correlation_id"]))
-    if kind == "completed":
-        summary = data["result"]["summary"]
-        outcome_summary = OutcomeSummary(
-            num_speakers=summary["num_speakers"],
-            duration_s=summary["duration_s"],
-            speakers=tuple(SpeakerShare(s["speaker"], s["share"], s["talk_time_s"]) for s in summary["speakers"]),
-        )
-        message = f"{summary['num_speakers']} speaker(s) found in {format_duration(summary['duration_s'])} of audio."
+def job_outcome(event: JobOutcomeEvent) -> JobOutcome:
+    kind = OUTCOMES[event.TYPE]
+    request = event.data.request
+    extra = [("Input", request.input.filename or request.input.uri)] if request else []
+    if request and request.correlation_id:
+        extra.append(("Correlation id", request.correlation_id))
+    if isinstance(event, JobCompleted):
+        summary = event.data.result.summary
+        message = f"{summary.num_speakers} speaker(s) found in {format_duration(summary.duration_s)} of audio."
         return JobOutcome(
-            "completed",
-            data["job_id"],
+            kind,
+            event.data.job_id,
             message,
-            output_uri=data["result"]["output_uri"],
-            summary=outcome_summary,
+            output_uri=event.data.result.output_uri,
+            summary=summary,
             extra_fields=tuple(extra),
         )
-    error = data["error"]
+    error = event.data.error
     return JobOutcome(
-        "failed" if kind == "failed" else "rejected",
-        data["job_id"],
-        error["message"],
-        error_code=error["code"],
-        error_message=error["message"],
+        kind,
+        event.data.job_id,
+        error.message,
+        error_code=error.code,
+        error_message=error.message,
         extra_fields=tuple(extra),
     )
 
 
-def render(channel: Channel, event: CloudEvent, deps: NotificationDeps) -> tuple[bytes, dict[str, str]] | str:
+def render(channel: Channel, event: JobOutcomeEvent, deps: NotificationDeps) -> tuple[bytes, dict[str, str]] | str:
     """The request body and headers for a channel, or the error code why it cannot be sent."""
-    if channel.name == "webhook":
+    if channel.name == models.Channel.webhook:
         if not deps.signing_secret:
             return "signing_secret_missing"
-        body = webhook_body(json.loads(to_structured_json(event)))
-        headers = signature_headers(
-            body, deps.signing_secret, deps.now(), event_id=event["id"], event_type=event["type"]
-        )
+        body = webhook_body(json.loads(to_structured_json(event.to_cloudevent())))
+        headers = signature_headers(body, deps.signing_secret, deps.now(), event_id=event.id, event_type=event.TYPE)
         return body, headers
-    payload = discord_payload(job_outcome(event)) if channel.name == "discord" else slack_payload(job_outcome(event))
+    outcome = job_outcome(event)
+    payload = discord_payload(outcome) if channel.name == models.Channel.discord else slack_payload(outcome)
     return json.dumps(payload).encode(), {"Content-Type": "application/json"}
 
 
-def _report(
-    event: CloudEvent,
+def _delivered(
+    event: JobOutcomeEvent,
+    context: runtime.Context,
     deps: NotificationDeps,
     channel: Channel,
     host: str,
-    *,
-    status_code: int | None = None,
-    error: tuple[str, str, bool] | None = None,
-) -> CloudEvent:
-    data: dict[str, Any] = {
-        "job_id": data_of(event)["job_id"],
-        "channel": channel.name,
-        "target": host,
-        "attempt": runtime.delivery_attempt() or 1,
-        "notified_event": {"id": event["id"], "type": event["type"]},
-    }
-    if error is None:
-        event_type = DELIVERED
-        if status_code is not None:
-            data["status_code"] = status_code
-    else:
-        event_type = FAILED
-        data["error"] = {"code": error[0], "message": error[1][:2000], "retriable": error[2]}
-    return caused_event(
-        event, event_type, data, source=deps.source, discriminator=f"{channel.name}:{data['attempt'] if error else ''}"
+    status_code: int | None,
+) -> NotificationDelivered:
+    optional: dict[str, Any] = {} if status_code is None else {"status_code": status_code}
+    data = models.NotificationDeliveredV1Data(
+        job_id=event.data.job_id,
+        channel=channel.name,
+        target=host,
+        attempt=context.attempt,
+        notified_event=models.NotifiedEvent(id=event.id, type=event.TYPE),
+        **optional,
+    )
+    # Without the attempt in the discriminator: a retry that delivers again reports with the same id.
+    return NotificationDelivered.caused_by(event, data, source=deps.source, discriminator=f"{channel.name}:")
+
+
+def _failed(
+    event: JobOutcomeEvent,
+    context: runtime.Context,
+    deps: NotificationDeps,
+    channel: Channel,
+    host: str,
+    error: tuple[str, str, bool],
+) -> NotificationFailed:
+    code, message, retriable = error
+    data = models.NotificationFailedV1Data(
+        job_id=event.data.job_id,
+        channel=channel.name,
+        target=host,
+        error=models.NotificationFailedError(code=code, message=message[:2000], retriable=retriable),
+        attempt=context.attempt,
+        notified_event=models.NotifiedEvent(id=event.id, type=event.TYPE),
+    )
+    return NotificationFailed.caused_by(
+        event, data, source=deps.source, discriminator=f"{channel.name}:{context.attempt}"
     )
 
 
-def on_job_outcome(event: CloudEvent, deps: NotificationDeps) -> list[CloudEvent]:
-    reports: list[CloudEvent] = []
-    retry: list[tuple[Channel, str, str]] = []
+def handle(event: JobOutcomeEvent, context: runtime.Context, deps: NotificationDeps) -> Iterator[Event[Any]]:
+    """Notify every channel of a job outcome, yielding each channel's report as soon as it is settled."""
+    retry: list[PendingChannel] = []
     for channel in channels_for(event, deps):
         decision = deps.check_url(channel.url)
         if not decision.allowed:
-            reports.append(_report(event, deps, channel, decision.host, error=(decision.code, decision.message, False)))
+            yield _failed(event, context, deps, channel, decision.host, (decision.code, decision.message, False))
             continue
         rendered = render(channel, event, deps)
         if isinstance(rendered, str):
             message = (
                 "No webhook signing secret is configured (SPEAKERLINE_WEBHOOK_SIGNING_KEY); refusing to send unsigned."
             )
-            reports.append(_report(event, deps, channel, decision.host, error=(rendered, message, False)))
+            yield _failed(event, context, deps, channel, decision.host, (rendered, message, False))
             continue
         result = deps.send(channel.url, rendered[0], rendered[1], decision)
         if result.ok:
-            reports.append(_report(event, deps, channel, decision.host, status_code=result.status_code))
+            yield _delivered(event, context, deps, channel, decision.host, result.status_code)
         elif result.retriable:
-            retry.append((channel, result.error_code or "delivery_failed", result.message))
+            retry.append(PendingChannel(channel, decision.host, result.error_code or "delivery_failed", result.message))
         else:
             error = (result.error_code or "delivery_failed", result.message, False)
-            reports.append(_report(event, deps, channel, decision.host, error=error))
+            yield _failed(event, context, deps, channel, decision.host, error)
     if retry:
-        deps.publish(reports)  # what is settled is reported now; the rest retries with Pub/Sub's backoff
+        # Raised after the loop, so that one flaky channel neither hides nor delays the others: what is settled
+        # has been yielded (and published), the rest retries with Pub/Sub's backoff.
         raise RetriableDeliveryFailure(retry)
-    return reports
 
 
-def on_exhausted(event: CloudEvent, error: BaseException, deps: NotificationDeps) -> list[CloudEvent]:
+def on_exhausted(
+    event: JobOutcomeEvent, context: runtime.Context, error: BaseException, deps: NotificationDeps
+) -> list[Event[Any]]:
+    """The last attempt failed: `notification.failed` (retriable) for each channel that was still failing."""
     if not isinstance(error, RetriableDeliveryFailure):
         return []
-    return [
-        _report(event, deps, channel, deps.check_url(channel.url).host, error=(code, message, True))
-        for channel, code, message in error.failures
-    ]
+    return [_failed(event, context, deps, f.channel, f.host, (f.code, f.message, True)) for f in error.failures]

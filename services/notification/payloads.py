@@ -12,12 +12,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from speakerline.events import models
+
 __all__ = [
     "DISCORD_COLORS",
     "JobOutcome",
-    "OutcomeSummary",
     "OutcomeType",
-    "SpeakerShare",
     "discord_payload",
     "format_duration",
     "slack_payload",
@@ -53,29 +53,6 @@ _MAX_LISTED_SPEAKERS = 10  # beyond this a chat message stops being readable; th
 
 
 @dataclass(frozen=True)
-class SpeakerShare:
-    speaker: str
-    share: float  # of total speech, 0..1
-    talk_time_s: float | None = None
-
-
-@dataclass(frozen=True)
-class OutcomeSummary:
-    num_speakers: int
-    duration_s: float
-    speakers: tuple[SpeakerShare, ...] = ()
-
-    @classmethod
-    def from_summary_dict(cls, summary: Mapping[str, Any]) -> OutcomeSummary:
-        """From the ``summary`` object of output.json (postprocess `Summary.to_dict()`)."""
-        speakers = tuple(
-            SpeakerShare(str(s["speaker"]), float(s["share_of_speech"]), float(s["talk_time_s"]))
-            for s in summary.get("speakers", [])
-        )
-        return cls(int(summary["num_speakers"]), float(summary["duration_s"]), speakers)
-
-
-@dataclass(frozen=True)
 class JobOutcome:
     outcome_type: OutcomeType
     job_id: str
@@ -84,7 +61,8 @@ class JobOutcome:
     output_url: str | None = None  # signed https URL for the same object, when one was minted
     error_code: str | None = None
     error_message: str | None = None
-    summary: OutcomeSummary | None = None
+    # the job.completed summary, as the event carries it (output.json's `summary` validates as one too)
+    summary: models.Summary | None = None
     extra_fields: Sequence[tuple[str, str]] = field(default_factory=tuple)  # e.g. ("Input", "talk.mp3")
 
 
@@ -136,11 +114,11 @@ def _share_bar(share: float) -> str:
     return "█" * filled + "░" * (_BAR_WIDTH - filled)
 
 
-def _speaker_lines(summary: OutcomeSummary, escape: Callable[[str], str]) -> list[str]:
-    ranked = sorted(summary.speakers, key=lambda s: -s.share)
+def _speaker_lines(summary: models.Summary, escape: Callable[[str], str]) -> list[str]:
+    ranked = sorted(summary.speakers, key=lambda s: -s.share)  # `share`: of all speech, 0..1
     lines = []
     for s in ranked[:_MAX_LISTED_SPEAKERS]:
-        talk = f" · {format_duration(s.talk_time_s)}" if s.talk_time_s is not None else ""
+        talk = f" · {format_duration(s.talk_time_s)}"
         lines.append(f"`{_share_bar(s.share)}` {round(s.share * 100):>3d}% {escape(s.speaker)}{talk}")
     if len(ranked) > _MAX_LISTED_SPEAKERS:
         rest = sum(s.share for s in ranked[_MAX_LISTED_SPEAKERS:])

@@ -3,6 +3,9 @@
 output.json carries both timelines: ``segments`` (overlap-aware) and ``exclusive_segments`` (one speaker at a
 time): the engine's own exclusive timeline when the turns JSON has one, else one derived from the cleaned
 segments (engines without one, messages from before it existed). RTTM and WebVTT stay overlap-aware.
+
+The job's summary is built once (`timeline_rules.summarize`, the contract's `Summary`): job.completed carries that
+object and output.json's ``summary`` is derived from it (`timeline_rules.output_summary`).
 """
 
 from __future__ import annotations
@@ -11,22 +14,18 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from speakerline import storage
-from speakerline.events import CloudEvent, caused_event, data_of
-from speakerline.timeline import Turn, to_rttm, to_webvtt, turns_from_json
 from postprocess.timeline_rules import (
     PostprocessConfig,
-    Summary,
     build_output,
     clean_exclusive,
     clean_with_labels,
     derive_exclusive,
+    speech_stats,
     summarize,
 )
-
-COMPLETED_IN = "io.speakerline.diarization.completed.v1"
-JOB_COMPLETED = "io.speakerline.job.completed.v1"
-JOB_FAILED = "io.speakerline.job.failed.v1"
+from speakerline import events, runtime, storage
+from speakerline.events import DiarizationCompleted, Event, JobCompleted, models
+from speakerline.timeline import to_rttm, to_webvtt, turns_from_json
 
 
 @dataclass(frozen=True)
@@ -37,42 +36,24 @@ class PostprocessDeps:
     config: PostprocessConfig
 
 
-def event_summary(summary: Summary, turns: list[Turn], exclusive: list[Turn]) -> dict[str, Any]:
-    """The job.completed summary (contract shape) from the post-processing summary."""
-    return {
-        "duration_s": round(summary.duration_s, 3),
-        "num_speakers": summary.num_speakers,
-        "num_segments": len(turns),
-        "num_exclusive_segments": len(exclusive),
-        "speech_s": round(summary.total_speech_s, 3),
-        "overlap_s": round(summary.overlap_s, 3),
-        "speakers": [
-            {
-                "speaker": s.speaker,
-                "talk_time_s": round(s.talk_time_s, 3),
-                "share": round(s.share_of_speech, 3),
-                "num_segments": s.num_segments,
-            }
-            for s in summary.speakers
-        ],
-    }
-
-
-def on_diarization_completed(event: CloudEvent, deps: PostprocessDeps) -> list[CloudEvent]:
-    data = data_of(event)
-    job_id = data["job_id"]
-    raw = json.loads(deps.blobs.read_bytes(data["result"]["turns_uri"]))
+def handle(event: DiarizationCompleted, context: runtime.Context, deps: PostprocessDeps) -> list[Event[Any]]:
+    """diarization.completed → output.json, RTTM and WebVTT in the results bucket, and job.completed."""
+    data = event.data
+    job_id = data.job_id
+    raw = json.loads(deps.blobs.read_bytes(data.result.turns_uri))
     turns, labels = clean_with_labels(turns_from_json(raw["segments"]), deps.config)
     if "exclusive_segments" in raw:
         exclusive = clean_exclusive(turns_from_json(raw["exclusive_segments"]), labels, deps.config)
     else:
         exclusive = derive_exclusive(turns, deps.config)
-    summary = summarize(turns, float(data["audio"]["duration_s"]))
+    stats = speech_stats(turns, data.audio.duration_s)
+    summary = summarize(stats, num_exclusive_segments=len(exclusive))
     output = build_output(
         turns,
         summary,
         job_id,
-        extra={"engine": data["engine"], "input": data["request"]["input"]["uri"]},
+        extra={"engine": events.to_json(data.engine), "input": data.request.input.uri},
+        stats=stats,
         exclusive=exclusive,
     )
     base = f"results/{job_id}/output"
@@ -80,30 +61,28 @@ def on_diarization_completed(event: CloudEvent, deps: PostprocessDeps) -> list[C
     deps.blobs.upload_bytes(json.dumps(output, indent=2).encode(), uris["json"], "application/json")
     deps.blobs.upload_bytes(to_rttm(turns, job_id).encode(), uris["rttm"], "text/plain")
     deps.blobs.upload_bytes(to_webvtt(turns).encode(), uris["vtt"], "text/vtt")
-    completed = {
-        "job_id": job_id,
-        "request": data["request"],
-        "engine": data["engine"],
-        "result": {
-            "output_uri": uris["json"],
-            "rttm_uri": uris["rttm"],
-            "vtt_uri": uris["vtt"],
-            "summary": event_summary(summary, turns, exclusive),
-        },
-    }
-    return [caused_event(event, JOB_COMPLETED, completed, source=deps.source)]
+    completed = models.JobCompletedV1Data(
+        job_id=job_id,
+        request=data.request,
+        engine=data.engine,
+        result=models.JobCompletedResult(
+            output_uri=uris["json"], rttm_uri=uris["rttm"], vtt_uri=uris["vtt"], summary=summary
+        ),
+    )
+    return [JobCompleted.caused_by(event, completed, source=deps.source)]
 
 
-def on_exhausted(event: CloudEvent, error: BaseException, deps: PostprocessDeps) -> list[CloudEvent]:
-    data = data_of(event)
-    failed = {
-        "job_id": data["job_id"],
-        "request": data["request"],
-        "error": {
-            "stage": "postprocess",
-            "code": "postprocess_error",
-            "message": f"Post-processing kept failing: {error}"[:2000],
-            "retriable": True,
-        },
-    }
-    return [caused_event(event, JOB_FAILED, failed, source=deps.source)]
+def on_exhausted(
+    event: DiarizationCompleted, context: runtime.Context, error: BaseException, deps: PostprocessDeps
+) -> list[Event[Any]]:
+    """The last attempt failed too: job.failed, so that the job does not hang while the message is dead-lettered."""
+    return [
+        events.gave_up(
+            event,
+            stage="postprocess",
+            code="postprocess_error",
+            error=error,
+            attempt=context.attempt,
+            source=deps.source,
+        )
+    ]

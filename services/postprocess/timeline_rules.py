@@ -1,5 +1,9 @@
 """Post-processing rules for raw diarization turns: clean-up, summary statistics, output document.
 
+The summary is the event contract's `Summary` (`speakerline.events.models`): `summarize` rounds the exact
+`SpeechStats` into it, job.completed carries it, and output.json's ``summary`` is derived from that same object
+(`output_summary`, which also keeps output.json's older key names).
+
 Two timelines come out: the overlap-aware one (``segments``: two people talking at once are two turns) and the
 exclusive one (``exclusive_segments``: at most one speaker at any instant, for aligning a transcript), cleaned by
 the same rules and labelled with the same speaker names.
@@ -18,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from speakerline.events import models, to_json
 from speakerline.timeline import Turn, exclusive_timeline, turns_to_json
 
 __all__ = [
@@ -25,12 +30,14 @@ __all__ = [
     "RESERVED_OUTPUT_KEYS",
     "PostprocessConfig",
     "SpeakerStats",
-    "Summary",
+    "SpeechStats",
     "build_output",
     "clean",
     "clean_exclusive",
     "clean_with_labels",
     "derive_exclusive",
+    "output_summary",
+    "speech_stats",
     "summarize",
 ]
 
@@ -238,20 +245,11 @@ class SpeakerStats:
     first_start_s: float
     last_end_s: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "speaker": self.speaker,
-            "talk_time_s": _r(self.talk_time_s),
-            "share_of_speech": _r(self.share_of_speech),
-            "share_of_audio": _r(self.share_of_audio),
-            "num_segments": self.num_segments,
-            "first_start_s": _r(self.first_start_s),
-            "last_end_s": _r(self.last_end_s),
-        }
-
 
 @dataclass(frozen=True)
-class Summary:
+class SpeechStats:
+    """Exact (unrounded) speaking statistics of a timeline; `summarize` rounds them into the job's `Summary`."""
+
     duration_s: float
     total_speech_s: float  # time where at least one speaker talks
     overlap_s: float  # time where at least two different speakers talk at once
@@ -259,22 +257,12 @@ class Summary:
     num_speakers: int
     speakers: tuple[SpeakerStats, ...]  # in order of first appearance
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "duration_s": _r(self.duration_s),
-            "total_speech_s": _r(self.total_speech_s),
-            "overlap_s": _r(self.overlap_s),
-            "silence_s": _r(self.silence_s),
-            "num_speakers": self.num_speakers,
-            "speakers": [s.to_dict() for s in self.speakers],
-        }
-
 
 def _r(value: float) -> float:
     return round(value, _DECIMALS)
 
 
-def summarize(turns: Iterable[Turn], duration_s: float) -> Summary:
+def speech_stats(turns: Iterable[Turn], duration_s: float) -> SpeechStats:
     """Speaking statistics for a timeline.
 
     ``share_of_speech`` divides by the *sum* of per-speaker talk times rather than the union of all
@@ -302,7 +290,7 @@ def summarize(turns: Iterable[Turn], duration_s: float) -> Summary:
         )
         for speaker, own in groups.items()  # dicts keep insertion order = order of first appearance
     )
-    return Summary(
+    return SpeechStats(
         duration_s=duration,
         total_speech_s=speech,
         overlap_s=overlap,
@@ -310,6 +298,63 @@ def summarize(turns: Iterable[Turn], duration_s: float) -> Summary:
         num_speakers=len(stats),
         speakers=stats,
     )
+
+
+def summarize(stats: SpeechStats, *, num_exclusive_segments: int | None = None) -> models.Summary:
+    """The job's summary: the contract's `Summary` (the job.completed event's ``result.summary``), rounded to
+    milliseconds. It is the one summary type: output.json's ``summary`` is derived from this very object
+    (`output_summary`) and the notification service renders it.
+
+    ``num_segments`` counts the overlap-aware segments `stats` were computed from; ``num_exclusive_segments``
+    the exclusive timeline's, when there is one.
+    """
+    return models.Summary(
+        duration_s=_r(stats.duration_s),
+        num_speakers=stats.num_speakers,
+        num_segments=sum(s.num_segments for s in stats.speakers),
+        num_exclusive_segments=num_exclusive_segments,
+        speech_s=_r(stats.total_speech_s),
+        overlap_s=_r(stats.overlap_s),
+        speakers=[
+            models.Speaker(
+                speaker=s.speaker,
+                talk_time_s=_r(s.talk_time_s),
+                share=_r(s.share_of_speech),
+                num_segments=s.num_segments,
+            )
+            for s in stats.speakers
+        ],
+    )
+
+
+def output_summary(summary: models.Summary, stats: SpeechStats) -> dict[str, Any]:
+    """output.json's ``summary`` object, derived here and only here from the job's `Summary`.
+
+    output.json is a published file format, so its keys are only ever added, never renamed or removed. It is the
+    `Summary` JSON (what job.completed carries: ``speech_s``, speakers' ``share``, ...), so it validates as a
+    `models.Summary`, plus the keys output.json had before that summary was the contract's:
+
+    - ``total_speech_s`` (= ``speech_s``) and each speaker's ``share_of_speech`` (= ``share``): the same numbers
+      under their older names, copied from `summary` so that the two names can never disagree;
+    - ``silence_s`` and each speaker's ``share_of_audio``, ``first_start_s``, ``last_end_s``: figures only
+      output.json has, rounded from the `stats` that `summary` was made from.
+    """
+    if [s.speaker for s in summary.speakers] != [s.speaker for s in stats.speakers]:
+        raise ValueError("the summary was not made from these statistics")
+    document = to_json(summary)
+    document["total_speech_s"] = summary.speech_s
+    document["silence_s"] = _r(stats.silence_s)
+    document["speakers"] = [
+        {
+            **to_json(speaker),
+            "share_of_speech": speaker.share,
+            "share_of_audio": _r(own.share_of_audio),
+            "first_start_s": _r(own.first_start_s),
+            "last_end_s": _r(own.last_end_s),
+        }
+        for speaker, own in zip(summary.speakers, stats.speakers, strict=True)
+    ]
+    return document
 
 
 def _length(intervals: Iterable[tuple[float, float]]) -> float:
@@ -350,10 +395,11 @@ def _speech_and_overlap(turns: Sequence[Turn]) -> tuple[float, float]:
 
 def build_output(
     turns: Iterable[Turn],
-    summary: Summary,
+    summary: models.Summary,
     job_id: str,
     extra: Mapping[str, Any] | None = None,
     *,
+    stats: SpeechStats,
     exclusive: Iterable[Turn] | None = None,
 ) -> dict[str, Any]:
     """The ``output.json`` document.
@@ -362,7 +408,8 @@ def build_output(
     order of first appearance. ``exclusive`` (when given) becomes ``exclusive_segments`` in the
     same format; it must not overlap and may only name speakers of ``turns``. ``extra`` (engine
     name, config, input URI...) is merged at top level but may not shadow the reserved keys, so
-    consumers can rely on them. ``summary`` describes the overlap-aware timeline.
+    consumers can rely on them. ``summary`` (made by `summarize` from ``stats``) describes the
+    overlap-aware timeline; it becomes ``summary`` through `output_summary`.
     """
     extra = dict(extra or {})
     clashes = sorted(RESERVED_OUTPUT_KEYS & extra.keys())
@@ -380,7 +427,7 @@ def build_output(
     return {
         **document,
         "speakers": speakers,
-        "summary": summary.to_dict(),
+        "summary": output_summary(summary, stats),
         "job_id": job_id,
         **extra,
     }

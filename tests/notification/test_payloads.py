@@ -5,19 +5,31 @@ import pytest
 from notification.payloads import (
     DISCORD_COLORS,
     JobOutcome,
-    OutcomeSummary,
-    SpeakerShare,
     discord_payload,
     format_duration,
     slack_payload,
     webhook_body,
 )
+from speakerline.events import models
 
-SUMMARY = OutcomeSummary(
-    num_speakers=2,
-    duration_s=754.2,
-    speakers=(SpeakerShare("SPEAKER_01", 0.38, 250.0), SpeakerShare("SPEAKER_00", 0.62, 410.5)),
-)
+
+def _speaker(speaker: str, share: float, talk_time_s: float = 5.0) -> models.Speaker:
+    return models.Speaker(speaker=speaker, talk_time_s=talk_time_s, share=share, num_segments=1)
+
+
+def _summary(num_speakers: int, duration_s: float, speakers: list[models.Speaker]) -> models.Summary:
+    """The job.completed summary (the one summary type: payloads read the event's)."""
+    return models.Summary(
+        duration_s=duration_s,
+        num_speakers=num_speakers,
+        num_segments=len(speakers),
+        speech_s=sum(s.talk_time_s for s in speakers),
+        overlap_s=0.0,
+        speakers=speakers,
+    )
+
+
+SUMMARY = _summary(2, 754.2, [_speaker("SPEAKER_01", 0.38, 250.0), _speaker("SPEAKER_00", 0.62, 410.5)])
 COMPLETED = JobOutcome(
     "completed",
     "job-42",
@@ -104,14 +116,14 @@ def utf16_len(text: str) -> int:
 
 
 def test_discord_limits_are_respected_for_huge_inputs():
-    many = tuple(SpeakerShare(f"S{i}", 1 / 40, 10.0) for i in range(40))
+    many = [_speaker(f"S{i}", 1 / 40, 10.0) for i in range(40)]
     outcome = JobOutcome(
         "failed",
         "j" * 3000,
         "m😀" * 5000,
         error_code="c" * 3000,
         error_message="e" * 10000,
-        summary=OutcomeSummary(40, 100, many),
+        summary=_summary(40, 100, many),
         extra_fields=tuple((f"k{i}" * 100, "v" * 2000) for i in range(40)),
     )
     payload = discord_payload(outcome)
@@ -129,8 +141,8 @@ def test_discord_limits_are_respected_for_huge_inputs():
 
 
 def test_many_speakers_are_summarised_not_listed():
-    many = tuple(SpeakerShare(f"SPEAKER_{i:02d}", 1 / 12) for i in range(12))
-    description = discord_payload(JobOutcome("completed", "j", "", summary=OutcomeSummary(12, 60, many)))["embeds"][0][
+    many = [_speaker(f"SPEAKER_{i:02d}", 1 / 12) for i in range(12)]
+    description = discord_payload(JobOutcome("completed", "j", "", summary=_summary(12, 60, many)))["embeds"][0][
         "description"
     ]
     assert "…and 2 more speakers (17%)" in description
@@ -157,11 +169,17 @@ def test_slack_failed_escapes_control_characters_and_respects_limits():
     assert not any(b["type"] == "actions" for b in payload["blocks"])
 
 
-def test_from_summary_dict_reads_postprocess_summary():
+def test_output_json_summary_reads_as_the_event_summary():
+    from postprocess.timeline_rules import build_output, speech_stats, summarize
     from speakerline.timeline import Turn
-    from postprocess.timeline_rules import summarize
 
-    summary = summarize([Turn(0, 3, "SPEAKER_00"), Turn(3, 4, "SPEAKER_01")], 5.0).to_dict()
-    outcome_summary = OutcomeSummary.from_summary_dict(summary)
+    turns = [Turn(0, 3, "SPEAKER_00"), Turn(3, 4, "SPEAKER_01")]
+    stats = speech_stats(turns, 5.0)
+    document = json.loads(json.dumps(build_output(turns, summarize(stats), "job-1", stats=stats)))["summary"]
+    outcome_summary = models.Summary.model_validate(document)  # output.json's summary is the event's Summary
     assert outcome_summary.num_speakers == 2 and outcome_summary.duration_s == 5.0
-    assert outcome_summary.speakers[0] == SpeakerShare("SPEAKER_00", 0.75, 3.0)
+    first = outcome_summary.speakers[0]
+    assert (first.speaker, first.share, first.talk_time_s) == ("SPEAKER_00", 0.75, 3.0)
+    assert document["speakers"][0]["share_of_speech"] == 0.75  # the older key, kept for output.json's readers
+    lines = discord_payload(JobOutcome("completed", "job-1", "", summary=outcome_summary))["embeds"][0]["description"]
+    assert "75% SPEAKER\\_00 · 0:03" in lines

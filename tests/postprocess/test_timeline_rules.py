@@ -6,18 +6,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speakerline.timeline import Turn, exclusive_timeline
 from postprocess.timeline_rules import (
     DEFAULT_CONFIG,
     PostprocessConfig,
-    Summary,
+    SpeechStats,
     build_output,
     clean,
     clean_exclusive,
     clean_with_labels,
     derive_exclusive,
+    output_summary,
+    speech_stats,
     summarize,
 )
+from speakerline import events
+from speakerline.events import models
+from speakerline.timeline import Turn, exclusive_timeline
 
 ms_times = st.integers(min_value=0, max_value=120_000).map(lambda ms: ms / 1000)
 
@@ -236,7 +240,7 @@ def test_derive_exclusive_properties(turns, config):
 
 def test_summarize_example():
     turns = [T(0, 4, "A"), T(3, 6, "B"), T(8, 10, "A")]
-    summary = summarize(turns, 12.0)
+    summary = speech_stats(turns, 12.0)
     assert summary.num_speakers == 2
     assert summary.total_speech_s == pytest.approx(8)
     assert summary.overlap_s == pytest.approx(1)
@@ -245,8 +249,26 @@ def test_summarize_example():
     assert (a.speaker, a.talk_time_s, a.num_segments, a.first_start_s, a.last_end_s) == ("A", 6, 2, 0, 10)
     assert a.share_of_speech == pytest.approx(6 / 9)
     assert b.share_of_audio == pytest.approx(3 / 12)
-    assert summary.to_dict() == {
+    # The job's summary (job.completed's) is the contract's Summary, rounded; output.json's is that summary plus
+    # the older names of its figures (total_speech_s, share_of_speech) and output.json's own figures.
+    contract = summarize(summary, num_exclusive_segments=4)
+    assert isinstance(contract, models.Summary)
+    assert events.to_json(contract) == {
         "duration_s": 12.0,
+        "num_speakers": 2,
+        "num_segments": 3,
+        "num_exclusive_segments": 4,
+        "speech_s": 8.0,
+        "overlap_s": 1.0,
+        "speakers": [
+            {"speaker": "A", "talk_time_s": 6.0, "share": 0.667, "num_segments": 2},
+            {"speaker": "B", "talk_time_s": 3.0, "share": 0.333, "num_segments": 1},
+        ],
+    }
+    assert output_summary(summarize(summary), summary) == {
+        "duration_s": 12.0,
+        "num_segments": 3,
+        "speech_s": 8.0,
         "total_speech_s": 8.0,
         "overlap_s": 1.0,
         "silence_s": 4.0,
@@ -255,6 +277,7 @@ def test_summarize_example():
             {
                 "speaker": "A",
                 "talk_time_s": 6.0,
+                "share": 0.667,
                 "share_of_speech": 0.667,
                 "share_of_audio": 0.5,
                 "num_segments": 2,
@@ -264,6 +287,7 @@ def test_summarize_example():
             {
                 "speaker": "B",
                 "talk_time_s": 3.0,
+                "share": 0.333,
                 "share_of_speech": 0.333,
                 "share_of_audio": 0.25,
                 "num_segments": 1,
@@ -272,28 +296,32 @@ def test_summarize_example():
             },
         ],
     }
+    with pytest.raises(ValueError, match="not made from"):
+        output_summary(contract, speech_stats(turns[:1], 12.0))
 
 
 def test_summarize_same_speaker_overlap_is_not_overlap_and_not_double_counted():
-    summary = summarize([T(0, 4, "A"), T(2, 6, "A")], 6.0)
+    summary = speech_stats([T(0, 4, "A"), T(2, 6, "A")], 6.0)
     assert summary.overlap_s == 0
     assert summary.speakers[0].talk_time_s == pytest.approx(6)
     assert summary.speakers[0].share_of_audio == pytest.approx(1)
 
 
 def test_summarize_stretches_duration_to_last_turn_and_handles_empty():
-    assert summarize([T(0, 10.02, "A")], 10.0).duration_s == pytest.approx(10.02)
-    empty = summarize([], 30.0)
+    assert speech_stats([T(0, 10.02, "A")], 10.0).duration_s == pytest.approx(10.02)
+    empty = speech_stats([], 30.0)
     assert (empty.num_speakers, empty.total_speech_s, empty.silence_s, empty.speakers) == (0, 0, 30, ())
-    assert summarize([], 0.0).to_dict()["speakers"] == []
+    nothing = speech_stats([], 0.0)
+    assert output_summary(summarize(nothing), nothing)["speakers"] == []
+    assert summarize(nothing).speakers == []
     with pytest.raises(ValueError):
-        summarize([], -1.0)
+        speech_stats([], -1.0)
 
 
 @settings(max_examples=300)
 @given(turn_lists, st.integers(min_value=0, max_value=200_000).map(lambda ms: ms / 1000))
 def test_summarize_properties(turns, duration):
-    summary = summarize(turns, duration)
+    summary = speech_stats(turns, duration)
     eps = 1e-6
     assert summary.duration_s >= duration
     assert 0 <= summary.overlap_s <= summary.total_speech_s + eps
@@ -307,15 +335,35 @@ def test_summarize_properties(turns, duration):
         assert sum(s.share_of_speech for s in summary.speakers) == pytest.approx(1)
     assert summary.num_speakers == len({t.speaker for t in turns})
     assert sum(s.num_segments for s in summary.speakers) == len(turns)
-    json.dumps(summary.to_dict())
+    contract = summarize(summary)  # valid as the contract's Summary (shares within [0, 1], ...)
+    document = output_summary(contract, summary)
+    models.Summary.model_validate(document)
+    assert {k: document[k] for k in ("duration_s", "num_speakers", "num_segments", "speech_s", "overlap_s")} == {
+        "duration_s": contract.duration_s,
+        "num_speakers": contract.num_speakers,
+        "num_segments": contract.num_segments,
+        "speech_s": contract.speech_s,
+        "overlap_s": contract.overlap_s,
+    }
+    assert [(s["speaker"], s["share"], s["share_of_speech"]) for s in document["speakers"]] == [
+        (s.speaker, s.share, s.share) for s in contract.speakers
+    ]
+    assert contract.num_segments == len(turns)
+    json.dumps(output_summary(contract, summary))
 
 
 # --------------------------------------------------------------------------------------- build_output
 
 
+def _build_output(turns, duration_s, job_id, extra=None, *, summarized=None, exclusive=None):
+    """`build_output` with the summary of `summarized` (default: of `turns`), as the handler makes it."""
+    stats = speech_stats(turns if summarized is None else summarized, duration_s)
+    return build_output(turns, summarize(stats), job_id, extra, stats=stats, exclusive=exclusive)
+
+
 def test_build_output_document():
     turns = clean([T(0, 1.23456, "z"), T(2, 3, "y")])
-    doc = build_output(turns, summarize(turns, 4.0), "job-1", {"engine": "pyannote", "input": "gs://b/a"})
+    doc = _build_output(turns, 4.0, "job-1", {"engine": "pyannote", "input": "gs://b/a"})
     assert doc["segments"] == [
         {"speaker": "SPEAKER_00", "start": 0.0, "end": 1.235, "duration": 1.235},
         {"speaker": "SPEAKER_01", "start": 2.0, "end": 3.0, "duration": 1.0},
@@ -330,31 +378,31 @@ def test_build_output_document():
 def test_build_output_with_the_exclusive_timeline():
     turns = [T(0, 4, "SPEAKER_00"), T(3, 6.0004, "SPEAKER_01")]
     exclusive = [T(3, 6.0004, "SPEAKER_01"), T(0, 3, "SPEAKER_00")]
-    doc = build_output(turns, summarize(turns, 7.0), "job-1", exclusive=exclusive)
+    doc = _build_output(turns, 7.0, "job-1", exclusive=exclusive)
     assert list(doc)[:3] == ["segments", "exclusive_segments", "speakers"]
     assert doc["exclusive_segments"] == [
         {"speaker": "SPEAKER_00", "start": 0.0, "end": 3.0, "duration": 3.0},
         {"speaker": "SPEAKER_01", "start": 3.0, "end": 6.0, "duration": 3.0},
     ]
-    assert "exclusive_segments" not in build_output(turns, summarize(turns, 7.0), "job-1")
+    assert "exclusive_segments" not in _build_output(turns, 7.0, "job-1")
     with pytest.raises(ValueError, match="overlaps"):
-        build_output(turns, summarize(turns, 7.0), "j", exclusive=turns)
+        _build_output(turns, 7.0, "j", exclusive=turns)
     with pytest.raises(ValueError, match="not in the segments"):
-        build_output(turns, summarize(turns, 7.0), "j", exclusive=[T(0, 1, "SPEAKER_07")])
+        _build_output(turns, 7.0, "j", exclusive=[T(0, 1, "SPEAKER_07")])
     with pytest.raises(ValueError, match="reserved"):
-        build_output(turns, summarize(turns, 7.0), "j", {"exclusive_segments": []})
+        _build_output(turns, 7.0, "j", {"exclusive_segments": []})
 
 
 def test_build_output_rejects_reserved_extra_keys_and_mismatched_summary():
     turns = [T(0, 1, "SPEAKER_00")]
     with pytest.raises(ValueError, match="reserved"):
-        build_output(turns, summarize(turns, 1), "j", {"segments": []})
+        _build_output(turns, 1, "j", {"segments": []})
     with pytest.raises(ValueError, match="do not match"):
-        build_output(turns, summarize([], 1), "j", {})
-    assert build_output([], summarize([], 1), "j", None)["segments"] == []
+        _build_output(turns, 1, "j", {}, summarized=[])
+    assert _build_output([], 1, "j", None)["segments"] == []
 
 
 def test_summary_is_frozen():
     with pytest.raises(AttributeError):
-        summarize([], 1).num_speakers = 3  # type: ignore[misc, unused-ignore]
-    assert isinstance(summarize([], 1), Summary)
+        speech_stats([], 1).num_speakers = 3  # type: ignore[misc, unused-ignore]
+    assert isinstance(speech_stats([], 1), SpeechStats)

@@ -1,0 +1,33 @@
+"""Wiring of the notification service: its one route and the deps it is built from (see speakerline.bootstrap)."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+from notification import delivery, handlers
+from notification.url_policy import check_url
+from speakerline import runtime
+from speakerline.bootstrap import Platform, Wiring
+from speakerline.events import JobCompleted, JobFailed, JobRejected
+
+
+def wire(platform: Platform) -> Wiring:
+    settings = platform.settings
+    allowed_hosts = frozenset(h.strip() for h in settings.webhook_allowed_hosts.split(",") if h.strip())
+    deps = handlers.NotificationDeps(
+        source=platform.source,
+        signing_secret=settings.secret("webhook_signing_key"),
+        discord_url=settings.secret("discord_webhook_url"),
+        slack_url=settings.secret("slack_webhook_url"),
+        check_url=partial(check_url, allow_private=settings.allow_private_webhooks, allowed_hosts=allowed_hosts),
+        send=partial(delivery.send, timeout_s=settings.webhook_timeout_s),
+        now=lambda: int(time.time()),
+    )
+    route = runtime.Route(
+        partial(handlers.handle, deps=deps),
+        accepts=(JobCompleted, JobFailed, JobRejected),
+        on_exhausted=partial(handlers.on_exhausted, deps=deps),
+    )
+    # "job_outcome": the handler of the notification-job-outcomes subscription in infra/topology.yaml
+    return Wiring(routes={"job_outcome": route})
