@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from speakerline import logs
-from speakerline.events import CloudEvent
+from speakerline.events import Event
+from speakerline.runtime import Context
 
 from .store import JobStore
 
@@ -15,8 +17,9 @@ class ProjectorDeps:
     store: JobStore
 
 
-def handle(event: CloudEvent, deps: ProjectorDeps) -> list[CloudEvent]:
-    """Project `event`. A redelivery (same event id) is acknowledged without changing anything."""
+def handle(event: Event[Any], context: Context, deps: ProjectorDeps) -> list[Event[Any]]:
+    """Project `event` (any speakerline event, an `events.AnyEvent`). A redelivery (same event id) is acknowledged
+    without changing anything. Returns no events: the projector is a pure consumer."""
     applied = deps.store.apply(event)
     log = logs.get_logger()
     if applied:

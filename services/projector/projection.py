@@ -13,6 +13,10 @@ so the fold is built to give the same document whatever order a job's events arr
 - `progress` is the furthest diarization progress report seen, by (attempt, fraction, sequence): a late or
   repeated report never moves it back, and a new attempt's reports replace the old attempt's.
 
+The fold works on the event's JSON (`Event.payload()`), the same form the store records next to the document: it
+is one generic fold over every event type, reading a handful of keys, not one function per typed class. Event
+types are compared with the classes' `TYPE`, never spelled out.
+
 Deduplication of whole events (so that `event_count` counts each event once) is the store's job: it records every
 applied event id next to the document in the same transaction.
 """
@@ -24,18 +28,31 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from speakerline.events import CloudEvent, InvalidEvent, event_name
+from speakerline.events import (
+    AudioIngested,
+    AudioUploaded,
+    DiarizationCompleted,
+    DiarizationProgress,
+    DiarizationStarted,
+    Event,
+    InvalidEvent,
+    JobCompleted,
+    JobFailed,
+    JobRejected,
+    NotificationDelivered,
+    NotificationFailed,
+)
 from speakerline.jobs import JobStatus
 
 # Stage of the job each event type marks, and the field of `stages` holding its first time.
 STAGE_OF_EVENT: Final[Mapping[str, str]] = {
-    "audio.uploaded": "received_at",
-    "audio.ingested": "ingested_at",
-    "diarization.started": "diarization_started_at",
-    "diarization.completed": "diarized_at",
-    "job.completed": "completed_at",
-    "job.rejected": "rejected_at",
-    "job.failed": "failed_at",
+    AudioUploaded.TYPE: "received_at",
+    AudioIngested.TYPE: "ingested_at",
+    DiarizationStarted.TYPE: "diarization_started_at",
+    DiarizationCompleted.TYPE: "diarized_at",
+    JobCompleted.TYPE: "completed_at",
+    JobRejected.TYPE: "rejected_at",
+    JobFailed.TYPE: "failed_at",
 }
 STAGE_KEYS: Final[tuple[str, ...]] = tuple(STAGE_OF_EVENT.values())
 
@@ -79,22 +96,17 @@ _RESULT_KEYS: Final[tuple[str, ...]] = ("output_uri", "rttm_uri", "vtt_uri", "su
 _ERROR_KEYS: Final[tuple[str, ...]] = ("stage", "code", "message", "retriable")
 
 
-def event_time(event: CloudEvent) -> datetime:
+def event_time(event: Event[Any]) -> datetime:
     """The event's `time` as an aware UTC datetime (a producer omitting the offset is taken to mean UTC)."""
-    raw = event.get("time")
-    if raw is None:
-        raise InvalidEvent("missing_time", f"event {event['id']} has no time attribute; it cannot be ordered")
-    parsed = raw if isinstance(raw, datetime) else datetime.fromisoformat(str(raw))
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    at = event.time
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-def job_id_of(event: CloudEvent) -> str:
-    data = event.get_data()
-    job_id = data.get("job_id") if isinstance(data, Mapping) else None
-    job_id = job_id or event.get("jobid")
+def job_id_of(event: Event[Any]) -> str:
+    job_id = event.job_id
     if not job_id:
-        raise InvalidEvent("missing_job_id", f"event {event['id']} ({event['type']}) names no job")
-    return str(job_id)
+        raise InvalidEvent("missing_job_id", f"event {event.id} ({event.TYPE}) names no job")
+    return job_id
 
 
 def empty_job(job_id: str, at: datetime) -> dict[str, Any]:
@@ -128,16 +140,16 @@ def status_of(stages: Mapping[str, datetime | None]) -> JobStatus:
     return max(seen, key=lambda s: (STATUS_RANK[s], _TIE_BREAK.get(s, 0)))
 
 
-def project(job: Mapping[str, Any] | None, event: CloudEvent) -> dict[str, Any]:
+def project(job: Mapping[str, Any] | None, event: Event[Any]) -> dict[str, Any]:
     """The new `jobs/{job_id}` document after `event`; `job` is the current one (None for the first event)."""
-    name = event_name(event["type"])
-    data: Mapping[str, Any] = event.get_data() or {}
+    kind = event.TYPE
+    data: Mapping[str, Any] = event.payload()
     at = event_time(event)
     job_id = job_id_of(event)
 
     doc = _normalized(copy.deepcopy(dict(job)), job_id, at) if job is not None else empty_job(job_id, at)
     stages_before = dict(doc["stages"])
-    stage = STAGE_OF_EVENT.get(name)
+    stage = STAGE_OF_EVENT.get(kind)
 
     doc["created_at"] = min(doc["created_at"], at)
     doc["updated_at"] = max(doc["updated_at"], at)
@@ -147,21 +159,21 @@ def project(job: Mapping[str, Any] | None, event: CloudEvent) -> dict[str, Any]:
         first = stages_before.get(stage)
         if first is None or at < first:
             doc["stages"][stage] = at
-        _merge_sections(doc, stages_before, stage, at, _sections_of(name, data))
+        _merge_sections(doc, stages_before, stage, at, _sections_of(kind, data))
 
-    attempt = _diarization_attempt(name, data)
+    attempt = _diarization_attempt(kind, data)
     if attempt is not None:
         doc["attempts"]["diarization"] = max(doc["attempts"].get("diarization", 0), attempt)
 
-    if name in ("notification.delivered", "notification.failed"):
-        doc["notifications"] = _add_notification(doc["notifications"], name, data, event["id"], at)
+    if kind in (NotificationDelivered.TYPE, NotificationFailed.TYPE):
+        doc["notifications"] = _add_notification(doc["notifications"], kind, data, event.id, at)
 
-    if name == "diarization.progress":
+    if kind == DiarizationProgress.TYPE:
         doc["progress"] = _furthest_progress(doc.get("progress"), data, at)
 
     last = doc["last_event"]
-    if last is None or (at, str(event["id"])) >= (last["time"], str(last["id"])):
-        doc["last_event"] = {"id": event["id"], "type": event["type"], "time": at}
+    if last is None or (at, event.id) >= (last["time"], str(last["id"])):
+        doc["last_event"] = {"id": event.id, "type": kind, "time": at}
     doc["event_count"] = int(doc["event_count"]) + 1
     doc["status"] = status_of(doc["stages"]).value
     return doc
@@ -186,7 +198,7 @@ def _fill_request(request: dict[str, Any], carried: Any) -> None:
             request[key] = copy.deepcopy(carried[key])
 
 
-def _sections_of(name: str, data: Mapping[str, Any]) -> dict[str, Any]:
+def _sections_of(kind: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """The data sections an event contributes, already in the document's shape."""
     sections: dict[str, Any] = {}
     for key in ("audio", "source", "engine", "timings"):
@@ -194,9 +206,9 @@ def _sections_of(name: str, data: Mapping[str, Any]) -> dict[str, Any]:
             sections[key] = copy.deepcopy(dict(data[key]))
     # diarization.completed has a `result` too, but it is the raw engine output (turns, raw RTTM): the job's
     # result is what postprocess published.
-    if name == "job.completed" and isinstance(data.get("result"), Mapping):
+    if kind == JobCompleted.TYPE and isinstance(data.get("result"), Mapping):
         sections["result"] = {k: copy.deepcopy(data["result"][k]) for k in _RESULT_KEYS if k in data["result"]}
-    if name in ("job.failed", "job.rejected") and isinstance(data.get("error"), Mapping):
+    if kind in (JobFailed.TYPE, JobRejected.TYPE) and isinstance(data.get("error"), Mapping):
         sections["error"] = {k: data["error"][k] for k in _ERROR_KEYS if k in data["error"]}
     return sections
 
@@ -220,15 +232,15 @@ def _merge_sections(
             doc[key] = value
 
 
-def _diarization_attempt(name: str, data: Mapping[str, Any]) -> int | None:
+def _diarization_attempt(kind: str, data: Mapping[str, Any]) -> int | None:
     attempt = data.get("attempt")
     if not isinstance(attempt, int):
         return None
-    if name == "diarization.started":
+    if kind == DiarizationStarted.TYPE:
         return attempt
     # job.failed carries the delivery attempt of the stage that gave up; only diarization attempts count here.
     error = data.get("error")
-    if name == "job.failed" and isinstance(error, Mapping) and error.get("stage") == "diarization":
+    if kind == JobFailed.TYPE and isinstance(error, Mapping) and error.get("stage") == "diarization":
         return attempt
     return None
 
@@ -258,14 +270,14 @@ def _furthest_progress(current: Mapping[str, Any] | None, data: Mapping[str, Any
 
 
 def _add_notification(
-    notifications: list[dict[str, Any]], name: str, data: Mapping[str, Any], event_id: str, at: datetime
+    notifications: list[dict[str, Any]], kind: str, data: Mapping[str, Any], event_id: str, at: datetime
 ) -> list[dict[str, Any]]:
     if any(n.get("event_id") == event_id for n in notifications):
         return notifications
     entry: dict[str, Any] = {
         "channel": data.get("channel"),
         "target": data.get("target"),
-        "status": "delivered" if name == "notification.delivered" else "failed",
+        "status": "delivered" if kind == NotificationDelivered.TYPE else "failed",
         "event_id": event_id,
         "at": at,
     }

@@ -1,4 +1,5 @@
-"""Where projected jobs live: the `JobStore` port, its Firestore adapter, and an in-memory fake for tests.
+"""Where projected jobs live: the `JobStore` port and its Firestore adapter (the in-memory one for unit tests is
+`tests.fakes.InMemoryJobStore`).
 
 Layout (shared with the CLI's read side in `speakerline_tools.jobstore`):
 
@@ -19,26 +20,27 @@ from typing import Any, Protocol
 
 from google.cloud import firestore
 
-from speakerline.events import CloudEvent
+from speakerline.events import Event
 from speakerline.jobs import EVENTS_SUBCOLLECTION, JOBS_COLLECTION
 
 from .projection import event_time, job_id_of, project
 
 
 class JobStore(Protocol):
-    def apply(self, event: CloudEvent) -> bool:
+    def apply(self, event: Event[Any]) -> bool:
         """Project `event` into its job; False when that event id was already applied (nothing changed)."""
         ...
 
 
-def event_record(event: CloudEvent) -> dict[str, Any]:
-    """The `jobs/{job_id}/events/{event_id}` document: enough to audit or replay the job."""
+def event_record(event: Event[Any]) -> dict[str, Any]:
+    """The `jobs/{job_id}/events/{event_id}` document: enough to audit or replay the job (its data is the
+    event's JSON, as it travelled)."""
     return {
-        "id": event["id"],
-        "type": event["type"],
+        "id": event.id,
+        "type": event.TYPE,
         "time": event_time(event),
-        "source": event["source"],
-        "data": event.get_data(),
+        "source": event.source,
+        "data": event.payload(),
     }
 
 
@@ -69,10 +71,10 @@ class FirestoreJobStore:
         # transaction still keeps several projector instances correct.
         self._locks = StripedLocks(stripes)
 
-    def apply(self, event: CloudEvent) -> bool:
+    def apply(self, event: Event[Any]) -> bool:
         job_id = job_id_of(event)
         job_ref = self._client.collection(JOBS_COLLECTION).document(job_id)
-        event_ref = job_ref.collection(EVENTS_SUBCOLLECTION).document(str(event["id"]))
+        event_ref = job_ref.collection(EVENTS_SUBCOLLECTION).document(event.id)
         with self._locks.hold(job_id):
             applied: bool = _apply_in_transaction(self._client.transaction(), job_ref, event_ref, event)
         return applied
@@ -83,7 +85,7 @@ def _apply_in_transaction(
     transaction: firestore.Transaction,
     job_ref: firestore.DocumentReference,
     event_ref: firestore.DocumentReference,
-    event: CloudEvent,
+    event: Event[Any],
 ) -> bool:
     # Called again from the top when the commit loses a conflict: everything below is derived from these reads.
     snapshots = {snap.reference.path: snap for snap in transaction.get_all([job_ref, event_ref])}
@@ -94,22 +96,3 @@ def _apply_in_transaction(
     transaction.set(job_ref, project(job, event))
     transaction.create(event_ref, event_record(event))
     return True
-
-
-class InMemoryJobStore:
-    """`JobStore` in a dict, with the same dedup semantics as Firestore: for unit tests and local experiments."""
-
-    def __init__(self) -> None:
-        self.jobs: dict[str, dict[str, Any]] = {}
-        self.events: dict[str, dict[str, dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-
-    def apply(self, event: CloudEvent) -> bool:
-        job_id = job_id_of(event)
-        with self._lock:
-            seen = self.events.setdefault(job_id, {})
-            if event["id"] in seen:
-                return False
-            self.jobs[job_id] = project(self.jobs.get(job_id), event)
-            seen[event["id"]] = event_record(event)
-            return True

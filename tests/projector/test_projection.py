@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -12,14 +13,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speakerline import events
-from speakerline_tools import jobstore
-from speakerline.jobs import JobStatus
 from projector.handlers import ProjectorDeps, handle
 from projector.projection import STATUS_RANK, project
-from projector.store import InMemoryJobStore
+from speakerline import events
+from speakerline.bootstrap import build_service
+from speakerline.events import Event
+from speakerline.jobs import JobStatus
+from speakerline.runtime import Context
+from speakerline.settings import Settings
+from speakerline_tools import jobstore
+from tests.fakes import InMemoryJobStore, RecordingPublisher
 
-from .jobevents import HAPPY, T0, example_data, fold, full_job, make
+from .jobevents import HAPPY, OFFSETS, T0, example_data, fold, full_job, make, typed
 
 
 def at(seconds: float) -> datetime:
@@ -69,7 +74,7 @@ def test_happy_path_in_order_builds_the_whole_document() -> None:
             "channel": "webhook",
             "target": "hooks.example.com",
             "status": "delivered",
-            "event_id": evs[5]["id"],
+            "event_id": evs[5].id,
             "at": at(49),
         },
         {
@@ -77,11 +82,11 @@ def test_happy_path_in_order_builds_the_whole_document() -> None:
             "target": "discord.com",
             "status": "failed",
             "code": "http_404",
-            "event_id": evs[6]["id"],
+            "event_id": evs[6].id,
             "at": at(56),
         },
     ]
-    assert job["last_event"] == {"id": evs[6]["id"], "type": evs[6]["type"], "time": at(56)}
+    assert job["last_event"] == {"id": evs[6].id, "type": evs[6].TYPE, "time": at(56)}
     assert job["event_count"] == 7
 
 
@@ -165,9 +170,9 @@ def test_the_first_event_of_a_job_may_be_any_type(name: str) -> None:
     assert job["job_id"] == "job_first001"
     assert job["created_at"] == job["updated_at"] == at(3)
     assert job["event_count"] == 1
-    assert job["last_event"] == {"id": event["id"], "type": event["type"], "time": at(3)}
+    assert job["last_event"] == {"id": event.id, "type": event.TYPE, "time": at(3)}
     assert job["status"] == MATRIX["RECEIVED"].split()[NEXT.index(name)]
-    if "request" in event.get_data():
+    if "request" in event.payload():
         assert job["request"]["input"]["uri"].startswith("gs://")
 
 
@@ -191,8 +196,7 @@ def test_failed_then_replayed_to_completion_is_completed_and_keeps_the_failure_o
     job_id = "job_replay01"
     history = [make(n, job_id) for n in ("audio.uploaded", "audio.ingested", "diarization.started")]
     failed = make("job.failed", job_id, 40)
-    replay = [make(n, job_id, 60 + i) for i, n in enumerate(("diarization.started", "diarization.completed"))]
-    replay[0].data["attempt"] = 6
+    replay = [make("diarization.started", job_id, 60, attempt=6), make("diarization.completed", job_id, 61)]
     completed = make("job.completed", job_id, 70)
 
     job = fold([*history, failed])
@@ -235,7 +239,7 @@ def test_a_late_diarization_start_does_not_regress_a_completed_job() -> None:
     assert job["stages"]["diarization_started_at"] == at(21)  # first start stays
     assert job["engine"] == example_data("job.completed")["engine"]  # the engine of the result stays
     assert job["attempts"] == {"diarization": 2}
-    assert job["last_event"]["id"] == retry["id"]
+    assert job["last_event"]["id"] == retry.id
 
 
 # --- out-of-order data ----------------------------------------------------------------------------------------------
@@ -251,7 +255,7 @@ def test_ingested_after_completion_fills_its_data_without_changing_status() -> N
     assert job["source"] == example_data("audio.ingested")["source"]
     assert job["audio"] == example_data("audio.ingested")["audio"]
     assert job["updated_at"] == at(35)  # the latest event time, not the latest arrival
-    assert job["last_event"]["type"] == "io.speakerline.job.completed.v1"
+    assert job["last_event"]["type"] == events.JobCompleted.TYPE
 
 
 def test_engine_comes_from_the_most_advanced_stage_in_any_order() -> None:
@@ -259,7 +263,7 @@ def test_engine_comes_from_the_most_advanced_stage_in_any_order() -> None:
     started = make("diarization.started", job_id, engine={"name": "embedded", "model": "spectral", "device": "cpu"})
     diarized = make("diarization.completed", job_id)
     assert project(None, started)["engine"]["name"] == "embedded"
-    assert fold([started, diarized])["engine"] == fold([diarized, started])["engine"] == diarized.data["engine"]
+    assert fold([started, diarized])["engine"] == fold([diarized, started])["engine"] == diarized.payload()["engine"]
 
 
 def test_within_one_stage_the_first_event_wins_in_any_order() -> None:
@@ -274,8 +278,8 @@ def test_within_one_stage_the_first_event_wins_in_any_order() -> None:
 
 def test_request_fills_gaps_from_whichever_event_carries_it() -> None:
     job_id = "job_request1"
-    rejected = events.new_event(
-        "io.speakerline.job.rejected.v1",
+    rejected = typed(
+        "job.rejected",
         {"job_id": job_id, "error": {"stage": "ingest", "code": "too_long", "message": "m", "retriable": False}},
         source="//t",
         time=at(14),
@@ -316,7 +320,7 @@ _RICH = [
 
 @settings(max_examples=200, deadline=None)
 @given(order=st.permutations(_RICH), redeliver=st.lists(st.integers(0, len(_RICH) - 1), max_size=6))
-def test_any_order_with_redeliveries_converges(order: list[events.CloudEvent], redeliver: list[int]) -> None:
+def test_any_order_with_redeliveries_converges(order: list[Event[Any]], redeliver: list[int]) -> None:
     store = InMemoryJobStore()
     sequence = list(order)
     for i, position in enumerate(redeliver):
@@ -377,13 +381,11 @@ def test_the_same_event_twice_changes_nothing_but_the_count_and_the_store_drops_
     assert len(store.events[job_id]) == 1
 
 
-def _same(job: dict[str, Any], job_id: str) -> events.CloudEvent:
+def _same(job: dict[str, Any], job_id: str) -> Event[Any]:
     """A redelivery of the job's last event (same id, type, time and data)."""
     last = job["last_event"]
     name = events.event_name(last["type"])
-    return events.new_event(
-        last["type"], {**example_data(name), "job_id": job_id}, source="//t", event_id=last["id"], time=last["time"]
-    )
+    return typed(name, {**example_data(name), "job_id": job_id}, source="//t", event_id=last["id"], time=last["time"])
 
 
 def test_notifications_are_recorded_deduplicated_and_never_change_status() -> None:
@@ -394,8 +396,8 @@ def test_notifications_are_recorded_deduplicated_and_never_change_status() -> No
     job = fold([failed, delivered, failed], done)
     assert job["status"] == "COMPLETED"
     assert [(n["status"], n["event_id"]) for n in job["notifications"]] == [
-        ("delivered", delivered["id"]),
-        ("failed", failed["id"]),
+        ("delivered", delivered.id),
+        ("failed", failed.id),
     ]
     assert "code" not in job["notifications"][0]
     assert job["notifications"][1]["code"] == "http_404"
@@ -407,16 +409,32 @@ def test_notifications_are_recorded_deduplicated_and_never_change_status() -> No
 # --- the handler ----------------------------------------------------------------------------------------------------
 
 
+def _context(attempt: int = 1) -> Context:
+    return Context(attempt=attempt, final_attempt=False, deadline=time.time() + 60)
+
+
 def test_handler_projects_and_publishes_nothing_even_for_duplicates() -> None:
     store = InMemoryJobStore()
     deps = ProjectorDeps(store=store)
     event = make("audio.uploaded", "job_handler1")
-    assert handle(event, deps) == []
-    assert handle(event, deps) == []
+    assert handle(event, _context(), deps) == []
+    assert handle(event, _context(attempt=2), deps) == []
     assert store.jobs["job_handler1"]["event_count"] == 1
 
 
-# --- human formatting (speakerline_tools.jobstore) -------------------------------------------------------------------------
+def test_the_service_projects_every_event_type_on_its_project_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The Firestore client is made at wiring time; pointed at an emulator address it needs no credentials (and it
+    # connects only on first use, which this test never makes).
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:1")
+    service = build_service("projector", Settings(project="p"), publisher=RecordingPublisher())
+    assert set(service.routes) == {"project"}
+    route = service.routes["project"]
+    assert {cls.TYPE for cls in route.accepts} == set(events.EVENT_CLASSES)
+    assert all(route.takes(make(name, "job_wiring01")) for name in OFFSETS)
+    assert route.concurrency == 8
+
+
+# --- human formatting (speakerline_tools.jobstore) -----------------------------------------------------------------
 
 
 def test_formatting_a_completed_job() -> None:

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from google.cloud import firestore
 
-from speakerline_tools import jobstore
-from speakerline.jobs import EVENTS_SUBCOLLECTION, JOBS_COLLECTION
-from speakerline_tools.stack import StackConfig
 from projector.store import FirestoreJobStore
+from speakerline import events
+from speakerline.jobs import EVENTS_SUBCOLLECTION, JOBS_COLLECTION
+from speakerline_tools import jobstore
+from speakerline_tools.stack import StackConfig
 
 from .jobevents import HAPPY, fold, full_job, make
 
@@ -60,13 +61,13 @@ def test_applied_events_read_back_as_the_projection(
     assert jobstore.get_job(client, f"{job_id}_missing") is None
 
     recorded = jobstore.job_events(client, job_id)
-    assert [e["id"] for e in recorded] == [e["id"] for e in evs]
+    assert [e["id"] for e in recorded] == [e.id for e in evs]
     assert recorded[0] == {
-        "id": evs[0]["id"],
-        "type": "io.speakerline.audio.uploaded.v1",
+        "id": evs[0].id,
+        "type": events.AudioUploaded.TYPE,
         "time": t0,
         "source": "//speakerline/tests",
-        "data": evs[0].get_data(),
+        "data": evs[0].payload(),
     }
     assert "COMPLETED" in jobstore.format_job_detail(job)
 
@@ -82,7 +83,7 @@ def test_the_same_event_twice_is_applied_once(
     assert store.apply(first) is False
     assert jobstore.get_job(client, job_id) == before
     assert before is not None and before["event_count"] == 2
-    assert event_ids(client, job_id) == sorted([first["id"], second["id"]])
+    assert event_ids(client, job_id) == sorted([first.id, second.id])
 
 
 def test_out_of_order_application_ends_in_the_same_document(
@@ -95,7 +96,7 @@ def test_out_of_order_application_ends_in_the_same_document(
     assert job == fold(evs)
     assert job is not None and job["status"] == "COMPLETED"
     # job_events orders by event time, not by arrival.
-    assert [e["id"] for e in jobstore.job_events(client, job_id)] == [e["id"] for e in evs]
+    assert [e["id"] for e in jobstore.job_events(client, job_id)] == [e.id for e in evs]
 
 
 def test_concurrent_application_from_several_threads_is_consistent(
@@ -124,7 +125,7 @@ def test_concurrent_application_from_several_threads_is_consistent(
     job = jobstore.get_job(client, job_id)
     assert job == fold(evs)
     assert job is not None and job["event_count"] == len(evs) and job["status"] == "COMPLETED"
-    assert event_ids(client, job_id) == sorted(e["id"] for e in evs)
+    assert event_ids(client, job_id) == sorted(e.id for e in evs)
 
 
 def test_list_jobs_filters_by_status_and_orders_by_latest_update(
