@@ -16,9 +16,9 @@ import google.cloud.storage as gcs
 from google.cloud import firestore
 
 from speakerline import storage, topology
-from speakerline_tools import jobstore
 from speakerline.jobs import JobStatus, job_id_for_object
 from speakerline.timeline import Turn, turns_from_json
+from speakerline_tools import jobstore
 
 
 @dataclass(frozen=True)
@@ -125,18 +125,3 @@ def format_timeline(turn_list: list[Turn]) -> str:
 def _clock(seconds: float) -> str:
     minutes, secs = divmod(seconds, 60)
     return f"{int(minutes):02d}:{secs:06.3f}"
-
-
-def diarization_error_rate(reference: list[Turn], hypothesis: list[Turn]) -> float:
-    """DER with no collar and overlap scored (pyannote.metrics, the reference implementation)."""
-    from pyannote.core import Annotation, Segment
-    from pyannote.metrics.diarization import DiarizationErrorRate
-
-    def annotation(turn_list: list[Turn]) -> Annotation:
-        ann = Annotation()
-        for i, turn in enumerate(turn_list):
-            ann[Segment(turn.start, turn.end), i] = turn.speaker
-        return ann
-
-    metric = DiarizationErrorRate(collar=0.0, skip_overlap=False)
-    return float(metric(annotation(reference), annotation(hypothesis)))

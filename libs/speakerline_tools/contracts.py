@@ -3,6 +3,7 @@
 Released schemas are frozen in `schemas/released.json` (`speakerline schemas release` adds new ones). A released
 schema may only gain optional properties; anything else (a new required field, a removed field, a changed type,
 pattern, enum or bound) needs a new major version file (`v2.schema.json`, type `...v2`), published side by side.
+The files are those of the checkout the command runs in (`repo.root()`), looked up when used.
 """
 
 from __future__ import annotations
@@ -15,12 +16,23 @@ from typing import Any
 
 import yaml
 
-from speakerline.events import Catalog, catalog
+from speakerline.events import AudioUploaded, catalog
+from speakerline.events.wire import Catalog, EventSchema
 from speakerline.topology import Topology
+from speakerline_tools import repo
 
-SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
-RELEASED_FILE = SCHEMAS_DIR / "released.json"
-ASYNCAPI_FILE = SCHEMAS_DIR / "asyncapi.yaml"
+
+def schemas_dir(root: Path | None = None) -> Path:
+    return (root or repo.root()) / "schemas"
+
+
+def released_file(root: Path | None = None) -> Path:
+    return schemas_dir(root) / "released.json"
+
+
+def asyncapi_file(root: Path | None = None) -> Path:
+    return schemas_dir(root) / "asyncapi.yaml"
+
 
 # Keywords that document rather than constrain: they may change freely.
 _ANNOTATIONS = {"description", "title", "examples", "$comment"}
@@ -53,11 +65,12 @@ def compatibility_problems(released: Any, current: Any, where: str = "") -> list
     return problems
 
 
-def load_released(path: Path = RELEASED_FILE) -> dict[str, Any]:
+def load_released(path: Path | None = None) -> dict[str, Any]:
+    path = path or released_file()
     return dict(json.loads(path.read_text())) if path.exists() else {}
 
 
-def check_against_released(cat: Catalog | None = None, path: Path = RELEASED_FILE) -> dict[str, list[str]]:
+def check_against_released(cat: Catalog | None = None, path: Path | None = None) -> dict[str, list[str]]:
     """Problems per event type; a released type missing from the catalog is a problem too."""
     cat = cat or catalog()
     released = load_released(path)
@@ -72,9 +85,10 @@ def check_against_released(cat: Catalog | None = None, path: Path = RELEASED_FIL
     return problems
 
 
-def release(cat: Catalog | None = None, path: Path = RELEASED_FILE) -> list[str]:
+def release(cat: Catalog | None = None, path: Path | None = None) -> list[str]:
     """Freeze every schema not yet released; refuses while any released schema has incompatible changes."""
     cat = cat or catalog()
+    path = path or released_file()
     problems = check_against_released(cat, path)
     if problems:
         raise ValueError(f"incompatible changes to released schemas: {problems}")
@@ -91,8 +105,15 @@ def release(cat: Catalog | None = None, path: Path = RELEASED_FILE) -> list[str]
 
 
 def _example(name: str, major: int) -> dict[str, Any] | None:
-    file = SCHEMAS_DIR / "events" / name / f"v{major}.example.json"
+    file = schemas_dir() / "events" / name / f"v{major}.example.json"
     return dict(json.loads(file.read_text())) if file.exists() else None
+
+
+def _as_written(schema: EventSchema) -> dict[str, Any]:
+    """The schema as schemas/events/ has it: the library's bundle sorts keys, the document keeps the authors'
+    order (title, description, type, required, properties)."""
+    file = schemas_dir() / "events" / schema.name / f"v{schema.major}.schema.json"
+    return dict(json.loads(file.read_text())) if file.exists() else dict(schema.schema)
 
 
 def _headers_schema(event_type: str) -> dict[str, Any]:
@@ -133,7 +154,7 @@ def asyncapi_document(topology: Topology, cat: Catalog | None = None) -> dict[st
     messages: dict[str, Any] = {}
     for schema in cat:
         key = f"{schema.name}.v{schema.major}"
-        payload = {k: v for k, v in schema.schema.items() if k != "$schema"}
+        payload = {k: v for k, v in _as_written(schema).items() if k != "$schema"}
         message: dict[str, Any] = {
             "name": schema.type,
             "title": schema.type,
@@ -167,7 +188,8 @@ def asyncapi_document(topology: Topology, cat: Catalog | None = None) -> dict[st
             "messages": refs,
             "bindings": {"googlepubsub": {"messageRetentionDuration": "604800s"}},
         }
-        producer_facing = topic.name == "audio-uploaded"
+        # The one topic producers publish to (audio.uploaded); every other topic is speakerline's output.
+        producer_facing = AudioUploaded.TYPE in topic.event_types
         operations[f"{'receive' if producer_facing else 'send'}-{topic.name}"] = {
             "action": "receive" if producer_facing else "send",
             "channel": {"$ref": f"#/channels/{topic.name}"},

@@ -17,9 +17,10 @@ API (usable from tests)::
     print(format_report(report))
     report.der, report.files[0].der, report.exact_speaker_counts, report.to_dict()
 
-Command line (``python -m diarization eval``, which ``speakerline eval`` runs)::
+Command line (``speakerline eval``, which calls :func:`add_arguments` and :func:`run` in-process)::
 
-    eval DIR [--engine auto|pyannote|embedded|vertex] [--num-speakers-from-reference] [--json] [--max-der X]
+    speakerline eval DIR [--engine auto|pyannote|embedded|vertex] [--num-speakers-from-reference] [--json]
+                         [--max-der X]
 
 Exit codes: 0 evaluated (and overall DER within ``--max-der`` when given), 1 overall DER above ``--max-der``,
 2 the directory cannot be evaluated (missing, no pairs, unreadable audio or RTTM, engine unavailable).
@@ -40,11 +41,11 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, cast, get_args
+from typing import Any, Final, Protocol, cast, get_args
 
-from speakerline.audio import DECODABLE_FORMATS, SNIFF_BYTES, MediaLimits, Rejection, normalize_file, sniff_format
-from diarization.engines.base import DiarizationEngine, DiarizationOptions, SpeakerTurn
+from diarization.engines.base import DiarizationEngine, DiarizationOptions
 from diarization.engines.select import EngineConfig, EngineName
+from speakerline.audio import DECODABLE_FORMATS, SNIFF_BYTES, MediaLimits, Rejection, normalize_file, sniff_format
 
 __all__ = [
     "EXIT_DER_ABOVE_MAX",
@@ -391,7 +392,20 @@ def prepare(pairs: Iterable[EvalPair], workdir: Path, limits: MediaLimits | None
 # --------------------------------------------------------------------------------------------------------
 
 
-def score_turns(reference: Any, turns: Iterable[SpeakerTurn], duration_s: float) -> ErrorParts:
+class TimedSpeaker(Protocol):
+    """A speaker turn of any timeline: an engine's, the service's, an RTTM's."""
+
+    @property
+    def start(self) -> float: ...
+
+    @property
+    def end(self) -> float: ...
+
+    @property
+    def speaker(self) -> str: ...
+
+
+def score_turns(reference: Any, turns: Iterable[TimedSpeaker], duration_s: float) -> ErrorParts:
     """Score ``turns`` against ``reference`` (pyannote.core.Annotation) over the whole file, 0 to ``duration_s``.
 
     pyannote.metrics' ``DiarizationErrorRate(collar=0.0, skip_overlap=False)``: no collar, overlap scored.
@@ -412,6 +426,17 @@ def score_turns(reference: Any, turns: Iterable[SpeakerTurn], duration_s: float)
         false_alarm_s=float(detail["false alarm"]),
         confusion_s=float(detail["confusion"]),
     )
+
+
+def timeline_der(reference: Iterable[TimedSpeaker], hypothesis: Iterable[TimedSpeaker], duration_s: float) -> float:
+    """DER of a hypothesis timeline against a reference timeline (anything with start, end and speaker), scored
+    exactly as `score_turns` scores an engine: over the whole file, no collar, overlap scored."""
+    from pyannote.core import Annotation, Segment
+
+    annotation = Annotation(uri="file")
+    for track, turn in enumerate(reference):
+        annotation[Segment(turn.start, turn.end), track] = turn.speaker
+    return score_turns(annotation, hypothesis, duration_s).der
 
 
 def _reference_speakers(reference: Any) -> int:
@@ -547,7 +572,7 @@ def format_report(report: EvalReport, *, title: str | None = None) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``eval`` options (shared by ``python -m diarization eval`` and ``speakerline eval``)."""
+    """The ``eval`` options (``speakerline eval``, :func:`main`)."""
     parser.add_argument("directory", type=Path, metavar="DIR", help="audio files with <name>.rttm references beside")
     parser.add_argument(
         "--engine",
@@ -575,9 +600,10 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``eval`` from parsed arguments; returns the exit code."""
-    from speakerline import logs
     from diarization.engines.base import EngineUnavailable
     from diarization.engines.select import load_engine
+    from speakerline import logs
+    from speakerline.settings import Settings
 
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
     # pyannote.audio warns at import when torchcodec finds no FFmpeg; engines are handed decoded WAVs, not files to
@@ -595,7 +621,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"not evaluated: {note}", file=sys.stderr)
         with tempfile.TemporaryDirectory(prefix="speakerline-eval-") as tmp, _stdout_to_stderr():
             prepared = prepare(pairs, Path(tmp))
-            config = dataclasses.replace(EngineConfig.from_env(), engine=cast(EngineName, args.engine))
+            # the engine's other settings come from the environment, read as the service reads them
+            config = dataclasses.replace(EngineConfig.from_settings(Settings()), engine=cast(EngineName, args.engine))
             started = time.perf_counter()
             try:
                 engine = load_engine(config)
@@ -642,6 +669,6 @@ def _fail(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m diarization eval", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="speakerline eval", description=DESCRIPTION)
     add_arguments(parser)
     return run(parser.parse_args(argv))

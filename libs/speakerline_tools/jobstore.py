@@ -111,7 +111,7 @@ def format_job_line(job: Mapping[str, Any]) -> str:
 
 
 def format_job_detail(job: Mapping[str, Any]) -> str:
-    """Everything a human asks about one job, for `speakerline jobs show`."""
+    """Everything a human asks about one job, for `speakerline jobs get`."""
     lines = [f"job       {job.get('job_id')}", f"status    {job.get('status')}"]
     request = job.get("request") or {}
     if _input_name(job):

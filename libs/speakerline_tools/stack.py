@@ -194,7 +194,13 @@ def components(cfg: StackConfig) -> list[Component]:
                 "PYTHONUNBUFFERED": "1",
             }
             services.append(
-                Component(service.name, [sys.executable, "-m", "speakerline.worker", service.name], env, _ready(ready), "service")
+                Component(
+                    service.name,
+                    [sys.executable, "-m", "speakerline.worker", service.name],
+                    env,
+                    _ready(ready),
+                    "service",
+                )
             )
     return emulators + services
 

@@ -1,4 +1,5 @@
-"""`speakerline eval` end to end: the CLI runs the diarization service's evaluation in a child process."""
+"""`speakerline eval` end to end: the CLI runs the diarization evaluation
+(`speakerline_tools.evaluation`) in its own process."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speakerline_tools import evaluation
 from diarization.engines.base import DiarizationOptions, DiarizationResult, SpeakerTurn
+from speakerline_tools import evaluation
 from speakerline_tools.evaluation import ErrorParts, EvalError, evaluate_dir, find_pairs, format_report
 
 RATE = 16_000

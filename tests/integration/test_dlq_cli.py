@@ -34,7 +34,9 @@ def test_list_and_replay(emulators: StackConfig, tmp_path: Path, example, unique
     publisher = PubSubPublisher(emulators.project, topo)
     data = example("diarization.started")
     data["job_id"] = f"dlq-{unique}"
-    event = events.new_event("io.speakerline.diarization.started.v1", data, source="//tests/dlq")
+    event = events.DiarizationStarted.new(
+        events.models.DiarizationStartedV1Data.model_validate(data), source="//tests/dlq"
+    )
     body, attributes = events.to_pubsub(event)
     # As Pub/Sub moves a message after its last failed delivery, and as the runtime forwards a poison one.
     publisher.publish_raw(sub.dead_letter_topic, body, {
@@ -52,7 +54,7 @@ def test_list_and_replay(emulators: StackConfig, tmp_path: Path, example, unique
     listed = _cli(emulators, "list", *job, "--json")
     assert listed.returncode == 0, listed.stderr
     (row,) = json.loads(listed.stdout)
-    assert (row["reason"], row["event_id"], row["deliveries"]) == ("retries_exhausted", event["id"], "5")
+    assert (row["reason"], row["event_id"], row["deliveries"]) == ("retries_exhausted", event.id, "5")
     assert len(json.loads(_cli(emulators, "list", *job, "--json").stdout)) == 1  # listing consumed nothing
 
     dry = json.loads(_cli(emulators, "replay", *job).stdout)
@@ -64,12 +66,12 @@ def test_list_and_replay(emulators: StackConfig, tmp_path: Path, example, unique
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     (message,) = pull(emulators.project, probe, 1)
-    assert message.attributes["ce-id"] == event["id"] and message.data == body
+    assert message.attributes["ce-id"] == event.id and message.data == body
     assert message.attributes["speakerline-replay-by"] == "ops@test"
     assert message.attributes["speakerline-replay-id"] == report["replay_id"]
     assert not any(k.startswith("CloudPubSubDeadLetterSource") for k in message.attributes)
     (audit_file,) = audit.glob(f"*-{report['replay_id']}.json")
-    assert json.loads(audit_file.read_text())["replayed"][0]["event_id"] == event["id"]
+    assert json.loads(audit_file.read_text())["replayed"][0]["event_id"] == event.id
     assert json.loads(_cli(emulators, "list", *job, "--json").stdout) == []  # acknowledged after the republish
 
     poison = ["--subscription", sub.name, "--reason", "not_a_cloudevent"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from speakerline import events
 from speakerline_tools.deadletters import DeadLetter, Filter, replay_attributes
 
 
@@ -19,11 +20,11 @@ def test_reason_comes_from_the_runtime_or_means_retries_exhausted() -> None:
 
 
 def test_filters_combine() -> None:
-    letter = _letter(**{"ce-jobid": "job_a", "ce-type": "io.speakerline.audio.ingested.v1"})
+    letter = _letter(**{"ce-jobid": "job_a", "ce-type": events.AudioIngested.TYPE})
     assert Filter().matches(letter)
     assert Filter(job_ids=frozenset({"job_a"}), reasons=frozenset({"retries_exhausted"})).matches(letter)
     assert not Filter(job_ids=frozenset({"job_b"})).matches(letter)
-    assert not Filter(event_types=frozenset({"io.speakerline.job.failed.v1"})).matches(letter)
+    assert not Filter(event_types=frozenset({events.JobFailed.TYPE})).matches(letter)
 
 
 def test_replayed_attributes_drop_dead_letter_marks_and_record_the_replay() -> None:

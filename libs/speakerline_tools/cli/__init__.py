@@ -1,0 +1,34 @@
+"""`speakerline` command line: the local stack, submitting audio, querying jobs, evaluating an engine.
+
+One module per command group (`stack`, `schemas`, `submit`, `jobs`, `dlq`, `demo`, `eval`), each with
+`add_parser(subparsers)`, which registers its sub-commands and sets `func` (parsed arguments -> exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from speakerline_tools.cli import demo, dlq, jobs, schemas, stack, submit
+from speakerline_tools.cli import eval as eval_command
+
+# In the order `speakerline --help` lists them.
+GROUPS = (stack, schemas, submit, jobs, dlq, demo, eval_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="speakerline", description=__doc__.split("\n", 1)[0])
+    subparsers = parser.add_subparsers(dest="cmd", required=True)
+    for group in GROUPS:
+        group.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from speakerline import logs
+
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    logs.configure("cli", level=os.environ.get("SPEAKERLINE_LOG_LEVEL", "WARNING"))  # JSON lines on stderr
+    return int(args.func(args))
