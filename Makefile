@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (README: Requirements)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[all]'
 	touch $(STAMP)
 
@@ -41,7 +41,10 @@ test: lint typecheck
 	$(BIN)/speakerline schemas check
 	$(BIN)/pytest tests
 
+# After editing schemas/events/: regenerate the typed models and the bundled schemas (libs/speakerline/events/),
+# freeze compatible changes into schemas/released.json and regenerate schemas/asyncapi.yaml.
 schemas: install
+	$(BIN)/speakerline schemas generate
 	$(BIN)/speakerline schemas release
 	$(BIN)/speakerline schemas asyncapi
 

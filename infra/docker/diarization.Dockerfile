@@ -21,11 +21,10 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY libs ./libs
-COPY schemas ./schemas
 COPY services ./services
-RUN pip install --upgrade pip setuptools wheel \
+RUN pip install --upgrade pip \
  && pip install ".[diarization]" \
- && python -c "import torch, diarization; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+ && python -c "import torch, diarization.wiring; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
@@ -47,4 +46,4 @@ COPY --chmod=0755 infra/docker/pull-worker.sh /usr/local/bin/pull-worker
 USER 10001:10001
 WORKDIR /home/speakerline
 ENTRYPOINT ["/usr/local/bin/pull-worker"]
-CMD ["python", "-m", "diarization"]
+CMD ["python", "-m", "speakerline.worker", "diarization"]

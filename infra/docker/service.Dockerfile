@@ -1,9 +1,12 @@
 # syntax=docker/dockerfile:1
 # One image per CPU service: docker build -f infra/docker/service.Dockerfile --build-arg SERVICE=ingest -t speakerline-ingest .
 #
-# Default command: the functions-framework CloudEvent target `speakerline_${SERVICE}.main:entrypoint` on $PORT
-# (Cloud Run behind Pub/Sub push). `python -m speakerline_${SERVICE}` runs the same service as a streaming-pull
-# worker instead (docker-compose does that against the emulators).
+# Default command: the push HTTP function `speakerline.push:http_entrypoint` for $SERVICE on $PORT (Cloud Run
+# behind a Pub/Sub push subscription). `python -m speakerline.worker $SERVICE` runs the same service as a
+# streaming-pull worker instead (docker-compose does that against the emulators).
+#
+# The image installs the runtime library and the service's own extras only (EXTRAS, default: the service),
+# never the tooling's (the CLI, the local stack); compose's one-shot provisioner builds it with EXTRAS=tools.
 #
 # SERVICE=diarization builds a CPU-only diarization image for the local stack; the cloud worker uses
 # diarization.Dockerfile (CUDA).
@@ -12,6 +15,7 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ARG SERVICE
+ARG EXTRAS=${SERVICE}
 RUN test -n "${SERVICE}" || { echo "build-arg SERVICE is required (ingest, diarization, postprocess, notification, projector)" >&2; exit 1; }
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -23,11 +27,10 @@ WORKDIR /src
 # backend can resolve without sources, so the project is installed in one step (non-editable, no tests).
 COPY pyproject.toml README.md ./
 COPY libs ./libs
-COPY schemas ./schemas
 COPY services ./services
-RUN pip install --upgrade pip setuptools wheel \
- && pip install ".[${SERVICE}]" \
- && python -c "import importlib, sys; importlib.import_module(sys.argv[1])" "speakerline_${SERVICE}"
+RUN pip install --upgrade pip \
+ && pip install ".[${EXTRAS}]" \
+ && python -c "import importlib, sys; importlib.import_module(sys.argv[1] + '.wiring')" "${SERVICE}"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG SERVICE
@@ -42,10 +45,10 @@ RUN groupadd --system --gid 10001 speakerline \
  && useradd --system --uid 10001 --gid speakerline --home-dir /home/speakerline --create-home --shell /usr/sbin/nologin speakerline
 COPY --from=build /opt/venv /opt/venv
 COPY infra/topology.yaml /opt/speakerline/topology.yaml
-COPY infra/docker/serve-cloudevent.sh /usr/local/bin/serve-cloudevent
-RUN chmod 0755 /usr/local/bin/serve-cloudevent \
- && serve-cloudevent --print-source >/dev/null
+COPY infra/docker/serve-push.sh /usr/local/bin/serve-push
+RUN chmod 0755 /usr/local/bin/serve-push \
+ && serve-push --print-source >/dev/null
 USER 10001:10001
 WORKDIR /home/speakerline
 EXPOSE 8080
-CMD ["serve-cloudevent"]
+CMD ["serve-push"]

@@ -68,10 +68,10 @@ resource "google_cloud_run_v2_service" "push" {
 
       dynamic "env" {
         for_each = merge(
+          # The image serves the push HTTP function (serve-push) of the service its SERVICE names: it reads
+          # the raw push body, whose deliveryAttempt lets the last attempt publish job.failed before Pub/Sub
+          # dead-letters the message.
           local.common_env,
-          # Push subscriptions deliver to the HTTP entry point: it reads the raw push body, whose
-          # deliveryAttempt lets the last attempt publish job.failed before Pub/Sub dead-letters the message.
-          { FUNCTION_SIGNATURE_TYPE = "http", FUNCTION_TARGET = "http_entrypoint" },
           local.secret_env[each.key],
           lookup(var.service_env, each.key, {}),
         )

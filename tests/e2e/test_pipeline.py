@@ -20,13 +20,13 @@ from pathlib import Path
 
 import google.cloud.storage as gcs
 import pytest
+import soundfile
 from google.cloud import firestore
 
 from speakerline import events, topology
-from speakerline_tools import jobstore
-from speakerline_tools import client, stack
 from speakerline.pubsub import PubSubPublisher
 from speakerline.timeline import parse_rttm
+from speakerline_tools import client, evaluation, jobstore, stack
 
 from ..integration.helpers import pull, wait_for
 
@@ -64,7 +64,7 @@ def _cli(cfg: stack.StackConfig, *args: str, timeout_s: float = 900) -> subproce
 def _assert_good_diarization(segments: list[dict], expected_speakers: int) -> float:
     hypothesis = client.turns(segments)
     assert len({t.speaker for t in hypothesis}) == expected_speakers
-    der = client.diarization_error_rate(REFERENCE, hypothesis)
+    der = evaluation.timeline_der(REFERENCE, hypothesis, soundfile.info(str(SAMPLE)).duration)
     assert der <= DER_TARGET, f"DER {der:.1%} above {DER_TARGET:.0%}"
     return der
 
@@ -119,7 +119,9 @@ def test_cli_submission_is_diarized_end_to_end(pipeline: stack.StackConfig, webh
     wait_for(lambda: webhook_receiver.requests, timeout_s=30)
     _, headers, body = webhook_receiver.requests[0]
     assert verify(body, headers["Speakerline-Signature"], SECRET, int(time.time()))
-    assert json.loads(body)["type"] == "io.speakerline.job.completed.v1"
+    # What a receiver does with the body (README, "Consuming job outcomes"): one call, typed.
+    received = events.parse_json(body)
+    assert isinstance(received, events.JobCompleted) and received.job_id == job["job_id"]
     db = firestore.Client(project=pipeline.project)
     delivered = wait_for(lambda: (jobstore.get_job(db, job["job_id"]) or {}).get("notifications"), timeout_s=30)
     assert delivered[0]["channel"] == "webhook" and delivered[0]["status"] == "delivered"
@@ -136,7 +138,7 @@ def test_cli_submission_is_diarized_end_to_end(pipeline: stack.StackConfig, webh
         "job.completed",
         "notification.delivered",
     ):
-        assert f"io.speakerline.{expected}.v1" in types
+        assert events.catalog().get(f"io.speakerline.{expected}.v1").type in types
 
 
 def test_producer_published_event_with_a_known_speaker_count(pipeline: stack.StackConfig) -> None:
@@ -147,17 +149,14 @@ def test_producer_published_event_with_a_known_speaker_count(pipeline: stack.Sta
     storage.bucket(work).blob(name).upload_from_filename(str(SAMPLE))
     job_id = f"producer-{uuid.uuid4().hex[:12]}"
     speakers = len({t.speaker for t in REFERENCE})
-    event = events.new_event(
-        "io.speakerline.audio.uploaded.v1",
-        {
-            "job_id": job_id,
-            "request": {
-                "input": {"uri": f"gs://{work}/{name}"},
-                "options": {"num_speakers": speakers},
-                "submitted_by": "e2e-producer",
-            },
-        },
-        source="//producers/e2e",
+    models = events.models
+    request = models.Request(
+        input=models.Input(uri=f"gs://{work}/{name}"),
+        options=models.Options(num_speakers=speakers),
+        submitted_by="e2e-producer",
+    )
+    event = events.AudioUploaded.new(
+        models.AudioUploadedV1Data(job_id=job_id, request=request), source="//producers/e2e"
     )
     PubSubPublisher(pipeline.project, topology.load()).publish([event])
     db = firestore.Client(project=pipeline.project)
@@ -236,6 +235,6 @@ def test_a_diarization_worker_killed_mid_job_loses_nothing_and_the_job_completes
     assert job["attempts"]["diarization"] >= 2
     assert job["progress"]["attempt"] > first["attempt"]  # the second run's reports replaced the first's
     types = [e["type"] for e in jobstore.job_events(db, submission.job_id)]
-    assert types.count("io.speakerline.diarization.completed.v1") == 1
-    assert types.count("io.speakerline.job.completed.v1") == 1
-    assert types.count("io.speakerline.diarization.started.v1") >= 2
+    assert types.count(events.DiarizationCompleted.TYPE) == 1
+    assert types.count(events.JobCompleted.TYPE) == 1
+    assert types.count(events.DiarizationStarted.TYPE) >= 2

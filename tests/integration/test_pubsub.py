@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import google.cloud.pubsub_v1 as pubsub_v1
 import pytest
 
 from speakerline import events, runtime, topology
-from speakerline_tools import provision
 from speakerline.pubsub import PubSubPublisher
+from speakerline_tools import provision
 from speakerline_tools.stack import StackConfig
 
 from .helpers import one_subscription_topology, pull, wait_for
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "schemas" / "events").glob("*/v1.example.json"))
+EXAMPLES = sorted(Path("schemas/events").glob("*/v1.example.json"))
+UPLOADED = events.AudioUploaded.TYPE
+
+
+def _example_event(path: Path) -> events.AnyEvent:
+    """The example's event, typed, with a new id (each test publishes its own)."""
+    typed = events.parse_json(path.read_bytes())
+    return type(typed).new(typed.data, source="//speakerline/tests")  # type: ignore[arg-type]
+
+
+def _uploaded() -> events.AnyEvent:
+    return _example_event(next(p for p in EXAMPLES if p.parent.name == "audio.uploaded"))
 
 
 def test_every_event_type_round_trips_through_its_topic(emulators: StackConfig, unique: str) -> None:
@@ -34,40 +44,36 @@ def test_every_event_type_round_trips_through_its_topic(emulators: StackConfig, 
         )
         probes[topic] = name
     publisher = PubSubPublisher(emulators.project, topo)
-    sent = []
-    for example in EXAMPLES:
-        doc = json.loads(example.read_text())
-        sent.append(events.new_event(doc["type"], doc["data"], source="//speakerline/tests"))
+    sent = [_example_event(example) for example in EXAMPLES]
+    assert {type(e) for e in sent} == set(events.EVENT_CLASSES.values())  # one example per event class
     publisher.publish(sent)
 
-    received: dict[str, tuple[str, events.CloudEvent]] = {}
+    received: dict[str, tuple[str, events.AnyEvent, str]] = {}
     for topic, probe in probes.items():
-        expected = sum(1 for e in sent if topo.topic_for_event_type(e["type"]) == topic)
+        expected = sum(1 for e in sent if topo.topic_for_event_type(e.TYPE) == topic)
         for message in pull(emulators.project, probe, expected):
-            event = events.from_pubsub(message.data, dict(message.attributes))
-            received[event["id"]] = (topic, event)
+            event = events.parse(message)
+            received[event.id] = (topic, event, message.attributes["ce-dataschema"])
     for event in sent:
-        assert event["id"] in received, f"{event['type']} never arrived"
-        topic, got = received[event["id"]]
-        assert topic == topo.topic_for_event_type(event["type"])
-        assert got["type"] == event["type"]
-        assert got.get_data() == event.get_data()
-        assert got["dataschema"] == event["dataschema"]
+        assert event.id in received, f"{event.TYPE} never arrived"
+        topic, got, dataschema = received[event.id]
+        assert topic == topo.topic_for_event_type(event.TYPE)
+        assert type(got) is type(event)
+        assert got.data == event.data
+        assert got.payload() == event.payload()
+        assert dataschema == events.catalog().get(event.TYPE).dataschema
 
 
 def test_publishing_an_invalid_event_is_refused(emulators: StackConfig) -> None:
-    event = events.new_event(
-        "io.speakerline.job.failed.v1",
-        {"job_id": "job_abcdefgh", "error": {"stage": "ingest", "code": "x", "message": "m", "retriable": False}},
-        source="//t",
-    )
-    event.data["error"]["stage"] = "nowhere"  # corrupted after building: publish must catch it
+    error = events.job_error("ingest", "x", "m", retriable=False)
+    event = events.JobFailed.new(events.models.JobFailedV1Data(job_id="job_abcdefgh", error=error), source="//t")
+    error.code = "Not A Code"  # corrupted after building (models are mutable): publish must catch it
     with pytest.raises(events.InvalidEvent, match="schema_violation"):
         PubSubPublisher(emulators.project, topology.load()).publish([event])
 
 
 def _probe_service(topo: topology.Topology, project: str, handler: runtime.Handler) -> runtime.ServiceDef:
-    accepts = frozenset(t for topic in topo.topics.values() for t in topic.event_types)
+    accepts = tuple(events.EVENT_CLASSES.values())
     return runtime.ServiceDef(
         name="probe",
         routes={"handle": runtime.Route(handler=handler, accepts=accepts)},
@@ -77,42 +83,47 @@ def _probe_service(topo: topology.Topology, project: str, handler: runtime.Handl
 
 
 def test_a_message_failing_five_times_reaches_the_dead_letter_subscription(emulators: StackConfig, unique: str) -> None:
-    event_type = "io.speakerline.audio.uploaded.v1"
-    topo = one_subscription_topology(unique, [event_type], max_attempts=5)
+    topo = one_subscription_topology(unique, [UPLOADED], max_attempts=5)
     provision.apply_pubsub(topo, emulators.project)
     sub = next(iter(topo.subscriptions.values()))
-    attempts: list[int | None] = []
+    attempts: list[int] = []
+    finals: list[bool] = []
 
-    def always_fails(event: events.CloudEvent) -> list[events.CloudEvent]:
-        attempts.append(event["id"])
+    def always_fails(event: events.AnyEvent, context: runtime.Context) -> list[events.AnyEvent]:
+        attempts.append(context.attempt)
+        finals.append(context.final_attempt)
         raise RuntimeError("engine exploded")
 
     worker = runtime.PullWorker(_probe_service(topo, emulators.project, always_fails), emulators.project)
     worker.start()
     try:
-        example = json.loads(EXAMPLES[[p.parent.name for p in EXAMPLES].index("audio.uploaded")].read_text())
-        event = events.new_event(event_type, example["data"], source="//t")
+        event = _uploaded()
         worker.service.publisher.publish([event])
         dead = pull(emulators.project, sub.dead_letter_subscription, 1, timeout_s=60)
     finally:
         worker.stop()
     assert len(dead) == 1
     attributes = dict(dead[0].attributes)
-    assert attributes["ce-id"] == event["id"]
+    assert attributes["ce-id"] == event.id
     assert attributes["CloudPubSubDeadLetterSourceSubscription"] == sub.name
     assert attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == "5"
     assert "CloudPubSubDeadLetterSourceSubscriptionProject" in attributes
-    assert len(attempts) == 5
+    # The delivery attempt reaches the handler in its context, and the last one says so.
+    assert attempts == [1, 2, 3, 4, 5]
+    assert finals == [False, False, False, False, True]
 
 
 def test_a_message_that_is_not_a_cloudevent_is_dead_lettered_at_once(emulators: StackConfig, unique: str) -> None:
-    topo = one_subscription_topology(unique, ["io.speakerline.audio.uploaded.v1"])
+    topo = one_subscription_topology(unique, [UPLOADED])
     provision.apply_pubsub(topo, emulators.project)
     sub = next(iter(topo.subscriptions.values()))
     handled: list[str] = []
-    worker = runtime.PullWorker(
-        _probe_service(topo, emulators.project, lambda e: handled.append(e["id"]) or []), emulators.project
-    )
+
+    def record(event: events.AnyEvent, context: runtime.Context) -> list[events.AnyEvent]:
+        handled.append(event.id)
+        return []
+
+    worker = runtime.PullWorker(_probe_service(topo, emulators.project, record), emulators.project)
     worker.start()
     try:
         worker.service.publisher.publish_raw(sub.topic, b"just some bytes", {"origin": "somebody"})
@@ -143,16 +154,15 @@ def test_a_message_that_is_not_a_cloudevent_is_dead_lettered_at_once(emulators: 
 
 
 def test_unhandled_known_types_are_acknowledged_not_dead_lettered(emulators: StackConfig, unique: str) -> None:
-    topo = one_subscription_topology(unique, ["io.speakerline.audio.uploaded.v1"])
+    topo = one_subscription_topology(unique, [UPLOADED])
     provision.apply_pubsub(topo, emulators.project)
     sub = next(iter(topo.subscriptions.values()))
-    service = _probe_service(topo, emulators.project, lambda e: [])
-    service.routes = {"handle": runtime.Route(handler=lambda e: [], accepts=frozenset())}
+    service = _probe_service(topo, emulators.project, lambda e, c: [])
+    service.routes = {"handle": runtime.Route(handler=lambda e, c: [], accepts=(events.JobCompleted,))}
     worker = runtime.PullWorker(service, emulators.project)
     worker.start()
     try:
-        doc = json.loads(EXAMPLES[[p.parent.name for p in EXAMPLES].index("audio.uploaded")].read_text())
-        data, attributes = events.to_pubsub(events.new_event(doc["type"], doc["data"], source="//t"))
+        data, attributes = events.to_pubsub(_uploaded())
         service.publisher.publish_raw(sub.topic, data, attributes)
         wait_for(lambda: True, timeout_s=1)
         assert pull(emulators.project, sub.dead_letter_subscription, 1, timeout_s=5) == []
@@ -164,28 +174,30 @@ def test_a_long_job_keeps_its_lease_and_is_not_redelivered(emulators: StackConfi
     """The subscription's ack deadline is 10 s; the handler works for 22 s while the client extends the lease."""
     import time
 
-    topo = one_subscription_topology(unique, ["io.speakerline.audio.uploaded.v1"])
+    topo = one_subscription_topology(unique, [UPLOADED])
     provision.apply_pubsub(topo, emulators.project)
     sub = next(iter(topo.subscriptions.values()))
     assert sub.ack_deadline_s == 10
     calls: list[float] = []
+    deadlines: list[float] = []
 
-    def slow(event: events.CloudEvent) -> list[events.CloudEvent]:
+    def slow(event: events.AnyEvent, context: runtime.Context) -> list[events.AnyEvent]:
         calls.append(time.monotonic())
+        deadlines.append(context.deadline - time.time())
         time.sleep(22)
         return []
 
     service = _probe_service(topo, emulators.project, slow)
-    service.routes = {"handle": runtime.Route(handler=slow, accepts=frozenset(["io.speakerline.audio.uploaded.v1"]),
-                                              concurrency=1)}  # fmt: skip
+    service.routes = {"handle": runtime.Route(handler=slow, accepts=(events.AudioUploaded,), concurrency=1,
+                                              max_lease_s=120)}  # fmt: skip
     worker = runtime.PullWorker(service, emulators.project)
     worker.start()
     try:
-        doc = json.loads(EXAMPLES[[p.parent.name for p in EXAMPLES].index("audio.uploaded")].read_text())
-        service.publisher.publish([events.new_event(doc["type"], doc["data"], source="//t")])
+        service.publisher.publish([_uploaded()])
         wait_for(lambda: calls, timeout_s=20)
         time.sleep(30)  # the handler's 22 s plus time for a (wrong) redelivery to show up
     finally:
         worker.stop()
     assert len(calls) == 1
+    assert 100 < deadlines[0] <= 120  # the context's deadline is the route's lease, not the 10 s ack deadline
     assert pull(emulators.project, sub.dead_letter_subscription, 1, timeout_s=2) == []

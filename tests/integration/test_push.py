@@ -1,7 +1,8 @@
-"""Services as functions-framework functions behind Pub/Sub push subscriptions (Cloud Run style).
+"""Services as the push HTTP function behind Pub/Sub push subscriptions (Cloud Run style).
 
-The emulator pushes to a real functions-framework server; the function goes through the same runtime as the
-pull worker.
+The emulator pushes to a real functions-framework server running `speakerline.push:http_entrypoint` for the
+service named by SPEAKERLINE_SERVICE, exactly as the images serve it; the function goes through the same runtime
+as the pull worker.
 """
 
 from __future__ import annotations
@@ -20,15 +21,14 @@ import google.cloud.pubsub_v1 as pubsub_v1
 import pytest
 from google.cloud import firestore
 
-from speakerline import events, topology
-from speakerline_tools import jobstore
+from speakerline import events, push, topology
 from speakerline.pubsub import PubSubPublisher
+from speakerline_tools import jobstore
 from speakerline_tools.stack import StackConfig
 
 from .helpers import pull, wait_for
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -43,17 +43,15 @@ def _listening(port: int) -> bool:
 
 
 @contextmanager
-def functions_framework_server(
-    emulators: StackConfig, service: str, target: str, signature: str, log_path: Path
-) -> Iterator[int]:
+def functions_framework_server(emulators: StackConfig, service: str, log_path: Path) -> Iterator[int]:
     port = _free_port()
     ff = str(Path(sys.executable).with_name("functions-framework"))
-    argv = [ff, "--target", target, "--source", str(REPO / f"services/{service}/main.py"),
-            "--signature-type", signature, "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    source = str(Path(push.__file__))
+    argv = [ff, "--target", "http_entrypoint", "--source", source,
+            "--signature-type", "http", "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    env = {**os.environ, **emulators.emulator_env(), "SPEAKERLINE_SERVICE": service}
     with log_path.open("w") as log:
-        server = subprocess.Popen(
-            argv, env={**os.environ, **emulators.emulator_env()}, stdout=log, stderr=subprocess.STDOUT
-        )
+        server = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: _listening(port), timeout_s=60)
         yield port
@@ -76,12 +74,12 @@ def _push_subscription(project: str, name: str, topic: str, port: int, **extra: 
 
 def test_projector_behind_a_push_subscription(emulators: StackConfig, tmp_path: Path, example, unique) -> None:  # type: ignore[no-untyped-def]
     log_path = tmp_path / "ff.log"
-    with functions_framework_server(emulators, "projector", "entrypoint", "cloudevent", log_path) as port:
+    with functions_framework_server(emulators, "projector", log_path) as port:
         topic = "audio-uploaded"
         _push_subscription(emulators.project, f"push-{unique}", topic, port)
         data = example("audio.uploaded")
         data["job_id"] = f"push-{uuid.uuid4().hex[:12]}"
-        event = events.new_event("io.speakerline.audio.uploaded.v1", data, source="//tests/push")
+        event = events.AudioUploaded.new(events.models.AudioUploadedV1Data.model_validate(data), source="//tests/push")
         publisher = PubSubPublisher(emulators.project, topology.load())
         publisher.publish([event])
 
@@ -93,7 +91,7 @@ def test_projector_behind_a_push_subscription(emulators: StackConfig, tmp_path: 
 
         def logged() -> list[dict]:  # type: ignore[type-arg]
             lines = log_path.read_text().splitlines()
-            return [json.loads(line) for line in lines if line.startswith("{") and event["id"] in line]
+            return [json.loads(line) for line in lines if line.startswith("{") and event.id in line]
 
         assert wait_for(logged, timeout_s=10)[0]["job_id"] == data["job_id"]
 
@@ -131,11 +129,13 @@ def test_http_push_retries_then_fails_the_job_and_dead_letters(emulators: StackC
     data = example("diarization.completed")
     data["job_id"] = f"push-fail-{unique}"
     data["result"]["turns_uri"] = f"gs://speakerline-work/jobs/{unique}/missing.json"  # nothing there
-    event = events.new_event("io.speakerline.diarization.completed.v1", data, source="//tests/push")
+    event = events.DiarizationCompleted.new(
+        events.models.DiarizationCompletedV1Data.model_validate(data), source="//tests/push"
+    )
     body, attributes = events.to_pubsub(event)
 
     log_path = tmp_path / "ff.log"
-    with functions_framework_server(emulators, "postprocess", "http_entrypoint", "http", log_path) as port:
+    with functions_framework_server(emulators, "postprocess", log_path) as port:
         _push_subscription(
             project, f"push-pp-{unique}", "diarization", port,
             dead_letter_policy={"dead_letter_topic": publisher.topic_path(project, dead_topic),
@@ -144,7 +144,7 @@ def test_http_push_retries_then_fails_the_job_and_dead_letters(emulators: StackC
         )  # fmt: skip
         PubSubPublisher(project, topology.load()).publish([event])
         dead = wait_for(lambda: pull(project, dead_topic, 1, timeout_s=2), timeout_s=90)
-        assert dead[0].attributes["ce-id"] == event["id"]
+        assert dead[0].attributes["ce-id"] == event.id
         assert dead[0].attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == "5"
         assert log_path.read_text().count('"handler failed"') >= 5
 
@@ -163,7 +163,7 @@ def test_http_push_retries_then_fails_the_job_and_dead_letters(emulators: StackC
         job_failed_messages = wait_for(failed, timeout_s=30)
         not_a_push = requests.post(f"http://127.0.0.1:{port}/", json={"hello": "world"}, timeout=10)
         assert not_a_push.status_code == 400
-    job_failed = events.from_pubsub(job_failed_messages[0].data, dict(job_failed_messages[0].attributes))
-    assert job_failed["type"] == "io.speakerline.job.failed.v1"
-    error = events.data_of(job_failed)["error"]
-    assert (error["stage"], error["code"], error["retriable"]) == ("postprocess", "postprocess_error", True)
+    job_failed = events.parse(job_failed_messages[0])
+    assert isinstance(job_failed, events.JobFailed)
+    error = job_failed.data.error
+    assert (error.stage, error.code, error.retriable) == ("postprocess", "postprocess_error", True)
