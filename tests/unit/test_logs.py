@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+
+import pytest
+import structlog
 
 from speakerline import events, logs
+
+
+@pytest.fixture(autouse=True)
+def _default_structlog_afterwards() -> Iterator[None]:
+    # configure() binds the stream it finds (here capsys' stand-in, closed after the test): later tests log elsewhere.
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
 
 
 def test_json_lines_with_severity_trace_and_job(capsys, example, monkeypatch) -> None:  # type: ignore[no-untyped-def]

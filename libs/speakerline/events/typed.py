@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar, get_args
 
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
@@ -203,21 +203,8 @@ AnyEvent = (
     | NotificationFailed
 )
 
-EVENT_CLASSES: dict[str, type[Event[Any]]] = {
-    cls.TYPE: cls
-    for cls in (
-        AudioUploaded,
-        AudioIngested,
-        DiarizationStarted,
-        DiarizationProgress,
-        DiarizationCompleted,
-        JobCompleted,
-        JobFailed,
-        JobRejected,
-        NotificationDelivered,
-        NotificationFailed,
-    )
-}
+# Every event class, by CloudEvent type (the union above is the one list of them).
+EVENT_CLASSES: dict[str, type[Event[Any]]] = {cls.TYPE: cls for cls in get_args(AnyEvent)}
 
 
 def typed(event: wire.CloudEvent) -> AnyEvent:
