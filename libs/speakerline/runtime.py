@@ -42,6 +42,8 @@ from speakerline.pubsub import EventPublisher
 from speakerline.topology import Subscription, Topology
 
 DEAD_LETTER_ATTR = "speakerline-dead-letter-"
+# Seconds each lease extension of a message in flight asks for (see PullWorker.start).
+LEASE_EXTENSION_S = 30
 
 
 @dataclass(frozen=True)
@@ -223,8 +225,15 @@ class PullWorker:
         for sub in self.service.topology.subscriptions_of(self.service.name):
             route = self.service.route(sub)
             # The client keeps extending the lease of messages in flight up to max_lease_duration: that is what
-            # keeps a long diarization job from being redelivered to another worker while it still runs.
-            flow = pubsub_v1.types.FlowControl(max_messages=route.concurrency, max_lease_duration=route.max_lease_s)
+            # keeps a long diarization job from being redelivered to another worker while it still runs. Each
+            # extension is short, so that the message of a worker that died (no nack, no more extensions) is
+            # redelivered within about LEASE_EXTENSION_S instead of the up to 600 s the client would otherwise ask.
+            flow = pubsub_v1.types.FlowControl(
+                max_messages=route.concurrency,
+                max_lease_duration=route.max_lease_s,
+                min_duration_per_lease_extension=LEASE_EXTENSION_S,
+                max_duration_per_lease_extension=LEASE_EXTENSION_S,
+            )
             scheduler = ThreadScheduler(ThreadPoolExecutor(max_workers=route.concurrency))
             path = self.subscriber.subscription_path(self.project, sub.name)
             callback = partial(self._on_message, sub)
