@@ -17,8 +17,8 @@ from typing import Any
 
 import structlog
 
-from speakerline.events import CloudEvent, Event
-from speakerline.events.wire import trace_ids, trace_ids_of
+from speakerline.events import Event
+from speakerline.events.wire import trace_ids_of
 
 _SEVERITY = {
     "debug": "DEBUG",
@@ -63,11 +63,9 @@ def get_logger(**initial: Any) -> Any:
     return structlog.get_logger(**initial)
 
 
-def trace_fields(event: CloudEvent, project: str | None) -> dict[str, str]:
-    return _trace_fields(trace_ids(event), project)
-
-
-def _trace_fields(ids: tuple[str, str] | None, project: str | None) -> dict[str, str]:
+def trace_fields(traceparent: str | None, project: str | None) -> dict[str, str]:
+    """Cloud Logging's trace and span fields of a W3C traceparent (empty when it has none)."""
+    ids = trace_ids_of(traceparent)
     if not ids:
         return {}
     trace_id, span_id = ids
@@ -76,20 +74,13 @@ def _trace_fields(ids: tuple[str, str] | None, project: str | None) -> dict[str,
 
 
 @contextmanager
-def bind_event(event: Event[Any] | CloudEvent | None, **extra: Any) -> Iterator[None]:
+def bind_event(event: Event[Any] | None, **extra: Any) -> Iterator[None]:
     """Bind job id, event id/type and trace of `event` (plus `extra`) to every log line inside the block."""
     fields: dict[str, Any] = dict(extra)
-    if isinstance(event, Event):
+    if event is not None:
         fields.update(event_id=event.id, event_type=event.TYPE)
         if event.job_id:
             fields["job_id"] = event.job_id
-        fields.update(_trace_fields(trace_ids_of(event.traceparent), os.environ.get("GOOGLE_CLOUD_PROJECT")))
-    elif event is not None:
-        data = event.get_data()
-        job_id = event.get("jobid") or (data.get("job_id") if isinstance(data, dict) else None)
-        fields.update(event_id=event["id"], event_type=event["type"])
-        if job_id:
-            fields["job_id"] = job_id
-        fields.update(trace_fields(event, os.environ.get("GOOGLE_CLOUD_PROJECT")))
+        fields.update(trace_fields(event.traceparent, os.environ.get("GOOGLE_CLOUD_PROJECT")))
     with structlog.contextvars.bound_contextvars(**fields):
         yield
