@@ -17,10 +17,12 @@ class JobStatus(StrEnum):
     COMPLETED = "COMPLETED"
     REJECTED = "REJECTED"
     FAILED = "FAILED"
+    #: the producer deleted the job (its audio and results are gone); final whatever arrives later
+    DELETED = "DELETED"
 
     @property
     def terminal(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.REJECTED, JobStatus.FAILED)
+        return self in (JobStatus.COMPLETED, JobStatus.REJECTED, JobStatus.FAILED, JobStatus.DELETED)
 
 
 def job_id_for_object(bucket: str, name: str, generation: str | int) -> str:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +38,11 @@ METADATA_WEBHOOK = "webhook_url"
 METADATA_CORRELATION = "correlation_id"
 METADATA_FILENAME = "filename"
 METADATA_SUBMITTED_BY = "submitted_by"
+METADATA_PRODUCER = "producer"
+# The HTTP API signs upload URLs for a job id it has already told the producer; the id travels as metadata.
+METADATA_JOB_ID = "job_id"
+_JOB_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{7,63}$")
+_PRODUCER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -84,10 +90,17 @@ def options_problem(options: models.Options) -> str | None:
     return None
 
 
+def _metadata_job_id(metadata: Mapping[str, str]) -> str | None:
+    """The job id the API chose for a signed upload; None (derive one) when absent or malformed."""
+    value = metadata.get(METADATA_JOB_ID)
+    return value if value and _JOB_ID.match(value) else None
+
+
 def gcs_upload(event: ObjectFinalized, context: runtime.Context, deps: IngestDeps) -> list[AudioUploaded | JobRejected]:
     obj = event.data
-    job_id = job_id_for_object(obj.bucket, obj.name, obj.generation)
     metadata = obj.metadata or {}
+    job_id = _metadata_job_id(metadata) or job_id_for_object(obj.bucket, obj.name, obj.generation)
+    producer = metadata.get(METADATA_PRODUCER)
     options, problem = options_from_metadata(metadata)
     # Values the object does not have are None: the payload leaves them out.
     request = models.Request(
@@ -103,6 +116,7 @@ def gcs_upload(event: ObjectFinalized, context: runtime.Context, deps: IngestDep
         webhook_url=metadata.get(METADATA_WEBHOOK) or None,
         correlation_id=metadata.get(METADATA_CORRELATION) or None,
         submitted_by=metadata.get(METADATA_SUBMITTED_BY) or "gcs-notification",
+        producer=producer if producer and _PRODUCER.match(producer) else None,
     )
     if problem:
         return [_rejected(event, deps, job_id, request, "invalid_options", problem)]

@@ -37,6 +37,7 @@ from speakerline.events import (
     Event,
     InvalidEvent,
     JobCompleted,
+    JobDeleted,
     JobFailed,
     JobRejected,
     NotificationDelivered,
@@ -53,6 +54,7 @@ STAGE_OF_EVENT: Final[Mapping[str, str]] = {
     JobCompleted.TYPE: "completed_at",
     JobRejected.TYPE: "rejected_at",
     JobFailed.TYPE: "failed_at",
+    JobDeleted.TYPE: "deleted_at",
 }
 STAGE_KEYS: Final[tuple[str, ...]] = tuple(STAGE_OF_EVENT.values())
 
@@ -64,6 +66,7 @@ STATUS_OF_STAGE: Final[Mapping[str, JobStatus]] = {
     "completed_at": JobStatus.COMPLETED,
     "rejected_at": JobStatus.REJECTED,
     "failed_at": JobStatus.FAILED,
+    "deleted_at": JobStatus.DELETED,
 }
 
 # COMPLETED outranks FAILED: an ops replay from the dead-letter subscription may succeed after a job failed, and
@@ -76,6 +79,8 @@ STATUS_RANK: Final[Mapping[JobStatus, int]] = {
     JobStatus.FAILED: 4,
     JobStatus.REJECTED: 4,
     JobStatus.COMPLETED: 5,
+    # A deletion is final: the audio and results are gone, whatever a late or replayed event says.
+    JobStatus.DELETED: 6,
 }
 # Equal ranks need a fixed tie-break to stay order-independent: a rejection is a verdict on the input itself
 # (submitting it again is rejected again), so it is the more useful status to show.
@@ -91,7 +96,14 @@ _SECTION_CARRIERS: Final[Mapping[str, tuple[str, ...]]] = {
     "result": ("completed_at",),
     "error": ("failed_at", "rejected_at"),
 }
-_REQUEST_KEYS: Final[tuple[str, ...]] = ("input", "options", "webhook_url", "correlation_id", "submitted_by")
+_REQUEST_KEYS: Final[tuple[str, ...]] = (
+    "input",
+    "options",
+    "webhook_url",
+    "correlation_id",
+    "submitted_by",
+    "producer",
+)
 _RESULT_KEYS: Final[tuple[str, ...]] = ("output_uri", "rttm_uri", "vtt_uri", "summary")
 _ERROR_KEYS: Final[tuple[str, ...]] = ("stage", "code", "message", "retriable")
 
@@ -176,6 +188,10 @@ def project(job: Mapping[str, Any] | None, event: Event[Any]) -> dict[str, Any]:
         doc["last_event"] = {"id": event.id, "type": kind, "time": at}
     doc["event_count"] = int(doc["event_count"]) + 1
     doc["status"] = status_of(doc["stages"]).value
+    if doc["stages"].get("deleted_at") is not None:
+        # The result files were deleted with the job: never point at them, whichever event came last.
+        doc["result"] = None
+        doc["deleted_by"] = data.get("deleted_by") if kind == JobDeleted.TYPE else doc.get("deleted_by")
     return doc
 
 

@@ -27,6 +27,7 @@ OFFSETS = {
     "job.failed": 42,
     "notification.delivered": 49,
     "notification.failed": 56,
+    "job.deleted": 60,
 }
 
 

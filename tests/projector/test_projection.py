@@ -61,6 +61,7 @@ def test_happy_path_in_order_builds_the_whole_document() -> None:
         "completed_at": at(35),
         "rejected_at": None,
         "failed_at": None,
+        "deleted_at": None,
     }
     assert job["audio"] == diarized["audio"] == ingested["audio"]
     assert job["source"] == ingested["source"]
@@ -468,3 +469,21 @@ def test_formatting_a_failed_job_shows_the_error() -> None:
     replayed = fold([make(n, "job_format02") for n in HAPPY], job)
     assert "past error engine_error" in jobstore.format_job_detail(replayed)
     assert "engine_error" not in jobstore.format_job_line(replayed)
+
+
+def test_a_deleted_job_is_deleted_in_any_order_and_points_at_no_result() -> None:
+    evs = [*full_job("job_deleted1"), make("job.deleted", "job_deleted1", 60)]
+    for order in (evs, list(reversed(evs)), evs[3:] + evs[:3]):
+        job = fold(list(order))
+        assert job["status"] == "DELETED"
+        assert job["stages"]["deleted_at"] == at(60)
+        assert job["stages"]["completed_at"] == at(35)
+        assert job["result"] is None
+        assert job["deleted_by"] == "newsroom"
+
+
+def test_the_producer_is_kept_from_the_request() -> None:
+    uploaded = example_data("audio.uploaded")
+    uploaded["request"]["producer"] = "newsroom"
+    job = fold([make("audio.uploaded", "job_producer1", request=uploaded["request"])])
+    assert job["request"]["producer"] == "newsroom"

@@ -28,6 +28,7 @@ def test_catalog_has_the_event_types() -> None:
         "diarization.completed",
         "job.completed",
         "job.failed",
+        "job.deleted",
         "notification.delivered",
         "notification.failed",
     }

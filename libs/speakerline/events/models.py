@@ -87,6 +87,10 @@ class Request(BaseModel):
     """
     Who submitted: 'gcs-notification', 'cli', or a producer name.
     """
+    producer: Annotated[str | None, Field(pattern="^[a-z0-9][a-z0-9._-]{0,62}$")] = None
+    """
+    The API producer (API key owner) that submitted the job; jobs are visible through the HTTP API to this producer only. Absent for bucket uploads and CLI submissions without the API.
+    """
 
 
 class Audio(BaseModel):
@@ -404,6 +408,32 @@ class JobCompletedV1Data(BaseModel):
     result: Annotated[JobCompletedResult, Field(title="JobCompletedResult")]
 
 
+class DeletedObject(RootModel[str]):
+    root: Annotated[str, Field(pattern="^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+$")]
+
+
+class JobDeletedV1Data(BaseModel):
+    """
+    The producer deleted the job (DELETE /v1/jobs/{id}): its audio and results are gone from storage. The projector marks the job DELETED; nothing of the job is processed afterwards.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    job_id: Annotated[str, Field(pattern="^[a-z0-9][a-z0-9_-]{7,63}$")]
+    """
+    The deleted job.
+    """
+    deleted_by: Annotated[str, Field(max_length=256)]
+    """
+    Who deleted it: the API producer.
+    """
+    deleted_objects: list[DeletedObject] | None = None
+    """
+    The Cloud Storage objects removed (input, normalized audio, results).
+    """
+
+
 class Stage(StrEnum):
     """
     The pipeline stage that gave up.
@@ -557,6 +587,7 @@ class EventData(
         | DiarizationProgressV1Data
         | DiarizationStartedV1Data
         | JobCompletedV1Data
+        | JobDeletedV1Data
         | JobFailedV1Data
         | JobRejectedV1Data
         | NotificationDeliveredV1Data
@@ -570,6 +601,7 @@ class EventData(
         | DiarizationProgressV1Data
         | DiarizationStartedV1Data
         | JobCompletedV1Data
+        | JobDeletedV1Data
         | JobFailedV1Data
         | JobRejectedV1Data
         | NotificationDeliveredV1Data

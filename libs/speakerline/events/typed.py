@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, Self, TypeVar, get_args
 
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 from pydantic_core import to_jsonable_python
 
 from speakerline.events import models, wire
@@ -39,6 +39,8 @@ def to_json(model: BaseModel) -> dict[str, Any]:
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, RootModel):  # a constrained list item or value the generator wrapped (`root`)
+        return _jsonable(value.root)
     if isinstance(value, BaseModel):
         return to_json(value)
     if isinstance(value, list | tuple):
@@ -190,6 +192,12 @@ class NotificationFailed(Event[models.NotificationFailedV1Data]):
     DATA: ClassVar[type[BaseModel]] = models.NotificationFailedV1Data
 
 
+@dataclass(frozen=True, kw_only=True)
+class JobDeleted(Event[models.JobDeletedV1Data]):
+    TYPE: ClassVar[str] = "io.speakerline.job.deleted.v1"
+    DATA: ClassVar[type[BaseModel]] = models.JobDeletedV1Data
+
+
 AnyEvent = (
     AudioUploaded
     | AudioIngested
@@ -199,6 +207,7 @@ AnyEvent = (
     | JobCompleted
     | JobFailed
     | JobRejected
+    | JobDeleted
     | NotificationDelivered
     | NotificationFailed
 )
