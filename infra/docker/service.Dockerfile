@@ -10,13 +10,16 @@
 #
 # SERVICE=diarization builds a CPU-only diarization image for the local stack; the cloud worker uses
 # diarization.Dockerfile (CUDA).
+#
+# SERVICE=api EXTRAS=api builds the HTTP API; its command is uvicorn (`uvicorn api.app:create_app --factory`),
+# set by Cloud Run (infra/terraform/run.tf) and docker-compose, not the default serve-push.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ARG SERVICE
 ARG EXTRAS=${SERVICE}
-RUN test -n "${SERVICE}" || { echo "build-arg SERVICE is required (ingest, diarization, postprocess, notification, projector)" >&2; exit 1; }
+RUN test -n "${SERVICE}" || { echo "build-arg SERVICE is required (ingest, diarization, postprocess, notification, projector, api)" >&2; exit 1; }
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -28,9 +31,10 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY libs ./libs
 COPY services ./services
+# The import check fails the build early: a worker service's `wiring`, or `app` for the api (it has no wiring).
 RUN pip install --upgrade pip \
  && pip install ".[${EXTRAS}]" \
- && python -c "import importlib, sys; importlib.import_module(sys.argv[1] + '.wiring')" "${SERVICE}"
+ && python -c "import importlib, importlib.util, sys; name = sys.argv[1]; importlib.import_module(name + ('.wiring' if importlib.util.find_spec(name + '.wiring') else '.app'))" "${SERVICE}"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG SERVICE

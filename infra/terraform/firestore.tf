@@ -1,4 +1,5 @@
-# Firestore (native mode): jobs/{job_id}, written only by the projector.
+# Firestore (native mode): jobs/{job_id}, written only by the projector; the API reads it and keeps its own
+# api_keys, api_idempotency and api_claims collections.
 
 resource "google_firestore_database" "default" {
   project                           = var.project_id
@@ -30,4 +31,51 @@ resource "google_firestore_index" "jobs_status_updated" {
     field_path = "updated_at"
     order      = "DESCENDING"
   }
+}
+
+# GET /v1/jobs: one producer's jobs, newest first ...
+resource "google_firestore_index" "jobs_producer_created" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "jobs" # speakerline.jobs.JOBS_COLLECTION
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "request.producer"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+
+  # Indexes created in parallel in one database fail with 409 contention (terraform-provider-google #16599,
+  # #16664): one after another.
+  depends_on = [google_firestore_index.jobs_status_updated]
+}
+
+# ... and filtered by status (?status=).
+resource "google_firestore_index" "jobs_producer_status_created" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = "jobs" # speakerline.jobs.JOBS_COLLECTION
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "request.producer"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "status"
+    order      = "ASCENDING"
+  }
+
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+
+  depends_on = [google_firestore_index.jobs_producer_created]
 }

@@ -1,6 +1,6 @@
 # Identities and least-privilege grants. Every grant is on one resource (topic, subscription, bucket, secret,
-# Cloud Run service) except the two roles that only exist project-wide: roles/datastore.user (projector) and
-# roles/aiplatform.user (diarization, only with Vertex dispatch).
+# Cloud Run service, service account) except the two roles that only exist project-wide: roles/datastore.user
+# (projector, api) and roles/aiplatform.user (diarization, only with Vertex dispatch).
 
 locals {
   pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
@@ -167,4 +167,59 @@ resource "google_service_account_iam_member" "diarization_vertex_act_as_self" {
   service_account_id = google_service_account.service[each.key].name
   role               = "roles/iam.serviceAccountUser"
   member             = google_service_account.service[each.key].member
+}
+
+# --- HTTP API (services/api) -------------------------------------------------------------------------------
+
+# Not a topology service (it subscribes to nothing): its own identity, granted only what the endpoints do.
+resource "google_service_account" "api" {
+  account_id   = "speakerline-api"
+  display_name = "speakerline api"
+  description  = "HTTP API and studio: reads jobs, publishes audio.uploaded and job.deleted, signs Cloud Storage URLs."
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_pubsub_topic_iam_member" "api_publisher" {
+  for_each = toset(local.api_publishes)
+
+  topic  = google_pubsub_topic.topic[each.key].id
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.api.member
+}
+
+# Reads jobs/{job_id} and writes its own api_keys, api_idempotency and api_claims collections (never job
+# documents); datastore.user is the narrowest Firestore role that reads and writes documents.
+resource "google_project_iam_member" "api_datastore" {
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = google_service_account.api.member
+}
+
+# Work files and results: read (the signed GET URLs of /result and /audio act with this identity's permissions)
+# and delete (DELETE /v1/jobs/{id}); no predefined role reads and deletes without also writing.
+resource "google_project_iam_custom_role" "api_object_reader_deleter" {
+  project     = var.project_id
+  role_id     = "speakerlineApiObjectReaderDeleter"
+  title       = "speakerline api object reader and deleter"
+  description = "Get, list and delete objects; granted on the work and results buckets only."
+  permissions = ["storage.objects.get", "storage.objects.list", "storage.objects.delete"]
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_storage_bucket_iam_member" "api" {
+  for_each = local.api_bucket_roles
+
+  bucket = google_storage_bucket.bucket[each.key].name
+  role   = each.value
+  member = google_service_account.api.member
+}
+
+# V4 signed URLs without a key file: the API signs with IAM signBlob as itself, which needs token creator on its
+# own service account (not project-wide).
+resource "google_service_account_iam_member" "api_sign_as_self" {
+  service_account_id = google_service_account.api.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = google_service_account.api.member
 }

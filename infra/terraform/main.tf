@@ -34,8 +34,10 @@ locals {
 
   buckets = {
     for key, bucket in local.topology.buckets : key => {
-      name                        = "${var.project_id}-${bucket.name}"
-      lifecycle_delete_after_days = bucket.lifecycle_delete_after_days
+      name = "${var.project_id}-${bucket.name}"
+      # Results are what producers download: their retention is a deployment choice (var.results_retention_days);
+      # uploads and work files are transient and keep the topology's value.
+      lifecycle_delete_after_days = key == "results" ? var.results_retention_days : bucket.lifecycle_delete_after_days
       notification                = try(bucket.notification, null)
     }
   }
@@ -60,6 +62,20 @@ locals {
     postprocess = { work = "roles/storage.objectViewer", results = "roles/storage.objectUser" }
   }
 
+  # The HTTP API (services/api, `api.app:create_app` under uvicorn) is not a topology service: it subscribes to
+  # nothing, so it has its own Cloud Run service and identity (run.tf, iam.tf) instead of a for_each entry.
+  # It publishes audio.uploaded (POST /v1/jobs) and job.deleted (DELETE /v1/jobs/{id}, on job-outcomes).
+  api_publishes = ["audio-uploaded", "job-outcomes"]
+  # uploads: objectUser, because a V4 signed URL acts with its signer's permissions (the browser's PUT is a
+  # storage.objects.create by the API's identity) and DELETE removes the original; work and results: read (signed
+  # GET URLs) and delete only (google_project_iam_custom_role.api_object_reader_deleter), never write.
+  api_bucket_roles = {
+    uploads = "roles/storage.objectUser"
+    work    = google_project_iam_custom_role.api_object_reader_deleter.name
+    results = google_project_iam_custom_role.api_object_reader_deleter.name
+  }
+  api_image = lookup(var.images, "api", "${local.artifact_repo}/speakerline-api:${var.image_tag}")
+
   # Seconds a push service may spend on one request: the longest ack deadline among its subscriptions (Pub/Sub
   # waits that long for the push response).
   request_timeout_s = {
@@ -81,6 +97,7 @@ locals {
     "artifactregistry.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
+    "iamcredentials.googleapis.com", # signBlob: the API signs V4 URLs with its own identity (no key file)
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
@@ -119,6 +136,16 @@ resource "terraform_data" "topology_checks" {
       # Push requests identify their subscription by topic and service (see pubsub.tf).
       condition     = length(distinct([for sub in values(local.subscriptions) : "${sub.service}/${sub.topic}" if sub.push])) == length([for sub in values(local.subscriptions) : sub if sub.push])
       error_message = "A push service has two subscriptions on the same topic; push requests could not tell them apart."
+    }
+    precondition {
+      condition     = alltrue([for t in local.api_publishes : contains(keys(local.topology.topics), t)]) && alltrue([for b in keys(local.api_bucket_roles) : contains(keys(local.topology.buckets), b)])
+      error_message = "local.api_publishes or local.api_bucket_roles names a topic or bucket that topology.yaml does not define."
+    }
+    precondition {
+      # The API has its own service account speakerline-api (iam.tf); a topology service of the same name would
+      # collide with it.
+      condition     = !contains(keys(local.services), "api")
+      error_message = "topology.yaml defines a service named api; the HTTP API is deployed by run.tf/iam.tf (google_cloud_run_v2_service.api), not per topology service."
     }
     precondition {
       condition     = alltrue([for sub in values(local.subscriptions) : sub.ack_deadline_s >= 10 && sub.ack_deadline_s <= 600])

@@ -4,13 +4,13 @@ output "artifact_registry" {
 }
 
 output "images" {
-  description = "Image each service runs."
-  value       = local.image
+  description = "Image each service runs (the topology services and api)."
+  value       = merge(local.image, { api = local.api_image })
 }
 
 output "service_accounts" {
-  description = "Service account email per service."
-  value       = { for name, sa in google_service_account.service : name => sa.email }
+  description = "Service account email per service (the topology services and api)."
+  value       = merge({ for name, sa in google_service_account.service : name => sa.email }, { api = google_service_account.api.email })
 }
 
 output "pubsub_push_service_account" {
@@ -21,6 +21,16 @@ output "pubsub_push_service_account" {
 output "push_service_urls" {
   description = "Internal URLs of the push services (reachable by Pub/Sub push only)."
   value       = { for name, svc in google_cloud_run_v2_service.push : name => svc.uri }
+}
+
+output "api_url" {
+  description = "Public URL of the HTTP API (https://.../v1/...); producers call it, and it is the usual api_id_token_audience."
+  value       = google_cloud_run_v2_service.api.uri
+}
+
+output "studio_url" {
+  description = "The studio, served by the API at /."
+  value       = "${google_cloud_run_v2_service.api.uri}/"
 }
 
 output "worker_services" {

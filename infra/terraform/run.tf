@@ -7,6 +7,9 @@
 # GPU services (diarization): a Cloud Run service with one NVIDIA L4, running the streaming-pull worker with
 # instance-based billing (CPU always allocated, so it pulls between requests it never gets), internal ingress and
 # no invoker bindings at all. See README.md ("Why a GPU Cloud Run service and not a MIG").
+#
+# The HTTP API (speakerline-api): the one public service, the front door of producers and the studio. It
+# authenticates every /v1 call itself (API keys or Google-signed ID tokens), so Cloud Run lets anyone reach it.
 
 resource "google_artifact_registry_repository" "images" {
   #checkov:skip=CKV_GCP_84:CMEK for images is optional; images hold no customer data.
@@ -183,4 +186,93 @@ resource "google_cloud_run_v2_service" "worker" {
   }
 
   depends_on = [google_project_service.apis, google_secret_manager_secret_iam_member.reader]
+}
+
+resource "google_cloud_run_v2_service" "api" {
+  name                = "speakerline-api"
+  location            = var.region
+  description         = "HTTP API and studio (api.app:create_app under uvicorn)."
+  ingress             = "INGRESS_TRAFFIC_ALL" # the front door: producers and browsers call it from anywhere
+  deletion_protection = var.deletion_protection
+
+  template {
+    service_account = google_service_account.api.email
+    # GET /v1/jobs/{id}/events streams a job for as long as it runs; 3600 s is Cloud Run's maximum, and a
+    # client that is cut off resumes with Last-Event-ID.
+    timeout                          = "3600s"
+    max_instance_request_concurrency = lookup(var.service_resources, "api", var.service_resources["default"]).concurrency
+
+    scaling {
+      min_instance_count = 0
+      max_instance_count = lookup(var.service_resources, "api", var.service_resources["default"]).max_instances
+    }
+
+    containers {
+      image = local.api_image
+      # Cloud Run runs the command without a shell and expands no $PORT: sh does, and exec hands PID 1 to
+      # uvicorn (signals, graceful shutdown).
+      command = ["/bin/sh", "-c", "exec uvicorn api.app:create_app --factory --host 0.0.0.0 --port \"$PORT\""]
+
+      ports {
+        container_port = 8080
+      }
+
+      resources {
+        limits = {
+          cpu    = lookup(var.service_resources, "api", var.service_resources["default"]).cpu
+          memory = lookup(var.service_resources, "api", var.service_resources["default"]).memory
+        }
+        cpu_idle          = true
+        startup_cpu_boost = true
+      }
+
+      dynamic "env" {
+        for_each = merge(
+          local.common_env,
+          {
+            SERVICE             = "api"
+            SPEAKERLINE_SERVICE = "api"
+            # Google-signed ID tokens must name this audience (normally the service URL, known after the first
+            # apply: see var.api_id_token_audience).
+            SPEAKERLINE_API_ID_TOKEN_AUDIENCE = var.api_id_token_audience
+          },
+          lookup(var.service_env, "api", {}),
+        )
+
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      startup_probe {
+        http_get {
+          path = "/health"
+          port = 8080
+        }
+      }
+
+      liveness_probe {
+        period_seconds    = 30
+        failure_threshold = 3
+
+        http_get {
+          path = "/health"
+          port = 8080
+        }
+      }
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+# Public on purpose: the API authenticates every /v1 call itself (API keys or Google-signed ID tokens) and
+# serves the studio (/) and /health to anyone. This is the only allUsers binding in the module.
+resource "google_cloud_run_v2_service_iam_member" "api_public" {
+  #checkov:skip=CKV_GCP_102:The API is the public front door; every /v1 call is authenticated by the application (API keys or Google ID tokens), and / (studio) and /health are public by design.
+  name     = google_cloud_run_v2_service.api.name
+  location = google_cloud_run_v2_service.api.location
+  role     = "roles/run.invoker"
+  member   = "allUsers"
 }

@@ -1,8 +1,37 @@
 # Buckets from infra/topology.yaml, named <project_id>-<name>, plus the uploads bucket's OBJECT_FINALIZE
 # notification (JSON_API_V1) to the topic the topology names.
 
+locals {
+  # Browsers talk to Cloud Storage directly through the API's signed URLs: the studio PUTs the audio to the
+  # uploads bucket (with every signed header of POST /v1/uploads' upload_headers: the job's options travel as
+  # object metadata) and GETs results (and the original audio) after a 307. CORS lists each header by name
+  # (Cloud Storage matches no wildcards).
+  bucket_cors = {
+    uploads = {
+      methods = ["PUT", "GET", "OPTIONS"]
+      headers = [
+        "Content-Type",
+        "x-goog-if-generation-match",
+        "x-goog-meta-job-id",
+        "x-goog-meta-producer",
+        "x-goog-meta-filename",
+        "x-goog-meta-submitted_by",
+        "x-goog-meta-num_speakers",
+        "x-goog-meta-min_speakers",
+        "x-goog-meta-max_speakers",
+        "x-goog-meta-webhook_url",
+        "x-goog-meta-correlation_id",
+      ]
+    }
+    results = {
+      methods = ["GET", "OPTIONS"]
+      headers = ["Content-Type", "Content-Disposition"]
+    }
+  }
+}
+
 resource "google_storage_bucket" "bucket" {
-  #checkov:skip=CKV_GCP_62:Objects are transient (deleted after 1-30 days); access is audited with Cloud Audit Logs (Data Access), not legacy usage logs.
+  #checkov:skip=CKV_GCP_62:Objects are transient (deleted after 1 day; results after var.results_retention_days, 30 by default); access is audited with Cloud Audit Logs (Data Access), not legacy usage logs.
   #checkov:skip=CKV_GCP_78:Versioning is off on purpose: lifecycle deletion must really delete audio (privacy), and every object is re-creatable from its job.
   for_each = local.buckets
 
@@ -24,6 +53,17 @@ resource "google_storage_bucket" "bucket" {
     }
     action {
       type = "Delete"
+    }
+  }
+
+  dynamic "cors" {
+    for_each = contains(keys(local.bucket_cors), each.key) ? [local.bucket_cors[each.key]] : []
+
+    content {
+      origin          = var.studio_origins
+      method          = cors.value.methods
+      response_header = cors.value.headers
+      max_age_seconds = 3600
     }
   }
 

@@ -58,6 +58,8 @@ variable "service_resources" {
     # ingest normalizes whole files in the container's in-memory file system: a 24-hour recording (the default
     # limit) is a 2.6 GiB WAV, so one job per instance.
     ingest = { cpu = "2", memory = "4Gi", max_instances = 10, concurrency = 1 }
+    # The API (async FastAPI) mostly waits on Firestore and holds open SSE streams: many requests per instance.
+    api = { cpu = "1", memory = "1Gi", max_instances = 10, concurrency = 80 }
   }
 }
 
@@ -118,4 +120,27 @@ variable "service_env" {
   description = "Extra plain environment variables per service name (never secrets: those go through Secret Manager)."
   type        = map(map(string))
   default     = {}
+}
+
+variable "results_retention_days" {
+  description = "Days the results bucket keeps a job's output.json, RTTM and WebVTT before lifecycle deletion (overrides the topology's value; uploads and work files keep theirs)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.results_retention_days >= 1 && floor(var.results_retention_days) == var.results_retention_days
+    error_message = "results_retention_days must be a whole number of days >= 1."
+  }
+}
+
+variable "studio_origins" {
+  description = "Browser origins (https://studio.example.com) allowed by the CORS rules of the uploads and results buckets: the studio PUTs audio to signed URLs and downloads results straight from Cloud Storage. [\"*\"] = any origin (the signed URL is the credential)."
+  type        = list(string)
+  default     = ["*"]
+}
+
+variable "api_id_token_audience" {
+  description = "Audience the API requires of Google-signed ID tokens (SPEAKERLINE_API_ID_TOKEN_AUDIENCE), normally the API's own URL: set it to `terraform output -raw api_url` after the first apply (the URL is not known before the service exists). Default \"\": none configured."
+  type        = string
+  default     = ""
 }

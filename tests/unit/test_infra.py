@@ -63,6 +63,11 @@ def _resource_block(tf: str, rtype: str, name: str) -> str:
     return tf[match.start() : i]
 
 
+def _resource_blocks(tf: str, rtype: str) -> dict[str, str]:
+    """Every `resource "rtype" "<name>"` block, by name."""
+    return {name: _resource_block(tf, rtype, name) for name in re.findall(rf'resource\s+"{rtype}"\s+"(\w+)"', tf)}
+
+
 def _local_block(tf: str, name: str) -> str:
     """The text of `name = {...}` in a locals block (up to the matching brace)."""
     match = re.search(rf"^\s*{name}\s*=\s*\{{", tf, re.M)
@@ -141,9 +146,10 @@ def test_every_push_service_has_a_cloud_run_service_and_gpu_services_pull(topolo
     assert "google_cloud_run_v2_service.worker" not in _resource_block(
         tf, "google_cloud_run_v2_service_iam_member", "push_invoker"
     )
-    # Nothing public: no allUsers / allAuthenticatedUsers member anywhere.
+    # Nothing public but the API's front door: no allUsers / allAuthenticatedUsers member anywhere else.
     code = re.sub(r"#.*", "", tf)
-    assert "allUsers" not in code and "allAuthenticatedUsers" not in code
+    api_public = _resource_block(code, "google_cloud_run_v2_service_iam_member", "api_public")
+    assert "allUsers" not in code.replace(api_public, "") and "allAuthenticatedUsers" not in code
 
 
 def test_publisher_table_covers_every_service_and_names_real_topics(tf: str, topology: dict[str, Any]) -> None:
@@ -161,6 +167,150 @@ def test_bucket_access_names_real_buckets_and_services(tf: str, topology: dict[s
         assert service in topology["services"], service
         for bucket in re.findall(r"(\w+)\s*=", grants):
             assert bucket in topology["buckets"], (service, bucket)
+
+
+# --- the HTTP API (services/api) --------------------------------------------------------------------------
+
+
+def test_api_cloud_run_service_is_public_with_its_own_identity(tf: str) -> None:
+    account = _resource_block(tf, "google_service_account", "api")
+    assert re.search(r'account_id\s*=\s*"speakerline-api"', account)
+    api = _resource_block(tf, "google_cloud_run_v2_service", "api")
+    assert not re.search(r"^  for_each", api, re.M), "the API is one service, not a topology for_each"
+    assert re.search(r'^\s*name\s*=\s*"speakerline-api"', api, re.M)
+    assert re.search(r"service_account\s*=\s*google_service_account\.api\.email", api)
+    assert re.search(r'^\s*ingress\s*=\s*"INGRESS_TRAFFIC_ALL"', api, re.M)
+    assert "uvicorn api.app:create_app --factory --host 0.0.0.0 --port" in api
+    assert "$PORT" in api
+    assert re.search(r"image\s*=\s*local\.api_image", api)
+    assert "local.common_env" in api
+    assert re.search(r'SERVICE\s*=\s*"api"', api)
+    assert re.search(r'SPEAKERLINE_SERVICE\s*=\s*"api"', api)
+    assert re.search(r"SPEAKERLINE_API_ID_TOKEN_AUDIENCE\s*=\s*var\.api_id_token_audience", api)
+    assert re.search(r'path\s*=\s*"/health"', api)
+    invoker = _resource_block(tf, "google_cloud_run_v2_service_iam_member", "api_public")
+    assert re.search(r"name\s*=\s*google_cloud_run_v2_service\.api\.name", invoker)
+    assert re.search(r'role\s*=\s*"roles/run\.invoker"', invoker)
+    assert re.search(r'member\s*=\s*"allUsers"', invoker)
+    assert re.search(r'variable\s+"api_id_token_audience"\s*\{[^}]*default\s*=\s*""', tf)
+    assert re.search(r'output\s+"api_url"\s*\{[^}]*google_cloud_run_v2_service\.api\.uri', tf)
+    assert re.search(r'output\s+"studio_url"\s*\{[^}]*\$\{google_cloud_run_v2_service\.api\.uri\}/"', tf)
+
+
+def test_api_identity_is_least_privilege(tf: str, topology: dict[str, Any]) -> None:
+    member = "google_service_account.api.member"
+    # Project-wide: datastore.user only (Firestore has no narrower role), and never through a binding or policy.
+    project_roles = [
+        re.search(r'role\s*=\s*"([^"]+)"', block).group(1)  # type: ignore[union-attr]
+        for block in _resource_blocks(tf, "google_project_iam_member").values()
+        if member in block
+    ]
+    assert project_roles == ["roles/datastore.user"], project_roles
+    for rtype in ("google_project_iam_binding", "google_project_iam_policy"):
+        assert not re.search(rf'resource\s+"{rtype}"', tf), rtype
+    # Pub/Sub: publisher on exactly audio-uploaded and job-outcomes (audio.uploaded, job.deleted).
+    publisher = _resource_block(tf, "google_pubsub_topic_iam_member", "api_publisher")
+    assert _for_each(publisher) == "toset(local.api_publishes)"
+    assert member in publisher and '"roles/pubsub.publisher"' in publisher
+    publishes = re.search(r"^\s*api_publishes\s*=\s*\[([^\]]*)\]", tf, re.M)
+    assert publishes, "local.api_publishes not found"
+    assert re.findall(r'"([^"]+)"', publishes.group(1)) == ["audio-uploaded", "job-outcomes"]
+    assert "io.speakerline.job.deleted.v1" in topology["topics"]["job-outcomes"]["event_types"]
+    # Storage: per bucket; uploads may be written (signed PUT URLs act as the API), work and results only read
+    # and deleted.
+    buckets = _resource_block(tf, "google_storage_bucket_iam_member", "api")
+    assert _for_each(buckets) == "local.api_bucket_roles" and member in buckets
+    roles = dict(re.findall(r"^\s*(\w+)\s*=\s*(\S+)", _local_block(tf, "api_bucket_roles").split("{", 1)[1], re.M))
+    assert roles == {
+        "uploads": '"roles/storage.objectUser"',
+        "work": "google_project_iam_custom_role.api_object_reader_deleter.name",
+        "results": "google_project_iam_custom_role.api_object_reader_deleter.name",
+    }
+    custom = _resource_block(tf, "google_project_iam_custom_role", "api_object_reader_deleter")
+    permissions = re.search(r"permissions\s*=\s*\[([^\]]*)\]", custom)
+    assert permissions
+    assert sorted(re.findall(r'"([^"]+)"', permissions.group(1))) == [
+        "storage.objects.delete",
+        "storage.objects.get",
+        "storage.objects.list",
+    ]
+    # Signs V4 URLs as itself: token creator on its own service account, not project-wide.
+    sign = _resource_block(tf, "google_service_account_iam_member", "api_sign_as_self")
+    assert re.search(r"service_account_id\s*=\s*google_service_account\.api\.name", sign)
+    assert '"roles/iam.serviceAccountTokenCreator"' in sign and member in sign
+    assert '"iamcredentials.googleapis.com"' in tf
+    # Nothing else names the API's identity.
+    granted = {
+        f"{rtype}.{name}"
+        for rtype in re.findall(r'resource\s+"(google_\w+_iam_member)"', tf)
+        for name, block in _resource_blocks(tf, rtype).items()
+        if member in block
+    }
+    assert granted == {
+        "google_project_iam_member.api_datastore",
+        "google_pubsub_topic_iam_member.api_publisher",
+        "google_storage_bucket_iam_member.api",
+        "google_service_account_iam_member.api_sign_as_self",
+    }, granted
+
+
+def test_results_bucket_lifecycle_uses_the_retention_variable(tf: str) -> None:
+    buckets = _local_block(tf, "buckets")
+    assert re.search(
+        r'lifecycle_delete_after_days\s*=\s*key\s*==\s*"results"\s*\?\s*var\.results_retention_days\s*:'
+        r"\s*bucket\.lifecycle_delete_after_days",
+        buckets,
+    )
+    bucket = _resource_block(tf, "google_storage_bucket", "bucket")
+    assert re.search(r"age\s*=\s*each\.value\.lifecycle_delete_after_days", bucket)
+    variable = re.search(r'variable\s+"results_retention_days"\s*\{(.*?)\n\}', tf, re.S)
+    assert variable and re.search(r"default\s*=\s*30\b", variable.group(1))
+
+
+def test_upload_and_results_buckets_allow_the_studio_cors(tf: str) -> None:
+    bucket = _resource_block(tf, "google_storage_bucket", "bucket")
+    assert 'dynamic "cors"' in bucket
+    assert re.search(r"origin\s*=\s*var\.studio_origins", bucket)
+    assert re.search(r"max_age_seconds\s*=\s*3600", bucket)
+    cors = _local_block(tf, "bucket_cors")
+    uploads = _local_block(cors, "uploads")
+    assert re.findall(r'"([A-Z]+)"', re.search(r"methods\s*=\s*\[([^\]]*)\]", uploads).group(1)) == [  # type: ignore[union-attr]
+        "PUT",
+        "GET",
+        "OPTIONS",
+    ]
+    for header in (
+        "Content-Type",
+        "x-goog-if-generation-match",
+        *(
+            f"x-goog-meta-{name}"
+            for name in (
+                "job-id",
+                "producer",
+                "filename",
+                "submitted_by",
+                "num_speakers",
+                "min_speakers",
+                "max_speakers",
+                "webhook_url",
+                "correlation_id",
+            )
+        ),
+    ):
+        assert f'"{header}"' in uploads, header
+    assert '"GET"' in _local_block(cors, "results")
+    assert re.search(r'variable\s+"studio_origins"\s*\{[^}]*list\(string\)[^}]*default\s*=\s*\["\*"\]', tf)
+
+
+def test_firestore_indexes_serve_the_api_job_list(tf: str) -> None:
+    indexes = {
+        tuple(re.findall(r'field_path\s*=\s*"([^"]+)"\s*\n\s*order\s*=\s*"(\w+)"', block))
+        for block in _resource_blocks(tf, "google_firestore_index").values()
+        if re.search(r'collection\s*=\s*"jobs"', block)
+    }
+    assert (("request.producer", "ASCENDING"), ("created_at", "DESCENDING")) in indexes
+    assert (("request.producer", "ASCENDING"), ("status", "ASCENDING"), ("created_at", "DESCENDING")) in indexes
+    assert (("status", "ASCENDING"), ("updated_at", "DESCENDING")) in indexes
 
 
 def test_terraform_fmt() -> None:
@@ -220,6 +370,20 @@ def test_compose_emulators_match_the_topology(compose: dict[str, Any], topology:
     gcs_args = services["gcs"]["command"]
     assert gcs_args[gcs_args.index("-event.bucket") + 1] == uploads["name"]
     assert gcs_args[gcs_args.index("-event.pubsub-topic") + 1] == uploads["notification"]["topic"]
+
+
+def test_compose_runs_the_api(compose: dict[str, Any]) -> None:
+    api = compose["services"]["api"]
+    assert api["build"]["dockerfile"] == "infra/docker/service.Dockerfile"
+    assert api["build"]["args"] == {"SERVICE": "api", "EXTRAS": "api"}
+    assert api["command"] == ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8080"]
+    assert api["ports"] == ["127.0.0.1:8080:8080"]
+    env = api["environment"]
+    for var in ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT"):
+        assert var in env, var
+    assert env["SPEAKERLINE_API_PUBLIC_STORAGE_URL"] == "http://127.0.0.1:4443"
+    assert "http://127.0.0.1:8080/health" in " ".join(api["healthcheck"]["test"])
+    assert api["depends_on"]["provision"]["condition"] == "service_completed_successfully"
 
 
 def test_compose_publishes_ports_on_loopback_only(compose: dict[str, Any]) -> None:
