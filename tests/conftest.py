@@ -31,6 +31,7 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.StackC
         pubsub_port=_free_port(),
         firestore_port=_free_port(),
         gcs_port=_free_port(),
+        api_port=_free_port(),
         services=False,
     )
     saved = {k: os.environ.get(k) for k in cfg.emulator_env()}

@@ -19,6 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from speakerline import topology as topo
 
 DEFAULT_PYANNOTE_MODEL = "pyannote/speaker-diarization-3.1"
+#: The largest upload accepted (ingest's MediaLimits, and the API before it signs an upload URL):
+#: 24 hours of 16 kHz mono WAV (2.6 GiB) or of 320 kbit/s MP3 (3.2 GiB) fit.
+DEFAULT_MAX_UPLOAD_BYTES = 4 * 1024**3
 
 
 def _env(*names: str) -> AliasChoices:
@@ -65,6 +68,29 @@ class Settings(BaseSettings):
     # --- post-processing -------------------------------------------------------------------------------------
     merge_gap_s: float | None = Field(None, validation_alias=_env("SPEAKERLINE_MERGE_GAP_S"))
     min_segment_s: float | None = Field(None, validation_alias=_env("SPEAKERLINE_MIN_SEGMENT_S"))
+
+    # --- api (the HTTP front door) ----------------------------------------------------------------------------
+    #: A service-account key file (JSON) to sign Cloud Storage URLs with; unset in the cloud, where the API signs
+    #: with its own identity through IAM signBlob (no key file). The local stack generates one.
+    api_signing_key_file: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_API_SIGNING_KEY_FILE"))
+    #: Base URL signed URLs point at when it is not storage.googleapis.com (the local fake-gcs-server).
+    api_public_storage_url: str | None = Field(None, validation_alias=_env("SPEAKERLINE_API_PUBLIC_STORAGE_URL"))
+    #: Audience of Google-signed ID tokens the API accepts (its Cloud Run URL); empty: API keys only.
+    api_id_token_audience: str = Field("", validation_alias=_env("SPEAKERLINE_API_ID_TOKEN_AUDIENCE"))
+    #: Google identities (service-account e-mails) allowed in with an ID token, each `email=producer`, comma-separated.
+    api_id_token_producers: str = Field("", validation_alias=_env("SPEAKERLINE_API_ID_TOKEN_PRODUCERS"))
+    api_rate_limit_per_minute: int = Field(600, ge=1, validation_alias=_env("SPEAKERLINE_API_RATE_LIMIT_PER_MINUTE"))
+    api_rate_limit_burst: int = Field(60, ge=1, validation_alias=_env("SPEAKERLINE_API_RATE_LIMIT_BURST"))
+    api_max_body_bytes: int = Field(64 * 1024, ge=1024, validation_alias=_env("SPEAKERLINE_API_MAX_BODY_BYTES"))
+    api_upload_url_ttl_s: int = Field(
+        3600, ge=60, le=7 * 86400, validation_alias=_env("SPEAKERLINE_API_UPLOAD_URL_TTL_S")
+    )
+    api_result_url_ttl_s: int = Field(
+        300, ge=10, le=7 * 86400, validation_alias=_env("SPEAKERLINE_API_RESULT_URL_TTL_S")
+    )
+    #: An event stream ends after this long even if the job has not (the client reconnects with Last-Event-ID).
+    api_sse_max_s: float = Field(3600.0, gt=0, validation_alias=_env("SPEAKERLINE_API_SSE_MAX_S"))
+    api_sse_ping_s: float = Field(15.0, gt=0, validation_alias=_env("SPEAKERLINE_API_SSE_PING_S"))
 
     # --- notification ----------------------------------------------------------------------------------------
     webhook_signing_key: str | None = Field(None, validation_alias=_env("SPEAKERLINE_WEBHOOK_SIGNING_KEY"), repr=False)

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from speakerline import topology as topo
+from speakerline import uploads as upload_contract
 
 DEFAULT_PROJECT = "speakerline-local"
 STATE_FILE = "stack.json"
@@ -39,6 +40,7 @@ class StackConfig:
     pubsub_port: int = 8085
     firestore_port: int = 8086
     gcs_port: int = 4443
+    api_port: int = 8080
     services: bool = True
     service_env: dict[str, str] = field(default_factory=dict)
 
@@ -49,6 +51,15 @@ class StackConfig:
     @property
     def run(self) -> Path:
         return self.root / "run"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def signing_key_file(self) -> Path:
+        """The service-account key the local API signs upload and download URLs with (made by `up`)."""
+        return self.root / "api-signing-key.json"
 
     def emulator_env(self) -> dict[str, str]:
         return {
@@ -172,6 +183,9 @@ def components(cfg: StackConfig) -> list[Component]:
                 uploads.name,
                 "-event.list",
                 "finalize",
+                # Browsers PUT to signed URLs from the studio's origin with these headers (CORS preflight).
+                "-cors-headers",
+                ",".join(upload_contract.UPLOAD_HEADERS),
                 "-log-level",
                 "warn",
             ],
@@ -202,7 +216,50 @@ def components(cfg: StackConfig) -> list[Component]:
                     "service",
                 )
             )
+        services.append(api_component(cfg, base_env))
     return emulators + services
+
+
+def api_component(cfg: StackConfig, base_env: dict[str, str]) -> Component:
+    """The HTTP API and studio (services/api), served by uvicorn."""
+    env = {
+        **base_env,
+        **cfg.emulator_env(),
+        **cfg.service_env,
+        "SPEAKERLINE_API_SIGNING_KEY_FILE": str(cfg.signing_key_file),
+        # Signed URLs point at fake-gcs-server, where a browser on this machine reaches it.
+        "SPEAKERLINE_API_PUBLIC_STORAGE_URL": f"http://{cfg.host}:{cfg.gcs_port}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    argv = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--no-access-log"]
+    argv += ["--host", cfg.host, "--port", str(cfg.api_port)]
+    return Component("api", argv, env, _http_ok(f"{cfg.api_url}/health"), "service")
+
+
+def ensure_signing_key(path: Path) -> None:
+    """A throwaway service-account key for signing URLs locally (fake-gcs-server does not check signatures, but
+    the URLs are real V4 signed URLs, as in the cloud)."""
+    if path.exists():
+        return
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": "speakerline-local",
+        "private_key_id": "local",
+        "private_key": pem,
+        "client_email": "speakerline-api@speakerline-local.iam.gserviceaccount.com",
+        "client_id": "0",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info))
+    path.chmod(0o600)
 
 
 def _ready(ready_file: Path) -> Callable[[], bool]:
@@ -308,6 +365,7 @@ def up(cfg: StackConfig, say: Callable[[str], None] = print, timeout_s: float = 
 
     cfg.save()
     (cfg.root / "pubsub").mkdir(parents=True, exist_ok=True)
+    ensure_signing_key(cfg.signing_key_file)
     comps = {c.name: c for c in components(cfg)}
     env = cfg.emulator_env()
     os.environ.update(env)  # the admin clients below talk to the emulators
@@ -385,4 +443,5 @@ def topology_applied(cfg: StackConfig) -> list[str]:
 
 
 def env_lines(cfg: StackConfig) -> list[str]:
-    return [f"export {k}={v}" for k, v in cfg.emulator_env().items()]
+    env = {**cfg.emulator_env(), "SPEAKERLINE_API_URL": cfg.api_url}
+    return [f"export {k}={v}" for k, v in env.items()]

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.gcs_notification import ObjectFinalized
-from speakerline import runtime, storage
+from speakerline import runtime, storage, uploads
 from speakerline.audio import MediaLimits, Rejection, ingest_file
 from speakerline.events import (
     AudioIngested,
@@ -32,17 +31,6 @@ from speakerline.events import (
 )
 from speakerline.jobs import job_id_for_object
 
-# Custom metadata keys a producer sets on the uploaded object (x-goog-meta-<key>).
-METADATA_OPTIONS = ("num_speakers", "min_speakers", "max_speakers")
-METADATA_WEBHOOK = "webhook_url"
-METADATA_CORRELATION = "correlation_id"
-METADATA_FILENAME = "filename"
-METADATA_SUBMITTED_BY = "submitted_by"
-METADATA_PRODUCER = "producer"
-# The HTTP API signs upload URLs for a job id it has already told the producer; the id travels as metadata.
-METADATA_JOB_ID = "job_id"
-_JOB_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{7,63}$")
-_PRODUCER = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -63,7 +51,7 @@ def _rejected(
 def options_from_metadata(metadata: Mapping[str, str]) -> tuple[models.Options, str | None]:
     """Speaker options from object metadata; the error says which value is wrong."""
     values: dict[str, int] = {}
-    for key in METADATA_OPTIONS:
+    for key in uploads.OPTIONS:
         raw = metadata.get(key)
         if raw is None or raw == "":
             continue
@@ -92,15 +80,15 @@ def options_problem(options: models.Options) -> str | None:
 
 def _metadata_job_id(metadata: Mapping[str, str]) -> str | None:
     """The job id the API chose for a signed upload; None (derive one) when absent or malformed."""
-    value = metadata.get(METADATA_JOB_ID)
-    return value if value and _JOB_ID.match(value) else None
+    value = metadata.get(uploads.JOB_ID)
+    return value if value and uploads.JOB_ID_PATTERN.match(value) else None
 
 
 def gcs_upload(event: ObjectFinalized, context: runtime.Context, deps: IngestDeps) -> list[AudioUploaded | JobRejected]:
     obj = event.data
     metadata = obj.metadata or {}
     job_id = _metadata_job_id(metadata) or job_id_for_object(obj.bucket, obj.name, obj.generation)
-    producer = metadata.get(METADATA_PRODUCER)
+    producer = metadata.get(uploads.PRODUCER)
     options, problem = options_from_metadata(metadata)
     # Values the object does not have are None: the payload leaves them out.
     request = models.Request(
@@ -108,15 +96,15 @@ def gcs_upload(event: ObjectFinalized, context: runtime.Context, deps: IngestDep
             uri=storage.uri(obj.bucket, obj.name),
             generation=obj.generation,
             size_bytes=obj.size or 0,
-            filename=metadata.get(METADATA_FILENAME) or obj.name.rsplit("/", 1)[-1],
+            filename=metadata.get(uploads.FILENAME) or obj.name.rsplit("/", 1)[-1],
             content_type=obj.contentType or None,
             md5_hash=obj.md5Hash or None,
         ),
         options=models.Options() if problem else options,
-        webhook_url=metadata.get(METADATA_WEBHOOK) or None,
-        correlation_id=metadata.get(METADATA_CORRELATION) or None,
-        submitted_by=metadata.get(METADATA_SUBMITTED_BY) or "gcs-notification",
-        producer=producer if producer and _PRODUCER.match(producer) else None,
+        webhook_url=metadata.get(uploads.WEBHOOK_URL) or None,
+        correlation_id=metadata.get(uploads.CORRELATION_ID) or None,
+        submitted_by=metadata.get(uploads.SUBMITTED_BY) or "gcs-notification",
+        producer=producer if producer and uploads.PRODUCER_PATTERN.match(producer) else None,
     )
     if problem:
         return [_rejected(event, deps, job_id, request, "invalid_options", problem)]

@@ -7,7 +7,6 @@ engine) → post-processing → notification (signed webhook to a local receiver
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import os
@@ -15,7 +14,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import google.cloud.storage as gcs
@@ -29,30 +27,14 @@ from speakerline.timeline import parse_rttm
 from speakerline_tools import client, evaluation, jobstore, stack
 
 from ..integration.helpers import pull, wait_for
+from .conftest import SECRET
 
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "tests" / "data" / "sample" / "conversation.flac"
 REFERENCE = next(iter(parse_rttm(SAMPLE.with_suffix(".rttm").read_text()).values()))
-SECRET = "e2e-signing-secret"
 DER_TARGET = 0.20
-
-
-@pytest.fixture(scope="session")
-def pipeline(emulators: stack.StackConfig) -> Iterator[stack.StackConfig]:
-    cfg = dataclasses.replace(
-        emulators,
-        services=True,
-        service_env={
-            "SPEAKERLINE_WEBHOOK_SIGNING_KEY": SECRET,
-            "SPEAKERLINE_ENGINE": "embedded",
-            "PYANNOTE_METRICS_ENABLED": "false",
-            "HF_HUB_OFFLINE": "1",
-        },
-    )
-    stack.up(cfg, say=lambda _: None, timeout_s=240)
-    yield cfg  # the emulators fixture stops everything, services included
 
 
 def _cli(cfg: stack.StackConfig, *args: str, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:

@@ -12,6 +12,8 @@ from typing import Final
 
 import av
 
+from speakerline.settings import DEFAULT_MAX_UPLOAD_BYTES
+
 MIB: Final = 1024 * 1024
 GIB: Final = 1024 * MIB
 TARGET_SAMPLE_RATE: Final = 16_000
@@ -115,8 +117,7 @@ _DESCRIPTIONS: Final[dict[str, str]] = {
 class MediaLimits:
     """What the ingest service accepts. Defaults suit meeting/call recordings."""
 
-    #: 24 hours of 16 kHz mono WAV (2.6 GiB) or of 320 kbit/s MP3 (3.2 GiB) fit
-    max_bytes: int = 4 * GIB
+    max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     min_duration_s: float = 0.5
     #: all-day hearings and multi-hour podcasts; the diarization engine's memory does not grow with length
     max_duration_s: float = 24 * 3600.0

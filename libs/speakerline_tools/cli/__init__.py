@@ -1,6 +1,6 @@
 """`speakerline` command line: the local stack, submitting audio, querying jobs, evaluating an engine.
 
-One module per command group (`stack`, `schemas`, `submit`, `jobs`, `dlq`, `demo`, `eval`), each with
+One module per command group (`stack`, `schemas`, `submit`, `jobs`, `apikey`, `dlq`, `demo`, `eval`), each with
 `add_parser(subparsers)`, which registers its sub-commands and sets `func` (parsed arguments -> exit code).
 """
 
@@ -11,11 +11,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from speakerline_tools.cli import demo, dlq, jobs, schemas, stack, submit
+from speakerline_tools.cli import apikey, demo, dlq, jobs, schemas, stack, submit
 from speakerline_tools.cli import eval as eval_command
 
 # In the order `speakerline --help` lists them.
-GROUPS = (stack, schemas, submit, jobs, dlq, demo, eval_command)
+GROUPS = (stack, schemas, submit, jobs, apikey, dlq, demo, eval_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

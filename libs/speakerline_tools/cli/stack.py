@@ -16,7 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p_up = stack_sub.add_parser("up", help="start emulators and services, apply the topology (idempotent)")
     p_up.add_argument("--no-services", action="store_true", help="only the emulators and the topology")
     p_up.add_argument(
-        "--base-port", type=int, help="Pub/Sub on this port, Firestore on +1, GCS on +2 (default 8085, 8086, 4443)"
+        "--base-port",
+        type=int,
+        help="Pub/Sub on this port, Firestore on +1, GCS on +2, the API on +3 (default 8085, 8086, 4443, 8080)",
     )
     p_up.set_defaults(func=_up)
     stack_sub.add_parser("down", help="stop everything (whole process groups)").set_defaults(func=_down)
@@ -38,12 +40,16 @@ def _up(args: argparse.Namespace) -> int:
         pubsub_port=base or saved.pubsub_port,
         firestore_port=base + 1 if base else saved.firestore_port,
         gcs_port=base + 2 if base else saved.gcs_port,
+        api_port=base + 3 if base else saved.api_port,
     )
     try:
         local.up(cfg)
     except local.StackError as exc:
         print(f"stack up failed: {exc}", file=sys.stderr)
         return 1
+    if cfg.services:
+        print(f"studio: {cfg.api_url}/  (sign in with a key from: speakerline apikey create --producer NAME)")
+        print(f"api:    {cfg.api_url}/docs")
     print('stack is up. For other shells: eval "$(speakerline stack env)"')
     return 0
 
