@@ -32,7 +32,6 @@ from speakerline.events import (
 from speakerline.jobs import job_id_for_object
 
 
-
 @dataclass(frozen=True)
 class IngestDeps:
     blobs: storage.BlobStore
