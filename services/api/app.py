@@ -162,7 +162,9 @@ def create_app(wired: Wired | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
         error = ApiError(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
         return _problem_response(error, request.url.path)
 
@@ -200,7 +202,7 @@ def create_app(wired: Wired | None = None) -> FastAPI:
         "/v1/uploads",
         status_code=201,
         response_model=Upload,
-        responses=problems.responses(401, 403, 413, 422, 429),
+        responses=problems.responses(400, 401, 403, 413, 422, 429),
         tags=["jobs"],
     )
     def create_upload(body: UploadRequest, caller: Caller) -> Upload:
@@ -211,7 +213,7 @@ def create_app(wired: Wired | None = None) -> FastAPI:
         "/v1/jobs",
         status_code=202,
         response_model=Accepted,
-        responses=problems.responses(401, 403, 409, 413, 422, 429),
+        responses=problems.responses(400, 401, 403, 409, 413, 422, 429),
         tags=["jobs"],
     )
     def submit_job(

@@ -170,7 +170,12 @@ class Job(BaseModel):
                     "stages": {"received_at": "2026-11-20T09:30:00Z", "completed_at": "2026-11-20T09:30:41Z"},
                     "audio": {"duration_s": 184.2},
                     "result": {
-                        "summary": {"num_speakers": 3, "speakers": [{"speaker": "SPEAKER_00", "talk_time_s": 71.4, "share": 0.42, "num_segments": 31}]},
+                        "summary": {
+                            "num_speakers": 3,
+                            "speakers": [
+                                {"speaker": "SPEAKER_00", "talk_time_s": 71.4, "share": 0.42, "num_segments": 31}
+                            ],
+                        },
                         "formats": ["json", "rttm", "vtt"],
                     },
                     "segments": [{"speaker": "SPEAKER_00", "start": 0.5, "end": 4.2}],
