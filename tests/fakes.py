@@ -98,3 +98,155 @@ class InMemoryJobStore:
             self.jobs[job_id] = project(self.jobs.get(job_id), event)
             seen[event.id] = event_record(event)
             return True
+
+
+class MemoryFirestore:
+    """The few `google.cloud.firestore.Client` calls the API's key store makes: `collection(name).document(id)`
+    with `get()`, `create()`, `set()` and `update()`, in a dict of collections of documents."""
+
+    def __init__(self) -> None:
+        self.collections: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def collection(self, name: str) -> MemoryCollection:
+        return MemoryCollection(self.collections.setdefault(name, {}))
+
+
+class MemoryCollection:
+    def __init__(self, docs: dict[str, dict[str, Any]]) -> None:
+        self.docs = docs
+
+    def document(self, doc_id: str) -> MemoryDocument:
+        return MemoryDocument(self.docs, doc_id)
+
+
+class MemorySnapshot:
+    def __init__(self, doc_id: str, data: dict[str, Any] | None) -> None:
+        self.id = doc_id
+        self._data = data
+
+    @property
+    def exists(self) -> bool:
+        return self._data is not None
+
+    def to_dict(self) -> dict[str, Any] | None:
+        return dict(self._data) if self._data is not None else None
+
+
+class MemoryDocument:
+    def __init__(self, docs: dict[str, dict[str, Any]], doc_id: str) -> None:
+        self._docs, self.id = docs, doc_id
+
+    def get(self) -> MemorySnapshot:
+        return MemorySnapshot(self.id, self._docs.get(self.id))
+
+    def create(self, data: dict[str, Any]) -> None:
+        from google.api_core import exceptions
+
+        if self.id in self._docs:
+            raise exceptions.AlreadyExists(self.id)  # type: ignore[no-untyped-call]
+        self._docs[self.id] = dict(data)
+
+    def set(self, data: dict[str, Any]) -> None:
+        self._docs[self.id] = dict(data)
+
+    def update(self, changes: dict[str, Any]) -> None:
+        from google.api_core import exceptions
+
+        if self.id not in self._docs:
+            raise exceptions.NotFound(self.id)  # type: ignore[no-untyped-call]
+        self._docs[self.id].update(changes)
+
+
+class MemoryApiStore:
+    """The API's `ApiStore` (api/store.py) in dicts. `watch` calls `on_change` at once, on the caller's thread,
+    with each document scripted in `watch_script[job_id]` (default: the current document), like a snapshot
+    listener replaying its changes; `unsubscribed` counts the stopped watches."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.claims: dict[str, dict[str, Any]] = {}
+        self.idempotency: dict[str, dict[str, Any]] = {}
+        self.watch_script: dict[str, list[dict[str, Any] | None]] = {}
+        self.unsubscribed = 0
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        doc = self.docs.get(job_id)
+        return dict(doc) if doc is not None else None
+
+    def jobs(
+        self, producer: str, status: str | None, limit: int, after: str | None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        docs = [
+            d
+            for d in self.docs.values()
+            if (d.get("request") or {}).get("producer") == producer and (status is None or d.get("status") == status)
+        ]
+        docs.sort(key=lambda d: d["created_at"], reverse=True)
+        if after is not None:
+            ids = [d["job_id"] for d in docs]
+            docs = docs[ids.index(after) + 1 :]
+        return docs[:limit], len(docs) > limit
+
+    def watch(self, job_id: str, on_change: Any) -> Any:
+        for doc in self.watch_script.get(job_id, [self.job(job_id)]):
+            on_change(doc)
+
+        def unsubscribe() -> None:
+            self.unsubscribed += 1
+
+        return unsubscribe
+
+    def claim(self, job_id: str, producer: str, file_name: str | None) -> None:
+        from datetime import UTC, datetime
+
+        self.claims[job_id] = {"producer": producer, "file_name": file_name, "created_at": datetime.now(UTC)}
+
+    def claim_of(self, job_id: str) -> dict[str, Any] | None:
+        claim = self.claims.get(job_id)
+        return dict(claim) if claim is not None else None
+
+    def reserve(self, scope: str, record: dict[str, Any]) -> dict[str, Any] | None:
+        if scope in self.idempotency:
+            return dict(self.idempotency[scope])
+        self.idempotency[scope] = dict(record)
+        return None
+
+    def mark_published(self, scope: str) -> None:
+        self.idempotency[scope]["published"] = True
+
+
+class MemoryObjects:
+    """The API's `ObjectStore` (api/objects.py): objects are `StoredObject`s by URI; signing records its
+    arguments and answers a recognisable fake URL; `delete_prefix` deletes by plain URI prefix, as GCS lists."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, Any] = {}  # uri -> api.objects.StoredObject
+        self.signed_puts: list[tuple[str, dict[str, str], int]] = []
+        self.signed_gets: list[tuple[str, int, str | None]] = []
+        self.deleted_prefixes: list[str] = []
+
+    def add(self, uri: str, size: int = 1000, content_type: str | None = "audio/wav", **metadata: str) -> None:
+        from api.objects import StoredObject
+
+        self.objects[uri] = StoredObject(uri, size, "1700000000000000", content_type, dict(metadata))
+
+    def stat(self, uri: str) -> Any:
+        return self.objects.get(uri)
+
+    def sign_put(self, uri: str, headers: Mapping[str, str], ttl_s: int) -> str:
+        self.signed_puts.append((uri, dict(headers), ttl_s))
+        return f"https://signed.example/put/{uri.removeprefix('gs://')}"
+
+    def sign_get(self, uri: str, ttl_s: int, download_name: str | None = None) -> str:
+        self.signed_gets.append((uri, ttl_s, download_name))
+        return f"https://signed.example/get/{uri.removeprefix('gs://')}"
+
+    def delete(self, uri: str) -> bool:
+        return self.objects.pop(uri, None) is not None
+
+    def delete_prefix(self, uri_prefix: str) -> list[str]:
+        self.deleted_prefixes.append(uri_prefix)
+        gone = sorted(uri for uri in self.objects if uri.startswith(uri_prefix))
+        for uri in gone:
+            del self.objects[uri]
+        return gone

@@ -12,7 +12,8 @@ locals {
       headers = [
         "Content-Type",
         "x-goog-if-generation-match",
-        "x-goog-meta-job-id",
+        "x-goog-content-length-range",
+        "x-goog-meta-job_id",
         "x-goog-meta-producer",
         "x-goog-meta-filename",
         "x-goog-meta-submitted_by",

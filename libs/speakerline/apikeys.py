@@ -20,7 +20,7 @@ from speakerline.uploads import PRODUCER_PATTERN
 
 COLLECTION: Final = "api_keys"
 PREFIX: Final = "slk"
-_KEY = re.compile(r"^slk_(?P<key_id>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{43})$")
+_KEY = re.compile(r"^slk_(?P<key_id>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{43})\Z")
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,15 @@ METADATA_KEYS: Final = (*OPTIONS, WEBHOOK_URL, CORRELATION_ID, FILENAME, SUBMITT
 
 #: Headers a browser sends with a signed PUT besides Content-Type: the CORS allowlist of the uploads bucket.
 #: `x-goog-if-generation-match: 0` makes a signed URL create its object once, never overwrite it.
-UPLOAD_HEADERS: Final = ("x-goog-if-generation-match", *(f"x-goog-meta-{key}" for key in METADATA_KEYS))
+UPLOAD_HEADERS: Final = (
+    "x-goog-if-generation-match",
+    "x-goog-content-length-range",
+    *(f"x-goog-meta-{key}" for key in METADATA_KEYS),
+)
 
-JOB_ID_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{7,63}$")
-PRODUCER_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+# \Z, not $: `$` also matches before a trailing newline.
+JOB_ID_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{7,63}\Z")
+PRODUCER_PATTERN: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}\Z")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_NAME_CHARS: Final = 200
@@ -39,13 +44,20 @@ def safe_file_name(name: str) -> str:
     (no directories), ASCII letters, digits, '.', '_' and '-', no leading dot, at most 200 characters, the
     extension kept (ingest sniffs the content anyway)."""
     base = re.split(r"[\\/]", name)[-1]
-    ascii_name = unicodedata.normalize("NFKD", base).encode("ascii", "ignore").decode()
-    cleaned = _UNSAFE.sub("_", ascii_name).strip("._-") or "audio"
+    stem, dot, ext = base.rpartition(".")
+    if not dot or not stem.strip("."):
+        stem, ext = base, ""
+    stem, ext = _ascii(stem).strip("._-") or "audio", _ascii(ext).strip("._-")
+    cleaned = f"{stem}.{ext}" if ext else stem
     if len(cleaned) > MAX_NAME_CHARS:
         _, dot, ext = cleaned.rpartition(".")
         keep = ext if dot and len(ext) <= 10 else ""
         cleaned = cleaned[: MAX_NAME_CHARS - len(keep) - 1].rstrip("._-") + ("." + keep if keep else "")
     return cleaned
+
+
+def _ascii(text: str) -> str:
+    return _UNSAFE.sub("_", unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode())
 
 
 def upload_object_name(job_id: str, file_name: str) -> str:

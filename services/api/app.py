@@ -91,28 +91,30 @@ class BodyLimit:
             await self._too_large(scope, send)
             return
         received = 0
+        refused = False
 
         async def limited() -> Message:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise _TooLarge
+            if received > self.max_bytes and not refused:
+                # Answer now and tell the app the client left: an exception here would reach the app as a
+                # body parse error (400), not as what it is.
+                refused = True
+                await self._too_large(scope, send)
+                return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._too_large(scope, send)
+        async def unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, limited, unless_refused)
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
         detail = f"The request body is over {self.max_bytes} bytes (audio goes to the signed upload URL)."
         response = _problem_response(ApiError(413, "request_too_large", detail), scope.get("path"))
         await response(scope, _no_receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 async def _no_receive() -> Message:

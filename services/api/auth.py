@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from google.auth.exceptions import GoogleAuthError
+
 from speakerline import apikeys
 
 from .problems import ApiError
@@ -78,7 +80,7 @@ class Authenticator:
         assert self._id_tokens is not None
         try:
             claims = self._id_tokens(token)
-        except ValueError as exc:  # google.auth raises ValueError subclasses for bad tokens
+        except (ValueError, GoogleAuthError) as exc:  # bad signature/audience/expiry, wrong issuer, no certs
             raise _unauthenticated(f"The ID token is not valid: {exc}") from exc
         email = str(claims.get("email") or "").lower()
         producer = self._producers.get(email) if claims.get("email_verified", True) else None

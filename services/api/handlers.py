@@ -84,6 +84,8 @@ def create_upload(body: UploadRequest, principal: Principal, deps: ApiDeps) -> U
         "content-type": body.content_type,
         # One URL, one object: the PUT may create it but never overwrite it (a second PUT gets 412).
         "x-goog-if-generation-match": "0",
+        # Cloud Storage refuses a body larger than declared (the limits were checked on the declared size).
+        "x-goog-content-length-range": f"0,{body.size}",
         **{f"x-goog-meta-{k}": v for k, v in _metadata(principal, job_id, body, file_name).items()},
     }
     url = deps.objects.sign_put(uri, headers, deps.config.upload_url_ttl_s)
@@ -216,7 +218,8 @@ def signed_result(job_id: str, fmt: str, principal: Principal, deps: ApiDeps) ->
     uri = views.result_uri(doc, fmt) if doc else None
     if status != "COMPLETED" or uri is None:
         raise ApiError(409, "result_not_ready", f"Job {job_id} is {status}: results exist once it is COMPLETED.")
-    stem = ((doc or {}).get("request", {}).get("input", {}).get("filename") or job_id).rsplit(".", 1)[0]
+    stem = uploads.safe_file_name((doc or {}).get("request", {}).get("input", {}).get("filename") or job_id)
+    stem = stem.rsplit(".", 1)[0]
     return deps.objects.sign_get(uri, deps.config.result_url_ttl_s, download_name=f"{stem}.{fmt}")
 
 
@@ -240,9 +243,10 @@ def delete_job(job_id: str, principal: Principal, deps: ApiDeps) -> Accepted:
         storage.uri(deps.config.work_bucket, f"jobs/{job_id}/"),
         storage.uri(deps.config.results_bucket, f"results/{job_id}/"),
     ]
-    if input_uri and not str(input_uri).startswith(prefixes[0]):
-        prefixes.insert(0, str(input_uri))
     deleted = [uri for prefix in prefixes for uri in deps.objects.delete_prefix(prefix)]
+    # An object submitted by URI is deleted alone: as a prefix it would take its neighbours with it.
+    if input_uri and not str(input_uri).startswith(prefixes[0]) and deps.objects.delete(str(input_uri)):
+        deleted.insert(0, str(input_uri))
     event = JobDeleted.new(
         models.JobDeletedV1Data(job_id=job_id, deleted_by=principal.producer, deleted_objects=deleted or None),
         source=deps.config.source,

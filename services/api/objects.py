@@ -37,6 +37,10 @@ class ObjectStore(Protocol):
         """Delete every object whose URI starts with `uri_prefix`; the URIs deleted."""
         ...
 
+    def delete(self, uri: str) -> bool:
+        """Delete one object; False when it was not there."""
+        ...
+
 
 class GcsObjects:
     def __init__(self, client: Any, key_file: Path | None = None, public_url: str | None = None) -> None:
@@ -106,6 +110,13 @@ class GcsObjects:
             **self._signing(),
         )
         return url
+
+    def delete(self, uri: str) -> bool:
+        try:
+            self._blob(uri).delete()
+        except gexc.NotFound:
+            return False
+        return True
 
     def delete_prefix(self, uri_prefix: str) -> list[str]:
         bucket, prefix = storage.parse_uri(uri_prefix)

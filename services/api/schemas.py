@@ -25,11 +25,14 @@ class SpeakerOptions(BaseModel):
     webhook_url: str | None = Field(
         None,
         max_length=2048,
-        pattern=r"^https?://[^\s]+$",
+        pattern=r"^https?://[\x21-\x7e]+$",
         description="Where the notification service POSTs the signed job outcome.",
     )
     correlation_id: str | None = Field(
-        None, max_length=256, description="Your own identifier, echoed in every event of the job."
+        None,
+        max_length=256,
+        pattern=r"^[\x20-\x7e]*$",
+        description="Your own identifier (printable ASCII), echoed in every event of the job.",
     )
 
     @model_validator(mode="after")
@@ -61,7 +64,7 @@ class UploadRequest(SpeakerOptions):
         description="The file's media type, without parameters: audio/*, video/* (its audio track is used), "
         "application/ogg or application/octet-stream.",
     )
-    size: int = Field(ge=1, description="The file's size in bytes; the signed URL is for exactly this size.")
+    size: int = Field(ge=1, description="The file's size in bytes; the signed URL accepts a file of at most this size.")
 
     model_config = ConfigDict(
         extra="forbid",

@@ -57,7 +57,7 @@ def job_view(doc: Mapping[str, Any]) -> dict[str, Any]:
     }
     for key in _SHOWN:
         value = doc.get(key)
-        view[key] = _times(value) if value is not None else None
+        view[key] = _times(_without_uris(value)) if value is not None else None
     result = doc.get("result")
     view["result"] = (
         {"summary": result.get("summary"), "formats": [f for f in FORMATS if result.get(_RESULT_URI_KEY[f])]}
@@ -85,6 +85,13 @@ def result_uri(doc: Mapping[str, Any], fmt: str) -> str | None:
         return None
     uri = result.get(_RESULT_URI_KEY[fmt])
     return str(uri) if uri else None
+
+
+def _without_uris(value: Any) -> Any:
+    """A section without storage locations (`uri`, `*_uri`): callers get files through signed URLs."""
+    if isinstance(value, Mapping):
+        return {k: _without_uris(v) for k, v in value.items() if k != "uri" and not k.endswith("_uri")}
+    return value
 
 
 def _time(value: Any) -> Any:
