@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYANNOTE_METRICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install test unit integration e2e lint typecheck run up down status bench bench-long eval schemas infra-check docker-config clean
+.PHONY: install browsers test unit integration e2e lint typecheck run up down status bench bench-long eval schemas infra-check docker-config clean
 
 install: $(STAMP)
 
@@ -18,6 +18,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[all]'
 	touch $(STAMP)
+
+# The studio's browser test drives Debian's headless Chromium (no browser download at run time): installed from
+# Debian's archive when missing (needs root, as on CI and the dev container).
+browsers:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "install chromium and chromium-driver (Debian packages) for the studio's browser test"; exit 1; fi
 
 lint: install
 	$(BIN)/ruff check .
@@ -33,11 +41,12 @@ unit: install
 integration: install
 	$(BIN)/pytest tests -m integration
 
-e2e: install
+e2e: install browsers
 	$(BIN)/pytest tests -m e2e
 
-# The whole suite: static checks, contracts, unit, integration (emulators) and end-to-end (every service).
-test: lint typecheck
+# The whole suite: static checks, contracts, unit, integration (emulators), end-to-end (every service, the API
+# and the studio in a headless browser).
+test: lint typecheck browsers
 	$(BIN)/speakerline schemas check
 	$(BIN)/pytest tests
 

@@ -38,7 +38,8 @@ T = TypeVar("T")
 @pytest.fixture
 def browser() -> Iterator[WebDriver]:
     if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
-        pytest.skip("needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver)")
+        # A failure, not a skip: `make test` installs them (`make browsers`), so a missing browser is a broken set-up.
+        pytest.fail("needs Debian's chromium and chromium-driver: run `make browsers` (apt-get, as root)")
     options = Options()
     options.binary_location = str(CHROMIUM)
     for arg in (
