@@ -107,6 +107,19 @@ def test_finalize_notification_becomes_audio_uploaded_with_a_deterministic_job_i
     events.to_pubsub(out)
 
 
+def test_a_signed_upload_keeps_the_job_id_and_producer_the_api_announced(blobs) -> None:
+    metadata = {"job_id": "job_0123456789abcdef01234567", "producer": "newsroom", "submitted_by": "api"}
+    (out,) = handlers.gcs_upload(_notification(metadata=metadata), _context(), _deps(blobs))
+    assert isinstance(out, events.AudioUploaded)
+    assert out.data.job_id == "job_0123456789abcdef01234567"
+    assert out.data.request.producer == "newsroom" and out.data.request.submitted_by == "api"
+    # A malformed id or producer is not trusted: the job id is derived from the object, the producer dropped.
+    bad = {"job_id": "Not An Id", "producer": "News Room\n"}
+    (derived,) = handlers.gcs_upload(_notification(metadata=bad), _context(), _deps(blobs))
+    assert derived.data.job_id.startswith("job_") and derived.data.job_id != "job_0123456789abcdef01234567"
+    assert derived.data.request.producer is None
+
+
 def test_invalid_metadata_rejects_the_job_with_a_reason(blobs) -> None:
     (out,) = handlers.gcs_upload(
         _notification(metadata={"min_speakers": "4", "max_speakers": "2"}), _context(), _deps(blobs)
