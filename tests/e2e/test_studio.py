@@ -2,11 +2,13 @@
 
 A user's whole path: sign in with an API key, upload a recording through the signed URL, watch the job live over
 server-sent events until COMPLETED, then use the result: one lane per speaker, a segment click seeks the player
-and moves the playhead, the job shows as COMPLETED in "Your jobs". The result page is saved to docs/studio.png.
+and moves the playhead, the job shows as COMPLETED in "Your jobs". The result page is saved to .stack/studio.png
+(to docs/studio.png, the README's, with SPEAKERLINE_UPDATE_SCREENSHOT=1: a test run leaves tracked files alone).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "tests" / "data" / "sample" / "conversation.flac"
 SPEAKERS = 3  # the sample's reference RTTM has three speakers
-SCREENSHOT = REPO / "docs" / "studio.png"
+SCREENSHOT = REPO / ("docs" if os.environ.get("SPEAKERLINE_UPDATE_SCREENSHOT") == "1" else ".stack") / "studio.png"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 TERMINAL = ("COMPLETED", "REJECTED", "FAILED", "DELETED")
