@@ -68,6 +68,7 @@ def test_stack_lifecycle(tmp_path: Path) -> None:
         assert f"export FIRESTORE_EMULATOR_HOST=127.0.0.1:{base + 1}" in env
         assert f"export STORAGE_EMULATOR_HOST=http://127.0.0.1:{base + 2}" in env
         assert "export GOOGLE_CLOUD_PROJECT=" in env
+        assert f"export SPEAKERLINE_API_URL=http://127.0.0.1:{base + 3}" in env
 
         # Every process each component started, Java children included.
         pgids = [int((root / "run" / f"{name}.pid").read_text()) for name in ("pubsub", "firestore", "gcs")]
