@@ -20,7 +20,7 @@ from .auth import Principal
 from .objects import ObjectStore
 from .problems import ApiError, not_found
 from .schemas import Accepted, JobRequest, SpeakerOptions, Upload, UploadRequest
-from .store import ApiStore, Doc
+from .store import ApiStore, Doc, InvalidPageToken
 
 # Media types a producer may declare; ingest decides by the content, this only refuses what cannot be audio.
 _MEDIA_PREFIXES: Final = ("audio/", "video/")
@@ -131,14 +131,15 @@ def submit_job(body: JobRequest, idempotency_key: str | None, principal: Princip
     else:
         job_id = new_job_id()
 
-    deps.store.claim(job_id, principal.producer, obj.metadata.get(uploads.FILENAME) or obj.uri.rsplit("/", 1)[-1])
+    file_name = obj.metadata.get(uploads.FILENAME) or obj.uri.rsplit("/", 1)[-1]
+    deps.store.claim(job_id, principal.producer, file_name)
     request = models.Request(
         input=models.Input(
             uri=obj.uri,
             generation=obj.generation,
             size_bytes=obj.size,
             content_type=obj.content_type or None,
-            filename=obj.metadata.get(uploads.FILENAME) or obj.uri.rsplit("/", 1)[-1],
+            filename=file_name,
         ),
         options=models.Options(**body.options()),
         webhook_url=body.webhook_url,
@@ -161,6 +162,12 @@ def submit_job(body: JobRequest, idempotency_key: str | None, principal: Princip
 def _status(deps: ApiDeps, job_id: str) -> Any:
     doc = deps.store.job(job_id)
     return doc.get("status") if doc else views.PENDING
+
+
+def _input(doc: Doc | None) -> dict[str, Any]:
+    """The `request.input` of a job document (empty before any event)."""
+    source: dict[str, Any] = ((doc or {}).get("request") or {}).get("input") or {}
+    return source
 
 
 def owned(job_id: str, principal: Principal, deps: ApiDeps) -> tuple[Doc | None, Doc | None]:
@@ -198,8 +205,6 @@ def _segment(item: dict[str, Any]) -> dict[str, Any]:
 def list_jobs(
     principal: Principal, status: str | None, limit: int, page_token: str | None, deps: ApiDeps
 ) -> dict[str, Any]:
-    from .store import InvalidPageToken
-
     if page_token is not None and not uploads.JOB_ID_PATTERN.match(page_token):
         raise ApiError(400, "invalid_page_token", "page_token is not one this API handed out.")
     try:
@@ -218,7 +223,7 @@ def signed_result(job_id: str, fmt: str, principal: Principal, deps: ApiDeps) ->
     uri = views.result_uri(doc, fmt) if doc else None
     if status != "COMPLETED" or uri is None:
         raise ApiError(409, "result_not_ready", f"Job {job_id} is {status}: results exist once it is COMPLETED.")
-    stem = uploads.safe_file_name((doc or {}).get("request", {}).get("input", {}).get("filename") or job_id)
+    stem = uploads.safe_file_name(_input(doc).get("filename") or job_id)
     stem = stem.rsplit(".", 1)[0]
     return deps.objects.sign_get(uri, deps.config.result_url_ttl_s, download_name=f"{stem}.{fmt}")
 
@@ -227,7 +232,7 @@ def signed_audio(job_id: str, principal: Principal, deps: ApiDeps) -> str:
     doc, _ = owned(job_id, principal, deps)
     if (doc or {}).get("status") == "DELETED":
         raise ApiError(410, "job_deleted", f"Job {job_id} was deleted with its audio.")
-    uri = ((doc or {}).get("request") or {}).get("input", {}).get("uri")
+    uri = _input(doc).get("uri")
     if not uri:
         raise ApiError(409, "audio_not_ready", f"Job {job_id} has no uploaded audio yet.")
     return deps.objects.sign_get(str(uri), deps.config.result_url_ttl_s)
@@ -236,7 +241,7 @@ def signed_audio(job_id: str, principal: Principal, deps: ApiDeps) -> str:
 def delete_job(job_id: str, principal: Principal, deps: ApiDeps) -> Accepted:
     """Delete the job's input, work files and results, then announce it (job.deleted: the projector marks it)."""
     doc, _ = owned(job_id, principal, deps)
-    input_uri = ((doc or {}).get("request") or {}).get("input", {}).get("uri")
+    input_uri = _input(doc).get("uri")
     prefixes = [
         # an API upload's own folder, or the producer's object when it was submitted by URI
         storage.uri(deps.config.uploads_bucket, f"api/{job_id}/"),
