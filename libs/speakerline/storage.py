@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
@@ -98,8 +97,3 @@ class GcsBlobStore:
 
     def upload_bytes(self, data: bytes, object_uri: str, content_type: str) -> None:
         self._blob(object_uri).upload_from_string(data, content_type=content_type)
-
-    def signed_url(self, object_uri: str, ttl: timedelta) -> str:
-        """A V4 signed GET URL (needs credentials that can sign, e.g. a service account key or IAM signBlob)."""
-        url: str = self._blob(object_uri).generate_signed_url(version="v4", expiration=ttl, method="GET")
-        return url
