@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYANNOTE_METRICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install browsers test unit integration e2e lint typecheck run up down status bench bench-long eval schemas infra-check docker-config clean
+.PHONY: install browsers test unit integration e2e lint typecheck run up down status bench bench-long bench-load eval schemas infra-check docker-config clean
 
 install: $(STAMP)
 
@@ -81,6 +81,12 @@ bench: install
 # recurring voices. About 1.5 h of CPU time; `python tests/diarization/bench_long.py --minutes 10,30` for a quick look.
 bench-long: install
 	$(BIN)/python tests/diarization/bench_long.py --minutes 5,60,360 --json .stack/bench-long.json
+
+# Load (issue 10): 100 short uploads and 10 long (2 min) ones at once through a stack of its own (free ports,
+# .stack/bench-load/); every job must complete exactly once. Prints jobs/min, p50/p95 time to COMPLETED and the
+# backlog curve; JSON in .stack/bench-load.json. `python tests/bench/load.py --short 6 --long 1 --long-s 60` for a look.
+bench-load: install
+	$(BIN)/python tests/bench/load.py
 
 # DER tables of the embedded engine (no collar, overlap scored, whole file; `speakerline eval --help`): the real
 # meeting excerpts, the synthetic set, and the LibriSpeech-voices set generated into .stack/ when its generator exists.
