@@ -9,6 +9,7 @@ from typing import BinaryIO, Protocol, cast
 
 import google.cloud.storage as storage
 from google.api_core import exceptions as gexc
+from google.cloud.storage.retry import DEFAULT_RETRY
 
 _GS_URI = re.compile(r"^gs://(?P<bucket>[^/]+)/(?P<name>.+)$")
 
@@ -56,6 +57,14 @@ class BlobStore(Protocol):
     def upload_bytes(self, data: bytes, uri: str, content_type: str) -> None: ...
 
 
+# Every call retries transient failures (connection refused or reset, 408, 429, 5xx) with backoff for up to 5 min,
+# uploads included: the library retries an upload only with a generation precondition, but every object
+# speakerline writes is derived from its job, so writing it again is harmless. A storage outage thus stalls the
+# handler (its lease is kept alive meanwhile) instead of burning its Pub/Sub delivery attempts; within 10 s of
+# storage coming back, the job goes on.
+RETRY = DEFAULT_RETRY.with_delay(initial=1.0, maximum=10.0, multiplier=2.0).with_timeout(300.0)
+
+
 class GcsBlobStore:
     def __init__(self, client: storage.Client) -> None:
         self.client = client
@@ -66,7 +75,7 @@ class GcsBlobStore:
 
     def stat(self, object_uri: str) -> ObjectInfo:
         bucket, name = parse_uri(object_uri)
-        blob = self.client.bucket(bucket).get_blob(name)
+        blob = self.client.bucket(bucket).get_blob(name, retry=RETRY)
         if blob is None:
             raise ObjectNotFound(object_uri)
         return ObjectInfo(object_uri, int(blob.size or 0), blob.content_type, str(blob.generation))
@@ -74,26 +83,26 @@ class GcsBlobStore:
     def open_read(self, object_uri: str) -> BinaryIO:
         # A seekable reader fetching READ_CHUNK_BYTES at a time: the whole object is never in memory.
         try:
-            reader = cast(BinaryIO, self._blob(object_uri).open("rb", chunk_size=READ_CHUNK_BYTES))
+            reader = cast(BinaryIO, self._blob(object_uri).open("rb", chunk_size=READ_CHUNK_BYTES, retry=RETRY))
         except gexc.NotFound as exc:
             raise ObjectNotFound(object_uri) from exc
         return reader
 
     def read_bytes(self, object_uri: str) -> bytes:
         try:
-            data: bytes = self._blob(object_uri).download_as_bytes()
+            data: bytes = self._blob(object_uri).download_as_bytes(retry=RETRY)
         except gexc.NotFound as exc:
             raise ObjectNotFound(object_uri) from exc
         return data
 
     def download(self, object_uri: str, path: Path) -> None:
         try:
-            self._blob(object_uri).download_to_filename(str(path))
+            self._blob(object_uri).download_to_filename(str(path), retry=RETRY)
         except gexc.NotFound as exc:
             raise ObjectNotFound(object_uri) from exc
 
     def upload_file(self, path: Path, object_uri: str, content_type: str) -> None:
-        self._blob(object_uri).upload_from_filename(str(path), content_type=content_type)
+        self._blob(object_uri).upload_from_filename(str(path), content_type=content_type, retry=RETRY)
 
     def upload_bytes(self, data: bytes, object_uri: str, content_type: str) -> None:
-        self._blob(object_uri).upload_from_string(data, content_type=content_type)
+        self._blob(object_uri).upload_from_string(data, content_type=content_type, retry=RETRY)
