@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     # The push function serves the service this names (the images set SERVICE).
     service: str = Field("", validation_alias=_env("SPEAKERLINE_SERVICE", "SERVICE"))
     ready_file: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_READY_FILE"))
+    #: Where a pull worker notes the messages it is handling, so that after a crash its restart hands them back to
+    #: Pub/Sub at once (`runtime.InflightJournal`); a folder that survives the process (VM disk, local stack).
+    inflight_dir: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_INFLIGHT_DIR"))
+    #: Fault injection for the local stack's fault tests (`speakerline.failpoints`); never set in the cloud.
+    failpoints_file: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_FAILPOINTS_FILE"))
     worker_name: str = Field("", validation_alias=_env("SPEAKERLINE_WORKER_NAME"))
     source_prefix: str = "//speakerline/services"
 
@@ -64,6 +69,12 @@ class Settings(BaseSettings):
     vertex_accelerator: str = Field("NVIDIA_L4", validation_alias=_env("SPEAKERLINE_VERTEX_ACCELERATOR"))
     vertex_accelerator_count: int = Field(1, validation_alias=_env("SPEAKERLINE_VERTEX_ACCELERATOR_COUNT"))
     vertex_worker_engine: str = Field("auto", validation_alias=_env("SPEAKERLINE_VERTEX_WORKER_ENGINE"))
+    #: Vertex AI API endpoint; None: `<region>-aiplatform.googleapis.com`. An `http://` URL means a local fake of
+    #: the REST API, called without credentials (tests only).
+    vertex_api_endpoint: str | None = Field(None, validation_alias=_env("SPEAKERLINE_VERTEX_API_ENDPOINT"))
+    #: How long a dispatched custom job may take to start running before the worker cancels it and runs the job
+    #: on its own CPU engine; None: the service's default (`engines/vertex.py`, 900 s).
+    gpu_start_timeout_s: float | None = Field(None, gt=0, validation_alias=_env("SPEAKERLINE_GPU_START_TIMEOUT_S"))
 
     # --- post-processing -------------------------------------------------------------------------------------
     merge_gap_s: float | None = Field(None, validation_alias=_env("SPEAKERLINE_MERGE_GAP_S"))

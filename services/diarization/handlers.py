@@ -8,6 +8,11 @@ meanwhile. Engine errors raise: Pub/Sub redelivers with backoff, and after the l
 (retriable) is published and the message goes to the dead-letter topic for ops to replay. An engine that cannot
 be loaded at all fails the job at once (retrying the same worker would not help).
 
+A dispatching worker (Vertex AI) hands the job to a GPU custom job and waits until that job runs (it then reports
+itself). When the GPU path is down (the create call refused, or the job not running within the configured time) the
+job still completes: this worker runs it on its own CPU engine, and the engine in its events carries a `fallback`
+(`from`, `reason`, `message`) that post-processing copies into `job.completed` and the projector into the job.
+
 The turns JSON in the work bucket is the engine's output as it came: ``segments`` (overlap-aware) and, when the
 engine produced one, ``exclusive_segments`` (one speaker at a time). The key is left out, and the event has no
 ``num_exclusive_turns``, when the engine gives none: post-processing then derives it, so that "no exclusive
@@ -19,9 +24,10 @@ from __future__ import annotations
 import json
 import queue
 import tempfile
+import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +35,12 @@ from diarization.engines.base import (
     DiarizationEngine,
     DiarizationOptions,
     DiarizationResult,
+    DispatchUnavailable,
     EngineUnavailable,
     SpeakerTurn,
 )
 from diarization.progress import DEFAULT_INTERVAL_S, ProgressReport, ProgressReporter
-from speakerline import events, storage
+from speakerline import events, failpoints, logs, storage
 from speakerline.events import (
     AudioIngested,
     DiarizationCompleted,
@@ -56,8 +63,17 @@ class EngineInfo:
     device: str
 
 
-#: hands the job to a Vertex AI custom job; says where it runs
-Dispatch = Callable[[AudioIngested], EngineInfo]
+@dataclass(frozen=True)
+class Dispatched:
+    """A job handed to the GPU path: where it runs, and how to wait until it runs there."""
+
+    info: EngineInfo
+    #: returns once the GPU job runs (from then on it reports itself); raises DispatchUnavailable when it will not
+    wait_started: Callable[[], None] = lambda: None
+
+
+#: hands the job to a Vertex AI custom job (raises DispatchUnavailable when the GPU path refuses it)
+Dispatch = Callable[[AudioIngested], Dispatched]
 
 
 @dataclass(frozen=True)
@@ -66,13 +82,18 @@ class DiarizationDeps:
     work_bucket: str
     source: str
     worker: str
-    engine: Callable[[], DiarizationEngine]  # loads once, lazily (a model load takes seconds)
+    # loads once, lazily (a model load takes seconds); with `dispatch`, the CPU engine of the fallback
+    engine: Callable[[], DiarizationEngine]
     engine_info: Callable[[], EngineInfo]
     # When set, the job is handed to a Vertex AI custom job running this same handler on a GPU, which
-    # publishes the progress and the completion itself; this worker only records that it started.
+    # publishes the progress and the completion itself; this worker only records that it started, unless the
+    # GPU path cannot take the job: then it runs the job on `engine` itself.
     dispatch: Dispatch | None = None
     scratch_dir: Path | None = None
     progress_interval_s: float = DEFAULT_INTERVAL_S  # least time between two progress events of a job
+    # One diarization at a time per worker (the engine uses every core): a dispatching worker waits for several
+    # GPU jobs to start at once, but runs its fallbacks one after the other.
+    engine_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _failed(
@@ -102,15 +123,30 @@ def _discriminator(context: Context, deps: DiarizationDeps, tag: str = "") -> st
     return f"{context.attempt}:{deps.worker}" + (f":{tag}" if tag else "")
 
 
-def _started(event: AudioIngested, context: Context, deps: DiarizationDeps, info: EngineInfo) -> DiarizationStarted:
+def _engine(name: str, model: str, device: str, fallback: models.Fallback | None) -> models.Engine:
+    engine = models.Engine(name=name, model=model, device=device)
+    if fallback is not None:
+        engine.fallback = fallback
+    return engine
+
+
+def _started(
+    event: AudioIngested,
+    context: Context,
+    deps: DiarizationDeps,
+    info: EngineInfo,
+    fallback: models.Fallback | None = None,
+) -> DiarizationStarted:
     data = models.DiarizationStartedV1Data(
         job_id=event.data.job_id,
         request=event.data.request,
-        engine=models.Engine(name=info.name, model=info.model, device=info.device),
+        engine=_engine(info.name, info.model, info.device, fallback),
         attempt=context.attempt,
         worker=deps.worker,
     )
-    return DiarizationStarted.caused_by(event, data, source=deps.source, discriminator=_discriminator(context, deps))
+    # a fallback's start follows the dispatch's start of the same attempt: it needs its own id
+    discriminator = _discriminator(context, deps, tag="fallback" if fallback is not None else "")
+    return DiarizationStarted.caused_by(event, data, source=deps.source, discriminator=discriminator)
 
 
 def _progress(
@@ -152,23 +188,65 @@ def _run_engine(
         future.add_done_callback(lambda _: reports.put(None))  # after the engine's last report
         while (report := reports.get()) is not None:
             yield _progress(event, context, deps, report)
+            failpoints.reached("diarization.engine", event.data.job_id)  # the engine goes on meanwhile
         return future.result()
 
 
+def _fallback(event: AudioIngested, exc: DispatchUnavailable) -> models.Fallback:
+    logs.get_logger().warning(
+        "diarization.gpu_fallback",
+        job_id=event.data.job_id,
+        reason=exc.reason,
+        error=exc.message,
+        fallback_from=exc.engine,
+    )
+    return models.Fallback.model_validate({"from": exc.engine, "reason": exc.reason, "message": exc.message})
+
+
+def _dispatch(
+    event: AudioIngested, context: Context, deps: DiarizationDeps, dispatch: Dispatch
+) -> Generator[Event[Any], None, models.Fallback | None]:
+    """Hand the job to the GPU path; return None when it took the job, else the fallback to record."""
+    try:
+        dispatched = dispatch(event)
+    except DispatchUnavailable as exc:
+        return _fallback(event, exc)
+    yield _started(event, context, deps, dispatched.info)  # the job shows DIARIZING while the GPU job starts
+    try:
+        dispatched.wait_started()
+    except DispatchUnavailable as exc:
+        return _fallback(event, exc)
+    return None
+
+
 def on_audio_ingested(event: AudioIngested, context: Context, deps: DiarizationDeps) -> Iterator[Event[Any]]:
+    fallback = None
+    if deps.dispatch is not None:
+        fallback = yield from _dispatch(event, context, deps, deps.dispatch)
+        if fallback is None:
+            return
+    with deps.engine_lock:
+        yield from _diarize(event, context, deps, fallback)
+
+
+def _diarize(
+    event: AudioIngested, context: Context, deps: DiarizationDeps, fallback: models.Fallback | None
+) -> Iterator[Event[Any]]:
+    """Run the job on this worker's engine: started, progress while it runs, completed."""
     data = event.data
     job_id = data.job_id
-    if deps.dispatch is not None:
-        yield _started(event, context, deps, deps.dispatch(event))
-        return
     try:
         engine = deps.engine()
         info = deps.engine_info()
     except EngineUnavailable as exc:
         message = f"No diarization engine could be loaded: {exc}"
-        yield _failed(event, context, deps, "engine_unavailable", message, False)
+        if fallback is not None:  # the GPU path may be back later: submitting again can succeed
+            message = (
+                f"The GPU path could not take the job ({fallback.message}) and no CPU engine could be loaded: {exc}"
+            )
+        yield _failed(event, context, deps, "engine_unavailable", message, fallback is not None)
         return
-    yield _started(event, context, deps, info)
+    yield _started(event, context, deps, info, fallback)
 
     with tempfile.TemporaryDirectory(dir=deps.scratch_dir, prefix="diarization-") as tmp:
         wav = Path(tmp) / "audio.wav"
@@ -196,7 +274,7 @@ def on_audio_ingested(event: AudioIngested, context: Context, deps: DiarizationD
         job_id=job_id,
         request=data.request,
         audio=data.audio,
-        engine=models.Engine(name=result.engine, model=result.model, device=result.device),
+        engine=_engine(result.engine, result.model, result.device, fallback),
         result=summary,
         timings=models.Timings.model_validate(timings),
     )

@@ -3,12 +3,15 @@
 Run it as `python -m speakerline.worker diarization` (streaming pull, one job at a time: GPU hosts without
 ingress), behind a push subscription (`speakerline.push:http_entrypoint`; CPU only, for small deployments), or, in
 a Vertex AI custom job, as `python -m speakerline.worker diarization --envelope FILE` (one job, see
-`engines/vertex.py`). With `SPEAKERLINE_ENGINE=vertex` (or `SPEAKERLINE_VERTEX_DISPATCH`) the worker diarizes
-nothing itself: it hands every job to such a custom job.
+`engines/vertex.py`). With `SPEAKERLINE_ENGINE=vertex` (or `SPEAKERLINE_VERTEX_DISPATCH`) the worker hands every
+job to such a custom job and diarizes nothing itself, unless the GPU path cannot take the job (Vertex AI refuses
+it, or it does not start within `SPEAKERLINE_GPU_START_TIMEOUT_S`): then it runs the job on the embedded CPU
+engine, loaded on the first such job and kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cache, partial
 
 from diarization import handlers
@@ -27,6 +30,10 @@ HANDLER = "audio_ingested"
 # takes about 5 h on one CPU thread (RTF ~0.2, `make bench-long`) and well under 1 h on a GPU; the rest is
 # margin for a shared or slow machine. Past this, Pub/Sub redelivers the job to another worker.
 MAX_LEASE_S = 12 * 3600
+# A dispatching worker mostly waits (for a custom job to start running, minutes each): it waits for several at
+# once, so that a burst is not handed to Vertex one job per start-up time. Its CPU fallbacks still run one at a
+# time (`DiarizationDeps.engine_lock`).
+DISPATCH_CONCURRENCY = 8
 
 
 @cache
@@ -59,9 +66,12 @@ def _vertex_dispatch(settings: Settings) -> handlers.Dispatch:
     (subscription,) = [s.name for s in settings.topology.subscriptions_of(NAME) if s.handler == HANDLER]
     dispatcher = VertexAIDispatcher(VertexConfig.from_settings(settings), subscription=subscription)
 
-    def dispatch(event: AudioIngested) -> handlers.EngineInfo:
-        dispatcher.dispatch(event)
-        return handlers.EngineInfo("vertex", dispatcher.model, dispatcher.accelerator)
+    def dispatch(event: AudioIngested) -> handlers.Dispatched:
+        name = dispatcher.dispatch(event)
+        return handlers.Dispatched(
+            handlers.EngineInfo(dispatcher.name, dispatcher.model, dispatcher.accelerator),
+            wait_started=partial(dispatcher.wait_started, name, job_id=event.data.job_id),
+        )
 
     return dispatch
 
@@ -70,6 +80,8 @@ def wire(platform: Platform) -> Wiring:
     settings = platform.settings
     config = EngineConfig.from_settings(settings)
     dispatching = config.engine == "vertex"
+    if dispatching:  # the engine of the fallback, when the GPU path cannot take a job
+        config = dataclasses.replace(config, engine="embedded")
     interval = settings.progress_interval_s
     deps = handlers.DiarizationDeps(
         blobs=platform.blobs,
@@ -86,10 +98,11 @@ def wire(platform: Platform) -> Wiring:
         partial(handlers.on_audio_ingested, deps=deps),
         accepts=(AudioIngested,),
         on_exhausted=partial(handlers.on_exhausted, deps=deps),
-        concurrency=1,  # one job at a time per worker: the engine uses the whole GPU (or all CPU cores)
+        # one job at a time per worker (the engine uses the whole GPU, or all CPU cores), unless it mostly waits
+        concurrency=DISPATCH_CONCURRENCY if dispatching else 1,
         max_lease_s=MAX_LEASE_S,
         best_effort=(DiarizationProgress,),  # losing a progress report must not redo the job
     )
-    # a dispatching worker loads no engine: there is nothing to warm up
+    # a dispatching worker loads its (fallback) engine only when it first needs it
     warm_up = None if dispatching else partial(_warm_up, config)
     return Wiring(routes={HANDLER: route}, warm_up=warm_up)

@@ -197,9 +197,9 @@ def test_exhausted_retries_fail_the_job_as_retriable(blobs, example) -> None:
 def test_a_dispatching_worker_only_says_the_job_started(blobs, example) -> None:
     dispatched: list[AudioIngested] = []
 
-    def dispatch(event: AudioIngested) -> handlers.EngineInfo:
+    def dispatch(event: AudioIngested) -> handlers.Dispatched:
         dispatched.append(event)
-        return handlers.EngineInfo("vertex", "pyannote/speaker-diarization-3.1", "NVIDIA_L4")
+        return handlers.Dispatched(handlers.EngineInfo("vertex", "pyannote/speaker-diarization-3.1", "NVIDIA_L4"))
 
     event = _ingested(example("audio.ingested"))
     deps = dataclasses.replace(_deps(blobs, EngineUnavailable("never loaded here")), dispatch=dispatch)

@@ -6,6 +6,7 @@ import base64
 import json
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -197,12 +198,29 @@ def test_request_is_a_valid_aiplatform_proto() -> None:
 
 
 class FakeJobClient:
-    def __init__(self) -> None:
-        self.requests: list[Any] = []
+    """Creates every job; each look at a job shows the next of `states` (the last one stays)."""
 
-    def create_custom_job(self, *, request: Any) -> Any:
+    def __init__(self, states: tuple[Any, ...] = ("JOB_STATE_RUNNING",)) -> None:
+        self.requests: list[Any] = []
+        self.states = list(states)
+        self.gets: list[str] = []
+        self.cancels: list[str] = []
+
+    def create_custom_job(self, *, request: Any, timeout: float) -> Any:
+        assert timeout > 0  # the client's default is no timeout at all
         self.requests.append(request)
         return type("CustomJob", (), {"name": "projects/1/locations/europe-west4/customJobs/42"})()
+
+    def get_custom_job(self, *, name: str, timeout: float) -> Any:
+        self.gets.append(name)
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        if isinstance(state, Exception):
+            raise state
+        return state if not isinstance(state, str) else SimpleNamespace(name=name, state=state, start_time=None)
+
+    def cancel_custom_job(self, *, name: str, timeout: float) -> Any:
+        self.cancels.append(name)
+        return None
 
 
 def test_dispatcher_submits_through_injected_client() -> None:
@@ -313,7 +331,7 @@ def test_a_vertex_worker_dispatches_through_the_topologys_subscription(monkeypat
     from diarization.engines import vertex
 
     client = FakeJobClient()
-    monkeypatch.setattr(vertex, "default_job_client", lambda region: client)
+    monkeypatch.setattr(vertex, "default_job_client", lambda config: client)
     settings = Settings(project="acme-prod", vertex_dispatch=True, vertex_region="europe-west4", vertex_image="img:1")
     service = bootstrap.build_service("diarization", settings, publisher=RecordingPublisher(), blobs=MemoryBlobStore())
     route = service.routes["audio_ingested"]

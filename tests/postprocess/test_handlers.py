@@ -174,3 +174,18 @@ def test_unset_thresholds_keep_the_defaults(merge_gap_s, min_segment_s) -> None:
     got = config(merge_gap_s, min_segment_s)
     assert got.merge_gap_s == (defaults.merge_gap_s if merge_gap_s is None else merge_gap_s)
     assert got.min_segment_s == (defaults.min_segment_s if min_segment_s is None else min_segment_s)
+
+
+def test_the_engines_fallback_is_carried_into_job_completed_and_output_json(blobs, example) -> None:
+    # A job the GPU path could not take ran on the diarization worker's CPU engine: the producer sees it, and why.
+    data = example("diarization.completed")
+    fallback = {"from": "vertex", "reason": "gpu_start_timeout", "message": "did not start within 900 s"}
+    data["engine"] = {"name": "embedded", "model": "segmentation-3.0+campplus", "device": "cpu", "fallback": fallback}
+    blobs.put(data["result"]["turns_uri"], json.dumps({"segments": []}).encode())
+
+    (out,) = handlers.handle(_completed(data), _context(), _deps(blobs))
+
+    assert out.payload()["engine"] == data["engine"]
+    assert out.data.engine.fallback is not None and out.data.engine.fallback.reason == "gpu_start_timeout"
+    out.to_cloudevent()  # valid job.completed
+    assert json.loads(blobs.read_bytes(out.data.result.output_uri))["engine"] == data["engine"]

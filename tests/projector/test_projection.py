@@ -267,6 +267,23 @@ def test_engine_comes_from_the_most_advanced_stage_in_any_order() -> None:
     assert fold([started, diarized])["engine"] == fold([diarized, started])["engine"] == diarized.payload()["engine"]
 
 
+def test_a_gpu_fallback_shows_in_the_jobs_engine_in_any_order() -> None:
+    # The dispatching worker said "vertex", then ran the job on its CPU engine: the job shows what ran, and why.
+    job_id = "job_fallback1"
+    gpu = {"name": "vertex", "model": "pyannote/speaker-diarization-3.1", "device": "NVIDIA_L4"}
+    fallback = {"from": "vertex", "reason": "gpu_dispatch_refused", "message": "ResourceExhausted: 429 quota"}
+    cpu = {"name": "embedded", "model": "segmentation-3.0+campplus", "device": "cpu", "fallback": fallback}
+    evs = [
+        make("diarization.started", job_id, 20, engine=gpu),
+        make("diarization.started", job_id, 21, engine=cpu),
+        make("diarization.completed", job_id, engine=cpu),
+        make("job.completed", job_id, engine=cpu),
+    ]
+    for order in itertools.permutations(evs):
+        job = fold(list(order))
+        assert job["status"] == "COMPLETED" and job["engine"] == cpu
+
+
 def test_within_one_stage_the_first_event_wins_in_any_order() -> None:
     job_id = "job_stage001"
     starts = [make("diarization.started", job_id, 20 + i, attempt=i + 1, worker=f"w{i}") for i in range(3)]

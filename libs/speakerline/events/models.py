@@ -170,6 +170,28 @@ class AudioUploadedV1Data(BaseModel):
     """
 
 
+class Fallback(BaseModel):
+    """
+    Present when the configured engine could not take the job and this engine ran it instead (the job still completes). Absent when the configured engine ran.
+    """
+
+    model_config = ConfigDict(
+        extra="allow",
+    )
+    from_: Annotated[str, Field(alias="from")]
+    """
+    The engine that was configured and could not take the job, e.g. vertex.
+    """
+    reason: str
+    """
+    Why, as a stable code: gpu_dispatch_refused (Vertex AI refused or failed the request to create the custom job: quota, permissions, API errors), gpu_start_timeout (the custom job was created but did not start running within the configured time, SPEAKERLINE_GPU_START_TIMEOUT_S; it was cancelled), gpu_start_failed (the custom job ended before it ever ran). New codes may be added.
+    """
+    message: str
+    """
+    What happened, for people (the error as the GPU path reported it).
+    """
+
+
 class Engine(BaseModel):
     model_config = ConfigDict(
         extra="allow",
@@ -185,6 +207,10 @@ class Engine(BaseModel):
     device: str
     """
     cpu, cuda, cuda:0, ...
+    """
+    fallback: Fallback | None = None
+    """
+    Present when the configured engine could not take the job and this engine ran it instead (the job still completes). Absent when the configured engine ran.
     """
 
 

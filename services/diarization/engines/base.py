@@ -11,6 +11,7 @@ __all__ = [
     "DiarizationEngine",
     "DiarizationOptions",
     "DiarizationResult",
+    "DispatchUnavailable",
     "EngineUnavailable",
     "Progress",
     "ProgressCallback",
@@ -24,6 +25,20 @@ class EngineUnavailable(Exception):
     Typical causes: the model is not cached and there is no token / no network, the weights
     package is not installed, or an optional dependency is missing. The message says which.
     """
+
+
+class DispatchUnavailable(Exception):
+    """Raised by a dispatcher when the GPU path cannot take a job: the worker then runs the job itself.
+
+    ``engine`` names the path that failed (``vertex``), ``reason`` is a stable code (e.g. ``gpu_dispatch_refused``,
+    ``gpu_start_timeout``) and ``message`` says what happened, for people: the job's ``engine.fallback``.
+    """
+
+    def __init__(self, engine: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.engine = engine
+        self.reason = reason
+        self.message = message
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,14 @@ worker on it, so no staging bucket is needed and nothing is interpolated into a 
 Secrets never travel in the request: the worker receives the *resource name* of the
 Hugging Face token secret (``SPEAKERLINE_HF_TOKEN_SECRET``) and reads it from Secret Manager
 itself (see :func:`.select.resolve_hf_token`).
+
+When the GPU path is down the job must still complete: :meth:`VertexAIDispatcher.submit` raises
+:class:`.base.DispatchUnavailable` (``gpu_dispatch_refused``) when the create call fails (quota,
+permissions, transport or API errors), and :meth:`VertexAIDispatcher.wait_started` raises it
+(``gpu_start_timeout``, after cancelling the job; ``gpu_start_failed`` when the job ended before it
+ever ran) when the job does not reach ``JOB_STATE_RUNNING`` within ``start_timeout_s``. The
+dispatching worker then runs the job on its own CPU engine. A job that fails after it started is
+not the dispatcher's business: the job's own handler reports it.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,10 +40,16 @@ import structlog
 from speakerline import events
 from speakerline.settings import Settings
 
+from .base import DispatchUnavailable
+
 __all__ = [
+    "DEFAULT_START_TIMEOUT_S",
     "ENV_ENGINE",
     "ENV_HF_TOKEN_SECRET",
     "ENV_PYANNOTE_MODEL",
+    "GPU_DISPATCH_REFUSED",
+    "GPU_START_FAILED",
+    "GPU_START_TIMEOUT",
     "JobServiceClient",
     "VertexAIDispatcher",
     "VertexConfig",
@@ -73,6 +88,21 @@ _SECRET_ENV_NAMES = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFAC
 _SECRET_RESOURCE = re.compile(r"^projects/[^/]+/secrets/[^/]+(/versions/[^/]+)?$")
 _LABEL_INVALID = re.compile(r"[^a-z0-9_-]")
 
+#: why the worker ran a job itself (the engine's ``fallback.reason`` in the events; the schemas list them)
+GPU_DISPATCH_REFUSED = "gpu_dispatch_refused"
+GPU_START_TIMEOUT = "gpu_start_timeout"
+GPU_START_FAILED = "gpu_start_failed"
+#: a custom job usually starts within minutes (machine provisioning, image pull); past this the GPU path is
+#: taken to be down (no capacity in the region, a stuck quota) and the worker runs the job itself
+DEFAULT_START_TIMEOUT_S = 900.0
+DEFAULT_POLL_S = 5.0
+#: the client's own default is no timeout at all: a hung call must not hold the job forever
+CALL_TIMEOUT_S = 60.0
+#: the job ran (or is running): from here on it reports itself
+_STARTED_STATES = frozenset({"JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED", "JOB_STATE_PARTIALLY_SUCCEEDED"})
+#: the job is over (or going) without having run, unless its ``start_time`` says otherwise
+_ENDED_STATES = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLING", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
+
 
 @dataclass(frozen=True)
 class VertexConfig:
@@ -97,6 +127,13 @@ class VertexConfig:
     labels: Mapping[str, str] = field(default_factory=dict)
     network: str | None = None
     display_name_prefix: str = "speakerline-diarize"
+    #: API endpoint; None: ``<region>-aiplatform.googleapis.com``. ``http://...``: a local fake of the REST API,
+    #: called without credentials (tests only)
+    api_endpoint: str | None = None
+    #: how long a created job may take to reach JOB_STATE_RUNNING before the worker runs the job itself
+    start_timeout_s: float = DEFAULT_START_TIMEOUT_S
+    #: time between two looks at the job's state while waiting for it to start
+    poll_s: float = DEFAULT_POLL_S
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VertexConfig:
@@ -116,7 +153,15 @@ class VertexConfig:
             pyannote_model=settings.pyannote_model,
             hf_token_secret=settings.hf_token_secret or None,
             env={name: str(value) for name, value in passthrough.items() if value},
+            api_endpoint=settings.vertex_api_endpoint or None,
+            start_timeout_s=(
+                DEFAULT_START_TIMEOUT_S if settings.gpu_start_timeout_s is None else settings.gpu_start_timeout_s
+            ),
         )
+
+    @property
+    def endpoint(self) -> str:
+        return self.api_endpoint or f"{self.region}-aiplatform.googleapis.com"
 
     def __post_init__(self) -> None:
         for name in ("project", "region", "image_uri"):
@@ -124,6 +169,8 @@ class VertexConfig:
                 raise ValueError(f"VertexConfig.{name} is required (SPEAKERLINE_VERTEX_* / GOOGLE_CLOUD_PROJECT)")
         if self.accelerator_count < 0:
             raise ValueError("accelerator_count must be >= 0")
+        if self.start_timeout_s <= 0 or self.poll_s <= 0:
+            raise ValueError("start_timeout_s and poll_s must be > 0")
         leaked = _SECRET_ENV_NAMES & set(self.env)
         if leaked:
             raise ValueError(
@@ -227,22 +274,48 @@ def build_custom_job_request(
 
 
 class JobServiceClient(Protocol):
-    """The one method we use of ``aiplatform_v1.JobServiceClient``."""
+    """The methods we use of ``aiplatform_v1.JobServiceClient``."""
 
-    def create_custom_job(self, *, request: Any) -> Any: ...
+    def create_custom_job(self, *, request: Any, timeout: float) -> Any: ...
+
+    def get_custom_job(self, *, name: str, timeout: float) -> Any: ...
+
+    def cancel_custom_job(self, *, name: str, timeout: float) -> Any: ...
 
 
-def default_job_client(region: str) -> JobServiceClient:  # pragma: no cover - needs GCP
+def default_job_client(config: VertexConfig) -> JobServiceClient:
+    """The Vertex AI job client for ``config.endpoint``: gRPC with the process's credentials, or, for an
+    ``http://`` endpoint (a local fake, tests only), REST over plain HTTP with no credentials at all."""
     try:
         from google.cloud import aiplatform_v1  # type: ignore[attr-defined,unused-ignore]
-    except ImportError as exc:
+    except ImportError as exc:  # pragma: no cover - a dependency of the service
         from .base import EngineUnavailable
 
         raise EngineUnavailable("google-cloud-aiplatform is needed to submit Vertex jobs") from exc
-    client: JobServiceClient = aiplatform_v1.JobServiceClient(
-        client_options={"api_endpoint": f"{region}-aiplatform.googleapis.com"}
+    endpoint = config.endpoint
+    if endpoint.startswith("http://"):
+        from google.auth.credentials import AnonymousCredentials
+
+        local: JobServiceClient = aiplatform_v1.JobServiceClient(
+            transport="rest",
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": endpoint},
+        )
+        return local
+    client: JobServiceClient = aiplatform_v1.JobServiceClient(  # pragma: no cover - needs GCP
+        client_options={"api_endpoint": endpoint}
     )
-    return client
+    return client  # pragma: no cover
+
+
+def _state_name(job: Any) -> str:
+    """``JOB_STATE_RUNNING`` and so on, from a proto enum (or a plain string)."""
+    state = getattr(job, "state", None)
+    return str(getattr(state, "name", state) or "JOB_STATE_UNSPECIFIED")
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 class VertexAIDispatcher:
@@ -250,11 +323,26 @@ class VertexAIDispatcher:
 
     name = "vertex"
 
-    def __init__(self, config: VertexConfig, client: JobServiceClient | None = None, *, subscription: str) -> None:
+    def __init__(
+        self,
+        config: VertexConfig,
+        client: JobServiceClient | None = None,
+        *,
+        subscription: str,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.config = config
         self._client = client
         #: the subscription the job pretends the event came through (the diarization service's, in the topology)
         self.subscription = subscription
+        self._clock = clock
+        self._sleep = sleep
+
+    def _job_client(self) -> JobServiceClient:
+        if self._client is None:
+            self._client = default_job_client(self.config)
+        return self._client
 
     @property
     def model(self) -> str:
@@ -274,11 +362,15 @@ class VertexAIDispatcher:
         return self.submit(event.data.job_id, envelope, event_id=event.id)
 
     def submit(self, job_id: str, envelope_json: str, *, event_id: str | None = None) -> str:
-        """Submit the job; return the CustomJob resource name."""
+        """Submit the job; return the CustomJob resource name. Raises :class:`DispatchUnavailable` when Vertex AI
+        does not take it (any error of the client or of the call: quota, permissions, network, API)."""
         request = build_custom_job_request(self.config, job_id=job_id, envelope_json=envelope_json, event_id=event_id)
-        if self._client is None:
-            self._client = default_job_client(self.config.region)
-        response = self._client.create_custom_job(request=request)
+        try:
+            response = self._job_client().create_custom_job(request=request, timeout=CALL_TIMEOUT_S)
+        except Exception as exc:
+            raise DispatchUnavailable(
+                self.name, GPU_DISPATCH_REFUSED, f"Vertex AI did not create the custom job: {_describe(exc)}"
+            ) from exc
         name = str(getattr(response, "name", ""))
         log.info(
             "diarization.vertex_job_submitted",
@@ -288,3 +380,48 @@ class VertexAIDispatcher:
             accelerator=self.config.accelerator_type,
         )
         return name
+
+    def wait_started(self, name: str, *, job_id: str) -> None:
+        """Return once the custom job ``name`` runs (or has run); raise :class:`DispatchUnavailable` when it has
+        not started within ``config.start_timeout_s`` (the job is cancelled first, best effort) or ended without
+        ever running. A failed look at the job is logged and retried until the deadline."""
+        client = self._job_client()
+        deadline = self._clock() + self.config.start_timeout_s
+        state = "JOB_STATE_UNSPECIFIED"
+        while True:
+            try:
+                job = client.get_custom_job(name=name, timeout=CALL_TIMEOUT_S)
+            except Exception as exc:
+                log.warning("diarization.vertex_job_poll_failed", job_id=job_id, custom_job=name, error=_describe(exc))
+            else:
+                state = _state_name(job)
+                # start_time is set once the job first ran: a job that ran and failed reports itself
+                if state in _STARTED_STATES or getattr(job, "start_time", None):
+                    log.info("diarization.vertex_job_started", job_id=job_id, custom_job=name, state=state)
+                    return
+                if state in _ENDED_STATES:
+                    raise DispatchUnavailable(
+                        self.name,
+                        GPU_START_FAILED,
+                        f"the Vertex AI custom job {name} ended ({state}) before it started",
+                    )
+            left = deadline - self._clock()
+            if left <= 0:
+                break
+            self._sleep(min(self.config.poll_s, left))
+        self._cancel(name, job_id=job_id)
+        raise DispatchUnavailable(
+            self.name,
+            GPU_START_TIMEOUT,
+            f"the Vertex AI custom job {name} did not start within {self.config.start_timeout_s:g} s "
+            f"(last state {state}); it was cancelled",
+        )
+
+    def _cancel(self, name: str, *, job_id: str) -> None:
+        """Best effort: a job left pending would start later and diarize the job a second time."""
+        try:
+            self._job_client().cancel_custom_job(name=name, timeout=CALL_TIMEOUT_S)
+        except Exception as exc:
+            log.warning("diarization.vertex_job_cancel_failed", job_id=job_id, custom_job=name, error=_describe(exc))
+        else:
+            log.info("diarization.vertex_job_cancelled", job_id=job_id, custom_job=name)
