@@ -250,3 +250,19 @@ class MemoryObjects:
         for uri in gone:
             del self.objects[uri]
         return gone
+
+
+class MemoryLedger:
+    """notification's DeliveryLedger in memory."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], int | None] = {}
+
+    def delivered(self, event_id: str, channel: str) -> Any:
+        from notification.ledger import PastDelivery
+
+        key = (event_id, channel)
+        return PastDelivery(self.records[key]) if key in self.records else None
+
+    def record(self, event_id: str, channel: str, job_id: str, status_code: int | None) -> None:
+        self.records[(event_id, channel)] = status_code

@@ -79,3 +79,15 @@ resource "google_firestore_index" "jobs_producer_status_created" {
 
   depends_on = [google_firestore_index.jobs_producer_created]
 }
+
+# notification's delivery ledger (services/notification/ledger.py) deletes itself: a TTL on expire_at, set to
+# outlive the dead-letter retention (a replay within it is still deduplicated). No index on a field never queried.
+resource "google_firestore_field" "notification_deliveries_ttl" {
+  project    = var.project_id
+  database   = google_firestore_database.default.name
+  collection = "notification_deliveries"
+  field      = "expire_at"
+
+  ttl_config {}
+  index_config {}
+}

@@ -139,10 +139,11 @@ resource "google_storage_bucket_iam_member" "model_mirror" {
 
 # --- Firestore ---------------------------------------------------------------------------------------------
 
-# The projector is the only Firestore writer. Firestore IAM has no per-collection roles; datastore.user is the
-# narrowest role that reads and writes documents.
-resource "google_project_iam_member" "projector_datastore" {
-  for_each = { for name, _ in local.services : name => name if name == "projector" }
+# The projector is the only writer of job documents; notification keeps its delivery ledger
+# (notification_deliveries, services/notification/ledger.py). Firestore IAM has no per-collection roles;
+# datastore.user is the narrowest role that reads and writes documents.
+resource "google_project_iam_member" "service_datastore" {
+  for_each = { for name, _ in local.services : name => name if contains(["projector", "notification"], name) }
 
   project = var.project_id
   role    = "roles/datastore.user"

@@ -19,9 +19,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-from speakerline import logs, runtime, storage
+from speakerline import failpoints, logs, runtime, storage
 from speakerline.pubsub import EventPublisher, PubSubPublisher
 from speakerline.settings import Settings
+
+
+class ConfigurationError(RuntimeError):
+    """A service cannot run with these settings (e.g. no webhook signing key): raised while wiring, so that a
+    deployment fails at start-up, never job by job."""
 
 
 class Platform:
@@ -122,11 +127,16 @@ def run_worker(name: str, settings: Settings | None = None) -> None:
     """Run `name` as a streaming-pull worker until SIGTERM/SIGINT."""
     settings = settings or Settings()
     logs.configure(name, settings.log_level)
+    failpoints.configure(settings.failpoints_file)
     _require_project(settings)
-    service = build_service(name, settings)
+    try:
+        service = build_service(name, settings)
+    except ConfigurationError as exc:
+        logs.get_logger().error("cannot start: configuration error", error=str(exc))
+        raise SystemExit(f"{name}: {exc}") from exc
     if service.warm_up is not None:
         service.warm_up()
-    runtime.run_pull(service, settings.project, settings.ready_file)
+    runtime.run_pull(service, settings.project, settings.ready_file, settings.inflight_dir)
 
 
 def run_envelope(name: str, envelope_file: Path, settings: Settings | None = None) -> int:
@@ -145,11 +155,17 @@ def run_envelope(name: str, envelope_file: Path, settings: Settings | None = Non
     return 0
 
 
-def push_http_handler(settings: Settings | None = None) -> Callable[[Any], tuple[str, int]]:
-    """The body of the push HTTP function: the service named by `settings.service`, built on the first request.
-    It reads the raw push envelope, so the delivery attempt reaches the handler's context; a non-2xx answer
-    makes Pub/Sub redeliver with backoff."""
+def push_http_handler(settings: Settings | None = None, *, eager: bool = False) -> Callable[[Any], tuple[str, int]]:
+    """The body of the push HTTP function: the service named by `settings.service`, built on the first request,
+    or at once with `eager` (the deployed function: a configuration error then stops the container at start-up,
+    so a bad revision never takes traffic). It reads the raw push envelope, so the delivery attempt reaches the
+    handler's context; a non-2xx answer makes Pub/Sub redeliver with backoff."""
     built: list[runtime.ServiceDef] = []
+    if eager:
+        current = settings or Settings()
+        if current.service:
+            logs.configure(current.service, current.log_level)
+            built.append(build_service(current.service, current))
 
     def handle(request: Any) -> tuple[str, int]:
         envelope = request.get_json(silent=True)

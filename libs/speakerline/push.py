@@ -12,4 +12,4 @@ import functions_framework
 
 from speakerline import bootstrap
 
-http_entrypoint = functions_framework.http(bootstrap.push_http_handler())
+http_entrypoint = functions_framework.http(bootstrap.push_http_handler(eager=True))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from speakerline import uploads as upload_contract
 
 DEFAULT_PROJECT = "speakerline-local"
 STATE_FILE = "stack.json"
+WEBHOOK_KEY_ENV = "SPEAKERLINE_WEBHOOK_SIGNING_KEY"
 
 
 class StackError(RuntimeError):
@@ -60,6 +62,22 @@ class StackConfig:
     def signing_key_file(self) -> Path:
         """The service-account key the local API signs upload and download URLs with (made by `up`)."""
         return self.root / "api-signing-key.json"
+
+    @property
+    def webhook_key_file(self) -> Path:
+        """The webhook signing key `up` generates when none is configured (receivers verify with it)."""
+        return self.root / "webhook-signing-key"
+
+    def webhook_signing_key(self) -> str | None:
+        """The key the notification service signs webhooks with: the configured one (the stack's service
+        environment, else this process's environment), else the generated one."""
+        configured = self.service_env.get(WEBHOOK_KEY_ENV) or os.environ.get(WEBHOOK_KEY_ENV)
+        if configured:
+            return configured
+        try:
+            return self.webhook_key_file.read_text().strip() or None
+        except FileNotFoundError:
+            return None
 
     def emulator_env(self) -> dict[str, str]:
         return {
@@ -202,7 +220,10 @@ def components(cfg: StackConfig) -> list[Component]:
                 **base_env,
                 **cfg.emulator_env(),
                 **cfg.service_env,
+                **_webhook_key_env(cfg),
                 "SPEAKERLINE_READY_FILE": str(ready),
+                # a restarted worker hands back at once what a crashed one was handling
+                "SPEAKERLINE_INFLIGHT_DIR": str(cfg.run / f"{service.name}.inflight"),
                 # The local stack delivers webhooks to localhost receivers; production refuses private addresses.
                 "SPEAKERLINE_ALLOW_PRIVATE_WEBHOOKS": cfg.service_env.get("SPEAKERLINE_ALLOW_PRIVATE_WEBHOOKS", "1"),
                 "PYTHONUNBUFFERED": "1",
@@ -260,6 +281,27 @@ def ensure_signing_key(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(info))
     path.chmod(0o600)
+
+
+def ensure_webhook_key(cfg: StackConfig) -> None:
+    """Webhooks work out of the box locally: without a configured signing key (nor a Secret Manager version
+    naming one), generate one and keep it with the stack's state, so that it survives restarts and `stack env`
+    can show it to receivers. The notification service refuses to start without a key."""
+    configured = {**os.environ, **cfg.service_env}
+    if configured.get(WEBHOOK_KEY_ENV) or configured.get(WEBHOOK_KEY_ENV + "_SECRET"):
+        return
+    if cfg.webhook_key_file.exists():
+        return
+    import secrets
+
+    cfg.webhook_key_file.parent.mkdir(parents=True, exist_ok=True)
+    cfg.webhook_key_file.write_text(secrets.token_urlsafe(32) + "\n")
+    cfg.webhook_key_file.chmod(0o600)
+
+
+def _webhook_key_env(cfg: StackConfig) -> dict[str, str]:
+    key = cfg.webhook_signing_key()
+    return {WEBHOOK_KEY_ENV: key} if key else {}
 
 
 def _ready(ready_file: Path) -> Callable[[], bool]:
@@ -366,6 +408,7 @@ def up(cfg: StackConfig, say: Callable[[str], None] = print, timeout_s: float = 
     cfg.save()
     (cfg.root / "pubsub").mkdir(parents=True, exist_ok=True)
     ensure_signing_key(cfg.signing_key_file)
+    ensure_webhook_key(cfg)
     comps = {c.name: c for c in components(cfg)}
     env = cfg.emulator_env()
     os.environ.update(env)  # the admin clients below talk to the emulators
@@ -442,6 +485,34 @@ def topology_applied(cfg: StackConfig) -> list[str]:
     return missing
 
 
+def restart(
+    cfg: StackConfig,
+    name: str,
+    env: dict[str, str] | None = None,
+    say: Callable[[str], None] = print,
+    timeout_s: float = 120.0,
+) -> int:
+    """Stop one service (its whole process group) and start it again, with `env` added to its environment for
+    this run only (e.g. another engine); returns the new pid. The emulators must be up."""
+    comps = {c.name: c for c in components(cfg) if c.kind == "service"}
+    if name not in comps:
+        raise StackError(f"no service {name!r} in the stack (known: {', '.join(comps)})")
+    comp = comps[name]
+    if env:
+        comp = Component(comp.name, comp.argv, {**comp.env, **env}, comp.healthy, comp.kind)
+    pid = _read_pid(cfg, name)
+    if pid is not None and _group_alive(pid):
+        _stop_group(pid)
+    (cfg.run / f"{name}.ready").unlink(missing_ok=True)
+    pid = _start(cfg, comp)
+    _wait_healthy(cfg, comp, pid, timeout_s)
+    say(f"{name}: restarted (pid {pid})")
+    return pid
+
+
 def env_lines(cfg: StackConfig) -> list[str]:
     env = {**cfg.emulator_env(), "SPEAKERLINE_API_URL": cfg.api_url}
-    return [f"export {k}={v}" for k, v in env.items()]
+    key = cfg.webhook_signing_key()
+    if key:
+        env[WEBHOOK_KEY_ENV] = key
+    return [f"export {k}={shlex.quote(v)}" for k, v in env.items()]

@@ -6,8 +6,9 @@ bodies are signed. `handle` is a generator: each channel's report (`notification
 runtime, as soon as that channel is settled. A channel that fails in a retriable way is tried again through
 Pub/Sub's backoff: after every channel was tried, `RetriableDeliveryFailure` is raised, once the settled channels'
 reports are out, so a retry loses none of them. On the retry the channels that already succeeded are delivered
-again (receivers deduplicate on the event id, see WEBHOOKS.md) and their report has the same id as before
-(consumers deduplicate it too). On the last attempt `on_exhausted` emits `notification.failed` for each channel
+again only if the delivery ledger (`ledger.py`) has no record of it; either way their report goes out again
+with the same id as before (consumers deduplicate it), in case the attempt that delivered died before
+publishing it. On the last attempt `on_exhausted` emits `notification.failed` for each channel
 still failing, and the message goes to the dead-letter topic.
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from notification.delivery import DeliveryResult
+from notification.ledger import DeliveryLedger
 from notification.payloads import (
     JobOutcome,
     OutcomeType,
@@ -59,12 +61,15 @@ class Channel:
 @dataclass(frozen=True)
 class NotificationDeps:
     source: str
-    signing_secret: str | None
+    signing_secret: str  # the wiring refuses to start without one
     discord_url: str | None
     slack_url: str | None
     check_url: Callable[[str], UrlDecision]
     send: Callable[[str, bytes, dict[str, str], UrlDecision], DeliveryResult]
     now: Callable[[], int]
+    ledger: DeliveryLedger
+    #: called between two channels: a fault-injection point of the local stack's fault tests (no-op elsewhere)
+    between_channels: Callable[[str], None] = lambda job_id: None
 
 
 @dataclass(frozen=True)
@@ -123,11 +128,9 @@ def job_outcome(event: JobOutcomeEvent) -> JobOutcome:
     )
 
 
-def render(channel: Channel, event: JobOutcomeEvent, deps: NotificationDeps) -> tuple[bytes, dict[str, str]] | str:
-    """The request body and headers for a channel, or the error code why it cannot be sent."""
+def render(channel: Channel, event: JobOutcomeEvent, deps: NotificationDeps) -> tuple[bytes, dict[str, str]]:
+    """The request body and headers for a channel."""
     if channel.name == models.Channel.webhook:
-        if not deps.signing_secret:
-            return "signing_secret_missing"
         body = webhook_body(json.loads(to_structured_json(event.to_cloudevent())))
         headers = signature_headers(body, deps.signing_secret, deps.now(), event_id=event.id, event_type=event.TYPE)
         return body, headers
@@ -182,20 +185,21 @@ def _failed(
 def handle(event: JobOutcomeEvent, context: runtime.Context, deps: NotificationDeps) -> Iterator[Event[Any]]:
     """Notify every channel of a job outcome, yielding each channel's report as soon as it is settled."""
     retry: list[PendingChannel] = []
-    for channel in channels_for(event, deps):
+    for index, channel in enumerate(channels_for(event, deps)):
+        if index:
+            deps.between_channels(event.data.job_id)
         decision = deps.check_url(channel.url)
         if not decision.allowed:
             yield _failed(event, context, deps, channel, decision.host, (decision.code, decision.message, False))
             continue
-        rendered = render(channel, event, deps)
-        if isinstance(rendered, str):
-            message = (
-                "No webhook signing secret is configured (SPEAKERLINE_WEBHOOK_SIGNING_KEY); refusing to send unsigned."
-            )
-            yield _failed(event, context, deps, channel, decision.host, (rendered, message, False))
+        past = deps.ledger.delivered(event.id, channel.name.value)
+        if past is not None:  # an earlier attempt delivered it: report again (same id), do not send again
+            yield _delivered(event, context, deps, channel, decision.host, past.status_code)
             continue
-        result = deps.send(channel.url, rendered[0], rendered[1], decision)
+        body, headers = render(channel, event, deps)
+        result = deps.send(channel.url, body, headers, decision)
         if result.ok:
+            deps.ledger.record(event.id, channel.name.value, event.data.job_id, result.status_code)
             yield _delivered(event, context, deps, channel, decision.host, result.status_code)
         elif result.retriable:
             retry.append(PendingChannel(channel, decision.host, result.error_code or "delivery_failed", result.message))

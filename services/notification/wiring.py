@@ -6,23 +6,33 @@ import time
 from functools import partial
 
 from notification import delivery, handlers
+from notification.ledger import FirestoreLedger
 from notification.url_policy import check_url
-from speakerline import runtime
-from speakerline.bootstrap import Platform, Wiring
+from speakerline import failpoints, runtime
+from speakerline.bootstrap import ConfigurationError, Platform, Wiring
 from speakerline.events import JobCompleted, JobFailed, JobRejected
 
 
 def wire(platform: Platform) -> Wiring:
     settings = platform.settings
+    signing_key = settings.secret("webhook_signing_key")
+    if not signing_key:
+        # Refused here, at start-up: a missing key must stop a deployment, not fail every job's webhook.
+        raise ConfigurationError(
+            "no webhook signing key: set SPEAKERLINE_WEBHOOK_SIGNING_KEY, or SPEAKERLINE_WEBHOOK_SIGNING_KEY_SECRET "
+            "to a Secret Manager version (the local stack generates one)"
+        )
     allowed_hosts = frozenset(h.strip() for h in settings.webhook_allowed_hosts.split(",") if h.strip())
     deps = handlers.NotificationDeps(
         source=platform.source,
-        signing_secret=settings.secret("webhook_signing_key"),
+        signing_secret=signing_key,
         discord_url=settings.secret("discord_webhook_url"),
         slack_url=settings.secret("slack_webhook_url"),
         check_url=partial(check_url, allow_private=settings.allow_private_webhooks, allowed_hosts=allowed_hosts),
         send=partial(delivery.send, timeout_s=settings.webhook_timeout_s),
         now=lambda: int(time.time()),
+        ledger=FirestoreLedger(settings.project),
+        between_channels=partial(failpoints.reached, "notification.between_channels"),
     )
     route = runtime.Route(
         partial(handlers.handle, deps=deps),

@@ -23,7 +23,7 @@ from postprocess.timeline_rules import (
     speech_stats,
     summarize,
 )
-from speakerline import events, runtime, storage
+from speakerline import events, failpoints, runtime, storage
 from speakerline.events import DiarizationCompleted, Event, JobCompleted, models
 from speakerline.timeline import to_rttm, to_webvtt, turns_from_json
 
@@ -61,6 +61,7 @@ def handle(event: DiarizationCompleted, context: runtime.Context, deps: Postproc
     deps.blobs.upload_bytes(json.dumps(output, indent=2).encode(), uris["json"], "application/json")
     deps.blobs.upload_bytes(to_rttm(turns, job_id).encode(), uris["rttm"], "text/plain")
     deps.blobs.upload_bytes(to_webvtt(turns).encode(), uris["vtt"], "text/vtt")
+    failpoints.reached("postprocess.outputs", job_id)
     completed = models.JobCompletedV1Data(
         job_id=job_id,
         request=data.request,

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from google.cloud import firestore
 
+from speakerline import failpoints
 from speakerline.events import Event
 from speakerline.jobs import EVENTS_SUBCOLLECTION, JOBS_COLLECTION
 
@@ -89,6 +90,7 @@ def _apply_in_transaction(
 ) -> bool:
     # Called again from the top when the commit loses a conflict: everything below is derived from these reads.
     snapshots = {snap.reference.path: snap for snap in transaction.get_all([job_ref, event_ref])}
+    failpoints.reached("projector.transaction", job_ref.id)
     if snapshots[event_ref.path].exists:
         return False
     job_snap = snapshots[job_ref.path]

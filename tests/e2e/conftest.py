@@ -10,20 +10,31 @@ from google.cloud import firestore
 
 from speakerline import apikeys
 from speakerline_tools import stack
-
-SECRET = "e2e-signing-secret"
+from tests.conftest import WebhookReceiver
 
 
 @pytest.fixture(scope="session")
-def pipeline(emulators: stack.StackConfig) -> Iterator[stack.StackConfig]:
+def team_channel() -> Iterator[WebhookReceiver]:
+    """The stack's Slack channel (every job outcome is posted there too): a second channel per job, so that the
+    fault tests can stop the notification service between two channels."""
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def pipeline(emulators: stack.StackConfig, team_channel: WebhookReceiver) -> Iterator[stack.StackConfig]:
+    """No webhook signing key is configured: the stack generates one, as it does for a new user."""
     cfg = dataclasses.replace(
         emulators,
         services=True,
         service_env={
-            "SPEAKERLINE_WEBHOOK_SIGNING_KEY": SECRET,
             "SPEAKERLINE_ENGINE": "embedded",
             "PYANNOTE_METRICS_ENABLED": "false",
             "HF_HUB_OFFLINE": "1",
+            "SPEAKERLINE_SLACK_WEBHOOK_URL": team_channel.url("/slack"),
+            # fault injection for tests/e2e/test_faults.py (speakerline.failpoints); nothing is armed by default
+            "SPEAKERLINE_FAILPOINTS_FILE": str(emulators.root / "failpoints.json"),
         },
     )
     stack.up(cfg, say=lambda _: None, timeout_s=240)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -27,7 +28,6 @@ from speakerline.timeline import parse_rttm
 from speakerline_tools import client, evaluation, jobstore, stack
 
 from ..integration.helpers import pull, wait_for
-from .conftest import SECRET
 
 pytestmark = pytest.mark.e2e
 
@@ -37,8 +37,10 @@ REFERENCE = next(iter(parse_rttm(SAMPLE.with_suffix(".rttm").read_text()).values
 DER_TARGET = 0.20
 
 
-def _cli(cfg: stack.StackConfig, *args: str, timeout_s: float = 900) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **cfg.emulator_env()}
+def _cli(
+    cfg: stack.StackConfig, *args: str, timeout_s: float = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **cfg.emulator_env(), **(env or {})}
     speakerline = str(Path(sys.executable).with_name("speakerline"))
     return subprocess.run([speakerline, *args], env=env, capture_output=True, text=True, timeout=timeout_s)
 
@@ -100,7 +102,11 @@ def test_cli_submission_is_diarized_end_to_end(pipeline: stack.StackConfig, webh
 
     wait_for(lambda: webhook_receiver.requests, timeout_s=30)
     _, headers, body = webhook_receiver.requests[0]
-    assert verify(body, headers["Speakerline-Signature"], SECRET, int(time.time()))
+    # Verified with the key the stack generated, read the way the README tells a receiver to: `stack env`.
+    exports = _cli(pipeline, "stack", "env", env={"SPEAKERLINE_STACK_DIR": str(pipeline.root)}).stdout
+    (key,) = [shlex.split(line)[1].split("=", 1)[1] for line in exports.splitlines() if "WEBHOOK_SIGNING_KEY=" in line]
+    assert key == pipeline.webhook_signing_key() and len(key) >= 32
+    assert verify(body, headers["Speakerline-Signature"], key, int(time.time()))
     # What a receiver does with the body (README, "Consuming job outcomes"): one call, typed.
     received = events.parse_json(body)
     assert isinstance(received, events.JobCompleted) and received.job_id == job["job_id"]

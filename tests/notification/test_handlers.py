@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from functools import partial
@@ -13,10 +14,10 @@ from notification.delivery import send
 from notification.signing import verify
 from notification.url_policy import check_url
 from speakerline import events, runtime
-from speakerline.bootstrap import build_service
+from speakerline.bootstrap import ConfigurationError, build_service
 from speakerline.events import models
 from speakerline.settings import Settings
-from tests.fakes import MemoryBlobStore, RecordingPublisher
+from tests.fakes import MemoryBlobStore, MemoryLedger, RecordingPublisher
 
 SECRET = "s3cret"
 OUTCOME_CLASSES = {
@@ -35,16 +36,17 @@ def _deps(
     allow_private: bool = True,
     discord: str | None = None,
     slack: str | None = None,
-    secret: str | None = SECRET,
+    ledger: MemoryLedger | None = None,
 ) -> handlers.NotificationDeps:
     return handlers.NotificationDeps(
         source="//speakerline/services/notification",
-        signing_secret=secret,
+        signing_secret=SECRET,
         discord_url=discord,
         slack_url=slack,
         check_url=partial(check_url, allow_private=allow_private),
         send=partial(send, timeout_s=5),
         now=lambda: int(time.time()),
+        ledger=ledger if ledger is not None else MemoryLedger(),
     )
 
 
@@ -163,10 +165,31 @@ def test_report_ids_are_deterministic_per_channel_and_attempt(webhook_receiver, 
     assert failed_1.id == failed_1_again.id and failed_1.id != failed_2.id
 
 
-def test_without_a_signing_secret_webhooks_are_refused(webhook_receiver, example) -> None:
-    (report,) = _run(_outcome(example, "job.completed", webhook_receiver.url("/h")), _deps(secret=None))
-    assert report.data.error.code == "signing_secret_missing"
-    assert webhook_receiver.requests == []
+def test_without_a_signing_key_the_service_does_not_start() -> None:
+    """A missing key is a start-up error (the deployment fails), never a per-job failure."""
+    with pytest.raises(ConfigurationError, match="SPEAKERLINE_WEBHOOK_SIGNING_KEY"):
+        build_service("notification", Settings(project="p"), publisher=RecordingPublisher(), blobs=MemoryBlobStore())
+
+
+def test_a_redelivery_does_not_send_again_to_channels_that_got_the_event(webhook_receiver, example) -> None:
+    """Killed between two channels, or retried because another channel failed: what the ledger says was
+    delivered is reported again (same id: the report may not have gone out) but not sent again."""
+    event = _outcome(example, "job.completed", webhook_receiver.url("/hook"))
+    ledger = MemoryLedger()
+    reached: list[str] = []
+    deps = dataclasses.replace(
+        _deps(slack=webhook_receiver.url("/slack"), ledger=ledger), between_channels=reached.append
+    )
+    reports = handlers.handle(event, _context(), deps)
+    first = next(reports)  # the webhook is delivered; the worker "dies" before the next channel
+    reports.close()
+    assert reached == [] and [p for p, _, _ in webhook_receiver.requests] == ["/hook"]
+    again = _run(event, deps, attempt=2)
+    assert [p for p, _, _ in webhook_receiver.requests] == ["/hook", "/slack"]  # the webhook only once
+    assert [r.data.channel for r in again] == ["webhook", "slack"]
+    assert again[0].id == first.id and again[0].data.status_code == 200
+    assert reached == [event.data.job_id]  # the fault-injection point between the two channels
+    assert sorted(channel for _, channel in ledger.records) == ["slack", "webhook"]
 
 
 def test_no_channels_means_no_reports(example) -> None:
@@ -181,7 +204,10 @@ def test_the_outcome_map_covers_the_accepted_event_types() -> None:
     }
 
 
-def test_build_service_wires_the_route_and_the_settings(webhook_receiver, example) -> None:
+def test_build_service_wires_the_route_and_the_settings(webhook_receiver, example, monkeypatch) -> None:
+    import notification.wiring
+
+    monkeypatch.setattr(notification.wiring, "FirestoreLedger", lambda project: MemoryLedger())
     flaky = type(webhook_receiver)()
     flaky.status = 503
     try:

@@ -43,7 +43,7 @@ def test_a_secret_field_prefers_its_value() -> None:
 @pytest.mark.parametrize("name", SERVICES)
 def test_every_service_is_wired_by_build_service(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:1")  # clients are built, never called
-    settings = Settings(project="p", engine="embedded")
+    settings = Settings(project="p", engine="embedded", webhook_signing_key="k")
     service = bootstrap.build_service(name, settings, publisher=RecordingPublisher(), blobs=MemoryBlobStore())
     handlers = {sub.handler for sub in settings.topology.subscriptions_of(name)}
     assert handlers and set(service.routes) == handlers
