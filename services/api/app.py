@@ -160,6 +160,8 @@ def create_app(wired: Wired | None = None) -> FastAPI:
             for e in exc.errors()
         ]
         detail = "; ".join(f"{'.'.join(e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in errors[:5])
+        if errors and errors[0]["type"] == "json_invalid":  # its loc is a character offset, not a field
+            detail = f"The body is not valid JSON (at character {errors[0]['loc'][-1]})."
         return _problem_response(ApiError(422, "invalid_request", detail or "Invalid request.", errors=errors), None)
 
     @app.exception_handler(StarletteHTTPException)

@@ -14,10 +14,15 @@ Format = Literal["json", "rttm", "vtt"]
 JOB_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{7,63}$"
 
 
+# Request bodies are strict: an unknown field is refused (a typo must not silently drop an option), and so is a
+# value of the wrong JSON type ("size": "10", "num_speakers": true or 3.0), which lax parsing would coerce.
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+
 class SpeakerOptions(BaseModel):
     """Give num_speakers when known, or a min/max range; neither means the engine estimates the count."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     num_speakers: int | None = Field(None, ge=1, le=32, description="Exact number of speakers.")
     min_speakers: int | None = Field(None, ge=1, le=32, description="Lower bound on the number of speakers.")
@@ -67,7 +72,7 @@ class UploadRequest(SpeakerOptions):
     size: int = Field(ge=1, description="The file's size in bytes; the signed URL accepts a file of at most this size.")
 
     model_config = ConfigDict(
-        extra="forbid",
+        **STRICT,
         json_schema_extra={
             "examples": [{"file_name": "standup.mp3", "content_type": "audio/mpeg", "size": 2841600, "num_speakers": 3}]
         },
@@ -111,7 +116,7 @@ class JobRequest(SpeakerOptions):
     )
 
     model_config = ConfigDict(
-        extra="forbid",
+        **STRICT,
         json_schema_extra={
             "examples": [
                 {

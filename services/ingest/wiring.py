@@ -32,7 +32,11 @@ def wire(platform: Platform) -> Wiring:
     )
     return Wiring(
         routes={
-            "gcs_upload": Route(partial(handlers.gcs_upload, deps=deps), accepts=(gcs_notification.ObjectFinalized,)),
+            "gcs_upload": Route(
+                partial(handlers.gcs_upload, deps=deps),
+                accepts=(gcs_notification.ObjectFinalized,),
+                on_exhausted=partial(handlers.upload_exhausted, deps=deps),
+            ),
             "audio_uploaded": Route(
                 partial(handlers.audio_uploaded, deps=deps),
                 accepts=(AudioUploaded,),

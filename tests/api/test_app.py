@@ -135,7 +135,8 @@ def test_invalid_json_is_422_invalid_request(app: App) -> None:
     response = app.client.post(
         "/v1/uploads", content=b'{"file_name": ', headers={**app.auth, "Content-Type": "application/json"}
     )
-    _problem(response, 422, "invalid_request")
+    body = _problem(response, 422, "invalid_request")
+    assert body["detail"] == "The body is not valid JSON (at character 14)."
 
 
 def test_an_invalid_field_is_422_with_the_field_errors(app: App) -> None:
@@ -145,6 +146,46 @@ def test_an_invalid_field_is_422_with_the_field_errors(app: App) -> None:
     body = _problem(response, 422, "invalid_request")
     assert "size" in body["detail"]
     assert any(e["loc"][-1] == "size" for e in body["errors"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("size", "10"),
+        ("size", 10.0),
+        ("size", True),
+        ("num_speakers", "3"),
+        ("num_speakers", 3.0),
+        ("num_speakers", True),
+        ("file_name", 123),
+        ("content_type", ["audio/wav"]),
+        ("webhook_url", {"url": "https://hooks.example/x"}),
+    ],
+)
+def test_a_value_of_the_wrong_json_type_is_422_not_coerced(app: App, field: str, value: Any) -> None:
+    """Lax parsing took "size": "10" and "num_speakers": true (as 1 speaker!) and signed an upload for them."""
+    signed = len(app.objects.signed_puts)
+    body = {"file_name": "a.wav", "content_type": "audio/wav", "size": 10, field: value}
+    response = app.client.post("/v1/uploads", json=body, headers=app.auth)
+    problem = _problem(response, 422, "invalid_request")
+    assert field in problem["detail"]
+    assert [e["loc"][-1] for e in problem["errors"]] == [field]
+    assert len(app.objects.signed_puts) == signed
+
+
+@pytest.mark.parametrize("path", ["/v1/uploads", "/v1/jobs"])
+def test_an_unknown_field_is_422_naming_it(app: App, path: str) -> None:
+    body = {"file_name": "a.wav", "content_type": "audio/wav", "size": 10, "input_uri": "gs://speakerline-uploads/a"}
+    body = {k: v for k, v in body.items() if (k == "input_uri") == (path == "/v1/jobs")}
+    response = app.client.post(path, json={**body, "num_speaker": 2}, headers=app.auth)
+    problem = _problem(response, 422, "invalid_request")
+    assert "num_speaker" in problem["detail"] and "Extra inputs" in problem["detail"]
+
+
+def test_a_job_request_of_the_wrong_types_is_422(app: App) -> None:
+    for body in ({"input_uri": 42}, {"input_uri": "gs://speakerline-uploads/a", "max_speakers": "4"}):
+        _problem(app.client.post("/v1/jobs", json=body, headers=app.auth), 422, "invalid_request")
+    assert not app.publisher.events
 
 
 def test_a_handler_refusal_is_a_problem(app: App) -> None:

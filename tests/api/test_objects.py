@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import google.auth.credentials
 import google.cloud.storage
@@ -15,8 +16,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from api import handlers
+from api.auth import Principal
 from api.objects import GcsObjects
+from api.schemas import UploadRequest
+from api.wiring import config
+from speakerline.settings import Settings
 from speakerline_tools.stack import ensure_signing_key
+from tests.fakes import MemoryApiStore, MemoryBlobStore, RecordingPublisher
 
 HEADERS = {
     "content-type": "audio/wav",
@@ -151,3 +158,82 @@ def test_sign_get_without_a_download_name(objects: GcsObjects, key_file: Path) -
     query = _verify(key_file, "GET", url, {})
     assert "response-content-disposition" not in query
     assert query["X-Goog-Expires"] == "60"
+
+
+# --- expiry, and the URLs the handlers hand out -----------------------------------------------------------------
+# fake-gcs-server checks neither signatures nor expiry, so an expired or tampered URL cannot be refused end to end
+# locally: what Cloud Storage checks is verified here, on the URLs the API really hands out.
+
+
+def _signed_at(query: dict[str, str]) -> datetime:
+    return datetime.strptime(query["X-Goog-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def _deps(objects: GcsObjects, settings: Settings) -> handlers.ApiDeps:
+    return handlers.ApiDeps(
+        config(settings, "//speakerline/api"), MemoryApiStore(), objects, MemoryBlobStore(), RecordingPublisher()
+    )
+
+
+def test_an_upload_url_expires_after_the_configured_ttl(objects: GcsObjects, key_file: Path) -> None:
+    settings = Settings(project="p", api_upload_url_ttl_s=900)
+    body = UploadRequest(file_name="standup.mp3", content_type="audio/mpeg", size=2048, num_speakers=2)
+    before = datetime.now(UTC).replace(microsecond=0)
+    upload = handlers.create_upload(body, Principal("newsroom", "k"), _deps(objects, settings))
+
+    query = _verify(key_file, "PUT", upload.upload_url, upload.upload_headers)  # exactly the headers handed out
+    assert query["X-Goog-Expires"] == "900" == str(upload.expires_in)
+    # Valid from the moment it was signed: Cloud Storage refuses it once X-Goog-Date + X-Goog-Expires has passed.
+    assert before - timedelta(seconds=1) <= _signed_at(query) <= datetime.now(UTC)
+
+
+def test_a_result_url_expires_after_the_configured_ttl(objects: GcsObjects, key_file: Path) -> None:
+    settings = Settings(project="p", api_result_url_ttl_s=120)
+    deps = _deps(objects, settings)
+    job = "job_0123456789abcdef01234567"
+    assert isinstance(deps.store, MemoryApiStore)
+    deps.store.docs[job] = {
+        "job_id": job,
+        "status": "COMPLETED",
+        "request": {"input": {"uri": "gs://u/api/x/a.wav", "filename": "a.wav"}, "producer": "newsroom"},
+        "result": {"output_uri": f"gs://r/results/{job}/output.json"},
+    }
+    url = handlers.signed_result(job, "json", Principal("newsroom", "k"), deps)
+    query = _verify(key_file, "GET", url, {})
+    assert query["X-Goog-Expires"] == "120"
+    assert query["response-content-disposition"] == 'attachment; filename="a.json"'
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("X-Goog-Expires", "604800"),  # a week instead of ten minutes
+        ("X-Goog-Date", "20990101T000000Z"),  # signed "later": expires later
+    ],
+)
+def test_a_stretched_expiry_does_not_verify(objects: GcsObjects, key_file: Path, name: str, value: str) -> None:
+    url = objects.sign_put("gs://b/api/job_x/a.wav", HEADERS, 600)
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    assert query[name] != value
+    _verify(key_file, "PUT", parts._replace(query=urlencode(query)).geturl(), HEADERS)  # re-encoding alone is fine
+    tampered = parts._replace(query=urlencode({**query, name: value})).geturl()
+    with pytest.raises(InvalidSignature):
+        _verify(key_file, "PUT", tampered, HEADERS)
+
+
+def test_a_larger_length_range_than_signed_does_not_verify(objects: GcsObjects, key_file: Path) -> None:
+    """The signed range is what keeps the uploaded file within the size the limits were checked against."""
+    headers = {**HEADERS, "x-goog-content-length-range": "0,2048"}
+    url = objects.sign_put("gs://b/api/job_x/a.wav", headers, 600)
+    _verify(key_file, "PUT", url, headers)
+    with pytest.raises(InvalidSignature):
+        _verify(key_file, "PUT", url, {**headers, "x-goog-content-length-range": "0,4294967296"})
+
+
+@pytest.mark.parametrize("path", ["/b/api/job_x/../job_y/a.wav", "/b/api/job_y/a.wav", "/b/api/job_x/a.wav/.."])
+def test_a_url_moved_to_another_path_does_not_verify(objects: GcsObjects, key_file: Path, path: str) -> None:
+    url = objects.sign_put("gs://b/api/job_x/a.wav", HEADERS, 600)
+    parts = urlsplit(url)
+    with pytest.raises(InvalidSignature):
+        _verify(key_file, "PUT", parts._replace(path=path).geturl(), HEADERS)

@@ -117,7 +117,7 @@ def test_a_signed_upload_keeps_the_job_id_and_producer_the_api_announced(blobs) 
     bad = {"job_id": "Not An Id", "producer": "News Room\n"}
     (derived,) = handlers.gcs_upload(_notification(metadata=bad), _context(), _deps(blobs))
     assert derived.data.job_id.startswith("job_") and derived.data.job_id != "job_0123456789abcdef01234567"
-    assert derived.data.request.producer is None
+    assert derived.data.request is not None and derived.data.request.producer is None
 
 
 def test_invalid_metadata_rejects_the_job_with_a_reason(blobs) -> None:
@@ -133,6 +133,79 @@ def test_invalid_metadata_rejects_the_job_with_a_reason(blobs) -> None:
     assert "two" in out.data.error.message
     (out,) = handlers.gcs_upload(_notification(metadata={"num_speakers": "40"}), _context(), _deps(blobs))
     assert isinstance(out, JobRejected) and out.data.error.message == "num_speakers=40 is outside 1..32."
+
+
+@pytest.mark.parametrize("raw", ["1_0", "\u0663", "3.0", "2.5", " ", "1e1", "9" * 5000])
+def test_speaker_options_in_metadata_are_plain_ascii_whole_numbers(blobs, raw: str) -> None:
+    """int() alone would take "1_0" as 10 and an Arabic-Indic digit as 3; the uploader meant something else."""
+    (out,) = handlers.gcs_upload(_notification(metadata={"num_speakers": raw}), _context(), _deps(blobs))
+    assert isinstance(out, JobRejected)
+    assert out.data.error.code == "invalid_options"
+    assert "is not a whole number" in out.data.error.message and len(out.data.error.message) < 200
+    events.to_pubsub(out)
+
+
+def test_surrounding_spaces_and_a_sign_are_still_whole_numbers(blobs) -> None:
+    (out,) = handlers.gcs_upload(_notification(metadata={"num_speakers": " 3 "}), _context(), _deps(blobs))
+    assert isinstance(out, AudioUploaded) and out.data.request.options.num_speakers == 3
+    (out,) = handlers.gcs_upload(_notification(metadata={"num_speakers": "-1"}), _context(), _deps(blobs))
+    assert isinstance(out, JobRejected) and out.data.error.message == "num_speakers=-1 is outside 1..32."
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        ("webhook_url", "ftp://hooks.example/x", "pattern"),
+        ("webhook_url", "not a url", "pattern"),
+        ("webhook_url", "https://hooks.example/" + "x" * 2100, "at most 2048"),
+        ("correlation_id", "c" * 300, "at most 256"),
+    ],
+)
+def test_a_webhook_url_or_correlation_id_the_schema_refuses_rejects_the_job(
+    blobs, key: str, value: str, why: str
+) -> None:
+    """These used to fail every delivery of the notification (the event could not be built) until Pub/Sub
+    dead-lettered it: the upload was lost without a word to the uploader."""
+    (out,) = handlers.gcs_upload(_notification(metadata={key: value, "num_speakers": "2"}), _context(), _deps(blobs))
+    assert isinstance(out, JobRejected)
+    assert out.data.error.code == "invalid_metadata"
+    assert out.data.error.message.startswith(f"Object metadata {key}=") and why in out.data.error.message
+    assert len(out.data.error.message) < 300  # the value is shown cut, not 2 kB of it
+    assert out.data.request is not None and getattr(out.data.request, key) is None  # a valid event all the same
+    assert out.data.request.input.uri == "gs://uploads/talks/a.flac"
+    events.to_pubsub(out)
+
+
+def test_invalid_speaker_options_are_reported_before_invalid_metadata(blobs) -> None:
+    metadata = {"webhook_url": "ftp://x", "min_speakers": "4", "max_speakers": "2"}
+    (out,) = handlers.gcs_upload(_notification(metadata=metadata), _context(), _deps(blobs))
+    assert isinstance(out, JobRejected) and out.data.error.code == "invalid_options"
+
+
+def test_display_only_metadata_over_the_schema_limits_is_cut_not_refused(blobs) -> None:
+    metadata = {"filename": "f" * 2000 + ".wav", "submitted_by": "s" * 300}
+    (out,) = handlers.gcs_upload(_notification(metadata=metadata), _context(), _deps(blobs))
+    assert isinstance(out, AudioUploaded)
+    assert out.data.request.input.filename == "f" * 1024
+    assert out.data.request.submitted_by == "s" * 256
+    events.to_pubsub(out)
+
+
+def test_the_last_failed_attempt_at_an_upload_notification_fails_its_job(blobs) -> None:
+    note = _notification(name="talks/b.flac", generation="9")
+    context = runtime.Context(attempt=5, final_attempt=True, deadline=time.time() + 60)
+    (out,) = handlers.upload_exhausted(note, context, RuntimeError("publish timed out"), _deps(blobs))
+    assert isinstance(out, JobFailed)
+    assert out.data.job_id == job_id_for_object("uploads", "talks/b.flac", "9")  # the job the upload would have
+    assert out.data.request is not None and out.data.request.input.uri == "gs://uploads/talks/b.flac"
+    error = out.data.error
+    assert (error.stage, error.code, error.retriable) == ("ingest", "ingest_error", True)
+    assert "publish timed out" in error.message and out.data.attempt == 5
+    # A signed upload's job id is the one the API announced.
+    signed = _notification(metadata={"job_id": "job_0123456789abcdef01234567"})
+    (failed,) = handlers.upload_exhausted(signed, context, RuntimeError("x"), _deps(blobs))
+    assert failed.data.job_id == "job_0123456789abcdef01234567"
+    events.to_pubsub(out)
 
 
 def test_other_gcs_events_are_refused() -> None:
@@ -241,6 +314,7 @@ def test_wire_builds_both_routes_with_the_limits_of_the_settings() -> None:
     service = bootstrap.build_service("ingest", settings, publisher=publisher, blobs=blobs)
     assert set(service.routes) == {"gcs_upload", "audio_uploaded"}
     assert service.routes["gcs_upload"].accepts == (gcs_notification.ObjectFinalized,)
+    assert service.routes["gcs_upload"].on_exhausted is not None
     assert service.routes["audio_uploaded"].accepts == (AudioUploaded,)
     assert service.routes["audio_uploaded"].on_exhausted is not None
     assert set(service.decoders) == {"gcs-notification"}

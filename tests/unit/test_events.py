@@ -191,3 +191,21 @@ def test_structured_mode_is_accepted_on_receipt() -> None:
     event = _uploaded()
     back = events.parse_json(events.to_structured_json(event.to_cloudevent()))
     assert back.payload() == event.payload() and back.id == event.id
+
+
+@pytest.mark.parametrize("attribute", ["ce-id", "ce-source", "ce-type", "ce-specversion"])
+def test_a_missing_or_empty_required_attribute_is_named(attribute: str) -> None:
+    body, attributes = events.to_pubsub(_uploaded())
+    for value in (None, ""):
+        broken = {k: v for k, v in attributes.items() if k != attribute}
+        if value is not None:
+            broken[attribute] = value
+        with pytest.raises(events.InvalidEvent) as exc:
+            events.parse_pubsub(body, broken)
+        assert exc.value.code == "not_a_cloudevent" and attribute in exc.value.message
+
+
+def test_a_structured_event_with_an_empty_id_is_refused() -> None:
+    body = json.dumps({"specversion": "1.0", "id": "", "source": "//t", "type": events.AudioUploaded.TYPE, "data": {}})
+    with pytest.raises(events.InvalidEvent, match="id"):
+        events.parse_json(body.encode())

@@ -28,6 +28,8 @@ from cloudevents.http import CloudEvent, from_http
 TYPE_PREFIX = "io.speakerline."
 SCHEMA_BASE_URI = "https://schemas.speakerline.io/events"
 _TYPE_RE = re.compile(r"^io\.speakerline\.(?P<name>[a-z]+(?:\.[a-z]+)+)\.v(?P<major>[1-9][0-9]*)$")
+#: The attributes a binary-mode CloudEvent must carry (CloudEvents 1.0 REQUIRED attributes).
+_REQUIRED = ("specversion", "id", "source", "type")
 _TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 
 __all__ = [
@@ -185,10 +187,22 @@ def from_pubsub(data: bytes, attributes: Mapping[str, str]) -> CloudEvent:
     binary = "ce-type" in attributes or "ce-specversion" in attributes
     if not binary and (not data.lstrip().startswith(b"{") or b'"specversion"' not in data):
         raise InvalidEvent("not_a_cloudevent", "The message has no ce-* attributes and is not a structured CloudEvent.")
+    if binary:
+        # The SDK says "Failed to find specversion" whichever one is missing: name it.
+        missing = [f"ce-{name}" for name in _REQUIRED if not attributes.get(f"ce-{name}")]
+        if missing:
+            raise InvalidEvent(
+                "not_a_cloudevent", f"The message lacks the required {', '.join(missing)} (or it is empty)."
+            )
     try:
         event = from_http(dict(attributes), data)
     except (GenericException, ValueError) as exc:
         raise InvalidEvent("not_a_cloudevent", f"The message is not a valid CloudEvent: {exc}") from exc
+    # CloudEvents 1.0: id and source are non-empty strings; an empty id would make every such event a duplicate of
+    # the first.
+    empty = [name for name in ("id", "source") if not str(event.get(name) or "")]
+    if empty:
+        raise InvalidEvent("not_a_cloudevent", f"The CloudEvent's {' and '.join(empty)} is empty.")
     if event["specversion"] != "1.0":
         raise InvalidEvent("unsupported_specversion", f"CloudEvents specversion {event['specversion']} is not 1.0.")
     schema = catalog().get(event["type"])
