@@ -416,6 +416,23 @@ class DeadLetterQueue:
             found.extend(select(letters, flt))
         return found[:limit]
 
+    def _hold(
+        self,
+        sub: Subscription,
+        letters: Sequence[DeadLetter],
+        chosen: Sequence[DeadLetter],
+        report: Report,
+        audit: AuditTrail | None,
+    ) -> dict[str, DeadLetter]:
+        """Keep the chosen dead letters leased, hand the rest back, and record the operation before anything is
+        touched (one cut short still has its record); the held letters by message id."""
+        held = {letter.message_id: letter for letter in chosen}
+        self.release(sub, [letter for letter in letters if letter.message_id not in held])
+        report.planned = list(held)
+        if audit is not None:
+            audit.record(report)
+        return held
+
     def _finish(self, report: Report, audit: AuditTrail | None) -> None:
         """Log the operation, then record it (both even when it failed half-way)."""
         report.finished = True
@@ -463,12 +480,8 @@ class DeadLetterQueue:
             if not execute:
                 report.done.extend(letter.summary() for letter in chosen)
                 return report
-            held = {letter.message_id: letter for letter in chosen}
-            self.release(sub, [letter for letter in letters if letter.message_id not in held])
+            held = self._hold(sub, letters, chosen, report, audit)
             letters = []
-            report.planned = list(held)
-            if audit is not None:
-                audit.record(report)  # before anything is touched: an operation cut short still has its record
             topic = str(self.publisher.topic_path(self.project, sub.topic))
             limiter = RateLimiter(rate, clock, sleep)
             renewed = [clock()]
@@ -538,12 +551,8 @@ class DeadLetterQueue:
             if not execute:
                 report.done.extend(letter.summary() for letter in chosen)
                 return report
-            held = {letter.message_id: letter for letter in chosen}
-            self.release(sub, [letter for letter in letters if letter.message_id not in held])
+            held = self._hold(sub, letters, chosen, report, audit)
             letters = []
-            report.planned = list(held)
-            if audit is not None:
-                audit.record(report)  # before anything is deleted
             for start in range(0, len(chosen), _ACK_BATCH):
                 batch = chosen[start : start + _ACK_BATCH]
                 try:

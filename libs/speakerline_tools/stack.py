@@ -391,12 +391,19 @@ def _ensure(cfg: StackConfig, comp: Component, timeout_s: float, say: Callable[[
     if pid is not None and _group_alive(pid) and comp.healthy():
         say(f"{comp.name}: already running (pid {pid})")
         return
+    pid = _restart(cfg, comp, timeout_s)
+    say(f"{comp.name}: started (pid {pid})")
+
+
+def _restart(cfg: StackConfig, comp: Component, timeout_s: float) -> int:
+    """Stop what is left of the component (its whole group), start it, wait until it is healthy; the new pid."""
+    pid = _read_pid(cfg, comp.name)
     if pid is not None and _group_alive(pid):
         _stop_group(pid)
     (cfg.run / f"{comp.name}.ready").unlink(missing_ok=True)
     pid = _start(cfg, comp)
     _wait_healthy(cfg, comp, pid, timeout_s)
-    say(f"{comp.name}: started (pid {pid})")
+    return pid
 
 
 def up(cfg: StackConfig, say: Callable[[str], None] = print, timeout_s: float = 90.0) -> None:
@@ -500,12 +507,7 @@ def restart(
     comp = comps[name]
     if env:
         comp = Component(comp.name, comp.argv, {**comp.env, **env}, comp.healthy, comp.kind)
-    pid = _read_pid(cfg, name)
-    if pid is not None and _group_alive(pid):
-        _stop_group(pid)
-    (cfg.run / f"{name}.ready").unlink(missing_ok=True)
-    pid = _start(cfg, comp)
-    _wait_healthy(cfg, comp, pid, timeout_s)
+    pid = _restart(cfg, comp, timeout_s)
     say(f"{name}: restarted (pid {pid})")
     return pid
 
