@@ -13,7 +13,7 @@ handler. For every message, `process` decides one of three outcomes:
   `speakerline-dead-letter-*` attributes, then acknowledged: no crash loop, no pointless retries, nothing lost.
 
 Handlers see typed events (`speakerline.events`) and a `Context`; whatever they return is published here.
-`run_pull` runs a service as a streaming-pull worker (GPU hosts without ingress); `handle_push_envelope` serves
+`run_pull` runs a service as a pull worker (GPU hosts without ingress); `handle_push_envelope` serves
 the push HTTP function behind a Pub/Sub push subscription (Cloud Run); see `speakerline.bootstrap`.
 """
 
@@ -25,16 +25,14 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import partial
 from pathlib import Path
 from typing import Any
 
+import google.api_core.exceptions as gexc
 import google.cloud.pubsub_v1 as pubsub_v1
-from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 
 from speakerline import events, logs
 from speakerline.events import Event, InvalidEvent
@@ -42,11 +40,12 @@ from speakerline.pubsub import EventPublisher
 from speakerline.topology import Subscription, Topology
 
 DEAD_LETTER_ATTR = "speakerline-dead-letter-"
-# Seconds each lease extension of a message in flight asks for, the client's minimum (see PullWorker.start). It is
-# also how long a message can sit on a dead worker's stream: the Pub/Sub emulator keeps a SIGKILLed client's
-# stream open and goes on sending it messages, each returning only when its stream deadline runs out; with 30 s,
-# crash recovery in the fault tests took 33-61 s, with 10 s it takes well under the 60 s promised.
-LEASE_EXTENSION_S = 10
+# Seconds each lease extension of a message in flight asks for, and how often they are renewed (see `Leases`): a
+# worker that dies without a word gives its messages back within LEASE_EXTENSION_S.
+LEASE_EXTENSION_S = 30
+LEASE_RENEW_S = 10.0
+# How long one pull waits for messages; also the longest `stop` waits for a pull to return.
+PULL_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -211,7 +210,7 @@ def process(service: ServiceDef, sub: Subscription, delivery: Delivery) -> Outco
         return Outcome.ACK
 
 
-# --- streaming pull -------------------------------------------------------------------------------------------
+# --- pull -------------------------------------------------------------------------------------------------
 
 
 class InflightJournal:
@@ -251,16 +250,80 @@ class InflightJournal:
         return left
 
 
+class Leases:
+    """The messages a worker is handling, kept leased in short steps.
+
+    Every `LEASE_RENEW_S` each held message gets another `LEASE_EXTENSION_S`, until its route's `max_lease_s`. A
+    long diarization job therefore stays with its worker, while the message of a worker that died (no nack, no more
+    extensions) is back on the subscription within `LEASE_EXTENSION_S`. Renewing at a third of the extension leaves
+    two thirds of it as slack for a loaded machine: the streaming client renews at up to 90 % of its deadline, and
+    with 10 s steps on a busy 2-core host leases lapsed and jobs ran twice."""
+
+    def __init__(self, subscriber: Any, log: Any) -> None:
+        self._subscriber = subscriber
+        self._log = log
+        self._lock = threading.Lock()
+        self._held: dict[str, tuple[str, float]] = {}  # ack id -> (subscription path, stop extending at)
+
+    def hold(self, path: str, ack_ids: list[str], max_lease_s: float) -> None:
+        until = time.monotonic() + max_lease_s
+        with self._lock:
+            self._held.update({ack_id: (path, until) for ack_id in ack_ids})
+        self._modify(path, ack_ids, LEASE_EXTENSION_S)  # from the subscription's (long) ack deadline to a short one
+
+    def release(self, ack_id: str) -> None:
+        with self._lock:
+            self._held.pop(ack_id, None)
+
+    def held(self) -> dict[str, list[str]]:
+        by_path: dict[str, list[str]] = {}
+        with self._lock:
+            for ack_id, (path, _) in self._held.items():
+                by_path.setdefault(path, []).append(ack_id)
+        return by_path
+
+    def renew(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            expired = [ack_id for ack_id, (_, until) in self._held.items() if until <= now]
+            for ack_id in expired:  # past max_lease_s: Pub/Sub may hand the message to another worker
+                del self._held[ack_id]
+        if expired:
+            self._log.warning("stopped extending messages held past their route's max lease", count=len(expired))
+        for path, ack_ids in self.held().items():
+            self._modify(path, ack_ids, LEASE_EXTENSION_S)
+
+    def _modify(self, path: str, ack_ids: list[str], seconds: int) -> None:
+        try:
+            self._subscriber.modify_ack_deadline(
+                request={"subscription": path, "ack_ids": ack_ids, "ack_deadline_seconds": seconds}
+            )
+        except Exception:  # Pub/Sub away: the next renewal tries again; a lapsed lease means a redelivery
+            self._log.exception("could not extend leases", subscription=path, count=len(ack_ids))
+
+
 class PullWorker:
-    """Streaming pull from every subscription of a service; `stop` drains the messages in flight."""
+    """Pulls every subscription of a service with unary pulls, at most its route's concurrency at a time.
+
+    Why not streaming pull: a streaming client takes more messages than it can run and holds them in a buffer,
+    which suits many small messages but not a worker that runs one hour-long job at a time (Pub/Sub's guidance
+    for long-running tasks is synchronous pull). A unary pull asks for exactly the free slots, so nothing waits
+    behind a long job on this worker while another could take it, and a worker that dies holds only what it was
+    running, returned within `LEASE_EXTENSION_S` (or at once, by its restarted successor: `InflightJournal`).
+    `stop` stops pulling, lets the handlers in flight finish for a while, then hands the rest back."""
 
     def __init__(self, service: ServiceDef, project: str, journal: InflightJournal | None = None) -> None:
         self.service = service
         self.project = project
         self.subscriber = pubsub_v1.SubscriberClient()
-        self.futures: list[Any] = []
         self.log = logs.get_logger()
         self.journal = journal
+        self.leases = Leases(self.subscriber, self.log)
+        self._stopping = threading.Event()
+        self._closed = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._running: set[threading.Thread] = set()
+        self._running_lock = threading.Lock()
 
     def _return_predecessors_messages(self) -> None:
         if self.journal is None:
@@ -279,57 +342,123 @@ class PullWorker:
         self._return_predecessors_messages()
         for sub in self.service.topology.subscriptions_of(self.service.name):
             route = self.service.route(sub)
-            # The client keeps extending the lease of messages in flight up to max_lease_duration: that is what
-            # keeps a long diarization job from being redelivered to another worker while it still runs. Each
-            # extension is short, so that the message of a worker that died (no nack, no more extensions) is
-            # redelivered within about LEASE_EXTENSION_S instead of the up to 600 s the client would otherwise ask.
-            flow = pubsub_v1.types.FlowControl(
-                max_messages=route.concurrency,
-                max_lease_duration=route.max_lease_s,
-                min_duration_per_lease_extension=LEASE_EXTENSION_S,
-                max_duration_per_lease_extension=LEASE_EXTENSION_S,
-            )
-            scheduler = ThreadScheduler(ThreadPoolExecutor(max_workers=route.concurrency))
-            path = self.subscriber.subscription_path(self.project, sub.name)
-            callback = partial(self._on_message, sub)
-            self.futures.append(self.subscriber.subscribe(path, callback, flow_control=flow, scheduler=scheduler))
+            thread = threading.Thread(target=self._pull_loop, args=(sub,), name=f"pull-{sub.name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
             self.log.info("pulling", subscription=sub.name, concurrency=route.concurrency)
+        renewer = threading.Thread(target=self._renew_loop, name="lease-renewal", daemon=True)
+        renewer.start()
+        self._threads.append(renewer)
 
-    def _on_message(self, sub: Subscription, message: Any) -> None:
-        lease_s = self.service.route(sub).max_lease_s
+    def _renew_loop(self) -> None:
+        while not self._closed.wait(LEASE_RENEW_S):  # on until `stop` has settled everything
+            self.leases.renew()
+
+    def _pull_loop(self, sub: Subscription) -> None:
+        route = self.service.route(sub)
+        path = self.subscriber.subscription_path(self.project, sub.name)
+        slots = threading.Semaphore(route.concurrency)
+        backoff_s = 1.0
+        while not self._stopping.is_set():
+            if not slots.acquire(timeout=1.0):
+                continue
+            free = 1
+            while free < route.concurrency and slots.acquire(blocking=False):
+                free += 1
+            received: list[Any] = []
+            try:
+                response = self.subscriber.pull(
+                    request={"subscription": path, "max_messages": free}, timeout=PULL_WAIT_S, retry=None
+                )
+                received = list(response.received_messages)
+                backoff_s = 1.0
+            except gexc.DeadlineExceeded:
+                pass  # nothing arrived while waiting
+            except Exception:  # Pub/Sub away: keep trying, slower, instead of exiting into a crash loop
+                self.log.exception("pull failed; retrying", subscription=sub.name, retry_in_s=backoff_s)
+                self._stopping.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, 30.0)
+            for _ in range(free - len(received)):
+                slots.release()
+            if not received:
+                continue
+            ack_ids = [m.ack_id for m in received]
+            for ack_id in ack_ids:
+                if self.journal is not None:
+                    self.journal.add(path, ack_id)
+            self.leases.hold(path, ack_ids, route.max_lease_s)
+            for message in received:
+                thread = threading.Thread(
+                    target=self._handle, args=(sub, path, message, slots), name=f"handle-{sub.name}", daemon=True
+                )
+                with self._running_lock:
+                    self._running.add(thread)
+                thread.start()
+
+    def _handle(self, sub: Subscription, path: str, received: Any, slots: threading.Semaphore) -> None:
+        message = received.message
         delivery = Delivery(
-            message.data, dict(message.attributes), message.message_id, message.delivery_attempt, lease_s
+            message.data,
+            dict(message.attributes),
+            message.message_id,
+            received.delivery_attempt or None,  # 0 where the subscription has no dead-letter policy
+            self.service.route(sub).max_lease_s,
         )
-        if self.journal is not None:
-            self.journal.add(self.subscriber.subscription_path(self.project, sub.name), message.ack_id)
+        outcome = Outcome.NACK
         try:
             outcome = process(self.service, sub, delivery)
-        except BaseException:
-            message.nack()
-            raise
         finally:
-            if self.journal is not None:
-                self.journal.remove(message.ack_id)
-        if outcome is Outcome.NACK:
-            message.nack()
-        else:
-            message.ack()
+            self._settle(path, received.ack_id, outcome)
+            slots.release()
+            with self._running_lock:
+                self._running.discard(threading.current_thread())
+
+    def _settle(self, path: str, ack_id: str, outcome: Outcome) -> None:
+        self.leases.release(ack_id)
+        try:
+            if outcome is Outcome.NACK:
+                self.subscriber.modify_ack_deadline(
+                    request={"subscription": path, "ack_ids": [ack_id], "ack_deadline_seconds": 0}
+                )
+            else:
+                self.subscriber.acknowledge(request={"subscription": path, "ack_ids": [ack_id]})
+        except Exception:  # the message comes back after its lease; handlers are idempotent
+            self.log.exception("could not settle a message", subscription=path, outcome=outcome.value)
+        if self.journal is not None:
+            self.journal.remove(ack_id)
 
     def failed(self) -> bool:
-        return any(f.done() for f in self.futures)
+        return not self._stopping.is_set() and any(not t.is_alive() for t in self._threads)
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        for f in self.futures:
-            f.cancel()  # stops pulling; the scheduler finishes messages in flight
-            with suppress(Exception):  # a cancelled future raises; nothing to do on the way out
-                f.result(timeout=timeout_s)
+        """Stop pulling; give the handlers in flight `timeout_s` to finish, then hand their messages back."""
+        self._stopping.set()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            if thread.name.startswith("pull-"):
+                thread.join(timeout=PULL_WAIT_S + 5)
+        with self._running_lock:
+            running = list(self._running)
+        for thread in running:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        for path, ack_ids in self.leases.held().items():
+            self.log.warning("handing back messages still in flight at shutdown", subscription=path, count=len(ack_ids))
+            with suppress(Exception):
+                self.subscriber.modify_ack_deadline(
+                    request={"subscription": path, "ack_ids": ack_ids, "ack_deadline_seconds": 0}
+                )
+            for ack_id in ack_ids:
+                self.leases.release(ack_id)
+                if self.journal is not None:
+                    self.journal.remove(ack_id)
+        self._closed.set()
         self.subscriber.close()
 
 
 def run_pull(
     service: ServiceDef, project: str, ready_file: Path | None = None, inflight_dir: Path | None = None
 ) -> None:
-    """Run a service as a streaming-pull worker until SIGTERM/SIGINT."""
+    """Run a service as a pull worker until SIGTERM/SIGINT."""
     worker = PullWorker(service, project, InflightJournal(inflight_dir) if inflight_dir else None)
     worker.start()
     stop = threading.Event()
@@ -341,7 +470,7 @@ def run_pull(
     while not stop.is_set() and not worker.failed():
         stop.wait(1.0)
     if worker.failed():
-        worker.log.error("streaming pull stopped unexpectedly; exiting so the supervisor restarts the worker")
+        worker.log.error("a pull thread stopped unexpectedly; exiting so the supervisor restarts the worker")
     worker.log.info("shutting down")
     worker.stop()
 

@@ -130,11 +130,12 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
 def parse(doc: Mapping[str, Any], profile: str | None = None) -> Topology:
     """Build a Topology from the YAML document; `profile` applies that profile's overrides (e.g. "local")."""
     sub_defaults: Mapping[str, Any] = doc["defaults"]["subscription"]
+    overrides: Mapping[str, Any] = {}
     if profile:
         profile_doc = doc.get("profiles", {}).get(profile)
         if profile_doc is None:
             raise ValueError(f"unknown topology profile {profile!r}")
-        sub_defaults = _merge(sub_defaults, profile_doc.get("subscription", {}))
+        overrides = profile_doc.get("subscription", {})
 
     topics = {
         name: Topic(name, spec.get("description", ""), tuple(spec.get("event_types", [])))
@@ -142,11 +143,9 @@ def parse(doc: Mapping[str, Any], profile: str | None = None) -> Topology:
     }
     subscriptions: dict[str, Subscription] = {}
     for name, spec in doc["subscriptions"].items():
-        # Per-subscription values win over the defaults, except retry timings, where a profile (local) must
-        # win so that every local subscription retries quickly.
-        eff = _merge(sub_defaults, spec)
-        if profile:
-            eff["retry"] = dict(sub_defaults["retry"])
+        # Per-subscription values win over the defaults, and a profile's (local) over both: every local
+        # subscription retries quickly and has the same short ack deadline.
+        eff = _merge(_merge(sub_defaults, spec), overrides)
         if spec["topic"] not in topics:
             raise ValueError(f"subscription {name!r} names unknown topic {spec['topic']!r}")
         subscriptions[name] = Subscription(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from speakerline import events, topology
+from speakerline import events, runtime, topology
 from speakerline_tools import provision
 
 
@@ -31,12 +31,13 @@ def test_every_subscription_has_a_dead_letter_policy_without_ordering() -> None:
         assert sub.retry.minimum_backoff_s < sub.retry.maximum_backoff_s
 
 
-def test_local_profile_only_speeds_up_retries() -> None:
+def test_local_profile_only_speeds_up_retries_and_shortens_ack_deadlines() -> None:
     cloud, local = topology.load(), topology.load(profile="local")
     assert set(cloud.subscriptions) == set(local.subscriptions)
     for name, sub in cloud.subscriptions.items():
         assert local.subscriptions[name].retry.minimum_backoff_s <= sub.retry.minimum_backoff_s
-        assert local.subscriptions[name].ack_deadline_s == sub.ack_deadline_s
+        # local consumers are pull workers renewing leases of LEASE_EXTENSION_S: the deadline matches the lease
+        assert local.subscriptions[name].ack_deadline_s == runtime.LEASE_EXTENSION_S <= sub.ack_deadline_s
         assert local.subscriptions[name].max_delivery_attempts == sub.max_delivery_attempts
 
 
