@@ -5,7 +5,7 @@ projector's transaction, then SIGKILL it there, instead of hoping a timed kill l
 Off unless `SPEAKERLINE_FAILPOINTS_FILE` is set (only the local stack's tests set it; never the cloud). Then
 `reached(name, job_id)` looks the point up in that JSON file, re-read whenever it changes:
 
-    {"projector.transaction": {"job_id": "job_1234", "action": "pause"}}
+    {"projector.apply": {"job_id": "job_1234", "action": "pause"}}
 
 - `pause`: record the hit and block while the point stays armed for that job (the test kills the process
   meanwhile, or disarms the point to let it go on);
@@ -29,7 +29,7 @@ POINTS = (
     "diarization.engine",  # while the engine runs (after its first progress report)
     "postprocess.outputs",  # output.json, RTTM and WebVTT written, job.completed not yet published
     "notification.between_channels",  # one channel notified, the next not yet
-    "projector.transaction",  # inside the projector's transaction, between its read and its write
+    "projector.apply",  # inside the projector's read-modify-write, between its read and its write
 )
 POLL_S = 0.2
 

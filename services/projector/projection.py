@@ -18,7 +18,7 @@ is one generic fold over every event type, reading a handful of keys, not one fu
 types are compared with the classes' `TYPE`, never spelled out.
 
 Deduplication of whole events (so that `event_count` counts each event once) is the store's job: it records every
-applied event id next to the document in the same transaction.
+applied event id next to the document in the same atomic write.
 """
 
 from __future__ import annotations

@@ -6,19 +6,29 @@ Layout (shared with the CLI's read side in `speakerline_tools.jobstore`):
     jobs/{job_id}                      the projected job document (see projection.py)
     jobs/{job_id}/events/{event_id}    every event applied, {type, time, source, id, data}
 
-The event documents double as the dedup ledger: an event is applied iff its document does not exist yet, checked
-and written in the same transaction as the job document, so a redelivered message changes nothing.
+The event documents double as the dedup ledger: an event is applied iff its document does not exist yet, and it is
+created in the same atomic write as the job document's new version, so a redelivered message changes nothing.
+
+Why preconditions and not a transaction: a Firestore transaction locks the documents it read until it commits or
+times out, so a projector killed inside one (SIGKILL, OOM, a preempted VM) blocks every event of that job for up
+to the transaction's idle timeout (60 s in the cloud, about the same on the emulator). Here the reads take no
+locks; the write commits only if the job document is still the version that was read (`last_update_time`) and
+the event document still does not exist, and otherwise reads again. A writer that dies leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+import google.api_core.exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from speakerline import failpoints
 from speakerline.events import Event
@@ -60,16 +70,21 @@ class StripedLocks:
             yield
 
 
+class ProjectionConflict(Exception):
+    """A job document kept changing under this writer; the delivery is retried by Pub/Sub."""
+
+
 class FirestoreJobStore:
     """`JobStore` on Firestore. Thread-safe; one instance per process."""
+
+    #: writes lost to another writer before the event is handed back to Pub/Sub for a later try
+    MAX_CONFLICTS = 20
 
     def __init__(self, client: firestore.Client, stripes: int = 64) -> None:
         self._client = client
         # Every event of a job reads and writes the same jobs/{job_id} document, so two handler threads projecting
-        # events of one job at once would make one transaction lose and retry. On the Firestore emulator (which
-        # locks pessimistically) a lost conflict costs about 2 s before the retry, and in production it costs an
-        # abort and a round trip. Serializing applies per job inside the process removes those conflicts; the
-        # transaction still keeps several projector instances correct.
+        # events of one job at once would make one write lose and read again. Serializing applies per job inside
+        # the process removes those conflicts; the preconditions keep several projector instances correct.
         self._locks = StripedLocks(stripes)
 
     def apply(self, event: Event[Any]) -> bool:
@@ -77,24 +92,46 @@ class FirestoreJobStore:
         job_ref = self._client.collection(JOBS_COLLECTION).document(job_id)
         event_ref = job_ref.collection(EVENTS_SUBCOLLECTION).document(event.id)
         with self._locks.hold(job_id):
-            applied: bool = _apply_in_transaction(self._client.transaction(), job_ref, event_ref, event)
-        return applied
+            for conflict in range(self.MAX_CONFLICTS):
+                applied = self._try_apply(job_ref, event_ref, event)
+                if applied is not None:
+                    return applied
+                time.sleep(random.uniform(0, min(0.05 * 2**conflict, 1.0)))  # another instance wrote the job
+        raise ProjectionConflict(f"jobs/{job_id} changed under {self.MAX_CONFLICTS} writes in a row")
+
+    def _try_apply(
+        self, job_ref: firestore.DocumentReference, event_ref: firestore.DocumentReference, event: Event[Any]
+    ) -> bool | None:
+        """True: applied; False: that event was applied before; None: lost to a concurrent writer, read again."""
+        snapshots = {snap.reference.path: snap for snap in self._client.get_all([job_ref, event_ref])}
+        failpoints.reached("projector.apply", job_ref.id)
+        if snapshots[event_ref.path].exists:
+            return False
+        job_snap = snapshots[job_ref.path]
+        batch = self._client.batch()
+        batch.create(event_ref, event_record(event))
+        if job_snap.exists:
+            before = job_snap.to_dict() or {}
+            fields_before = set(before)  # read first: `project` may build on `before` in place
+            batch.update(
+                job_ref,
+                replacing(fields_before, project(before, event)),
+                option=self._client.write_option(last_update_time=job_snap.update_time),
+            )
+        else:
+            batch.create(job_ref, project(None, event))
+        try:
+            batch.commit()
+        except (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.Aborted):
+            return None
+        return True
 
 
-@firestore.transactional
-def _apply_in_transaction(
-    transaction: firestore.Transaction,
-    job_ref: firestore.DocumentReference,
-    event_ref: firestore.DocumentReference,
-    event: Event[Any],
-) -> bool:
-    # Called again from the top when the commit loses a conflict: everything below is derived from these reads.
-    snapshots = {snap.reference.path: snap for snap in transaction.get_all([job_ref, event_ref])}
-    failpoints.reached("projector.transaction", job_ref.id)
-    if snapshots[event_ref.path].exists:
-        return False
-    job_snap = snapshots[job_ref.path]
-    job = job_snap.to_dict() if job_snap.exists else None
-    transaction.set(job_ref, project(job, event))
-    transaction.create(event_ref, event_record(event))
-    return True
+def replacing(fields_before: set[str], after: dict[str, Any]) -> dict[str, Any]:
+    """The field updates that turn a document with top-level fields `fields_before` into `after` exactly: every
+    top-level field of `after` is set whole (a map value replaces the map), every field it dropped is deleted.
+    `update` is the only write that takes a `last_update_time` precondition, and it reads keys as field paths,
+    hence the quoting."""
+    updates: dict[str, Any] = {FieldPath(key).to_api_repr(): value for key, value in after.items()}
+    updates.update({FieldPath(key).to_api_repr(): firestore.DELETE_FIELD for key in fields_before - after.keys()})
+    return updates

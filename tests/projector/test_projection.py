@@ -10,11 +10,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from google.cloud import firestore
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from projector.handlers import ProjectorDeps, handle
 from projector.projection import STATUS_RANK, project
+from projector.store import replacing
 from speakerline import events
 from speakerline.bootstrap import build_service
 from speakerline.events import Event
@@ -504,3 +506,10 @@ def test_the_producer_is_kept_from_the_request() -> None:
     uploaded["request"]["producer"] = "newsroom"
     job = fold([make("audio.uploaded", "job_producer1", request=uploaded["request"])])
     assert job["request"]["producer"] == "newsroom"
+
+
+def test_replacing_sets_every_field_whole_and_deletes_the_dropped_ones() -> None:
+    """The store writes a new job version with `update` (the write that takes a precondition): every field of the
+    new version whole, quoted where its name is not a plain identifier, and a delete for each field it dropped."""
+    updates = replacing({"status", "stale", "odd.name"}, {"status": "COMPLETED", "stages": {"a": 1}, "odd.name": 2})
+    assert updates == {"status": "COMPLETED", "stages": {"a": 1}, "`odd.name`": 2, "stale": firestore.DELETE_FIELD}

@@ -99,9 +99,13 @@ def test_out_of_order_application_ends_in_the_same_document(
     assert [e["id"] for e in jobstore.job_events(client, job_id)] == [e.id for e in evs]
 
 
+@pytest.mark.parametrize("instances", [1, 4], ids=["threads of one projector", "four projector instances"])
 def test_concurrent_application_from_several_threads_is_consistent(
-    client: firestore.Client, store: FirestoreJobStore, job_id: str, t0: datetime
+    client: firestore.Client, store: FirestoreJobStore, job_id: str, t0: datetime, instances: int
 ) -> None:
+    """Four threads deliver every event. Within one projector they take turns per job; four instances (no shared
+    lock) race for the same document, and the write preconditions make every loser read again."""
+    stores = [store, *(FirestoreJobStore(client) for _ in range(instances - 1))]
     evs = [*full_job(job_id, t0=t0), make("job.failed", job_id, at=31, t0=t0)]
     applied: list[bool] = []
     lock = threading.Lock()
@@ -111,7 +115,7 @@ def test_concurrent_application_from_several_threads_is_consistent(
         order = list(evs)
         random.Random(seed).shuffle(order)
         for event in order:
-            result = store.apply(event)
+            result = stores[seed % len(stores)].apply(event)
             with lock:
                 applied.append(result)
 
