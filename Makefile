@@ -42,19 +42,19 @@ integration: install
 	$(BIN)/pytest tests -m integration
 
 e2e: install browsers
-	$(BIN)/pytest tests -m "e2e and not crash_recovery"
+	$(BIN)/pytest tests -m e2e
 
 # The whole suite: static checks, contracts, unit, integration (emulators), end-to-end (every service, the API
 # and the studio in a headless browser).
 test: lint typecheck browsers
 	$(BIN)/speakerline schemas check
-	$(BIN)/pytest tests -m "not crash_recovery"
+	$(BIN)/pytest tests --durations=25
 
-# Every service SIGKILLed inside its handler at once, each job checked for one completion, one delivery per
-# channel and recovery within 60 s (README: Faults). Outside `make test`: on the Pub/Sub emulator a killed
-# client's stream is never closed, so recovery time depends on the emulator, not on speakerline.
+# The fault tests alone (also part of `make test`): every service SIGKILLed inside its handler at once, each job
+# checked for one completion, one delivery per channel and recovery within 60 s; storage away; duplicates; poison;
+# a failing webhook (README: Faults).
 test-faults: install
-	$(BIN)/pytest tests/e2e/test_faults.py -m crash_recovery -s
+	$(BIN)/pytest tests/e2e/test_faults.py -s
 
 # After editing schemas/events/: regenerate the typed models and the bundled schemas (libs/speakerline/events/),
 # freeze compatible changes into schemas/released.json and regenerate schemas/asyncapi.yaml.

@@ -183,7 +183,7 @@ FAULTS = [
     Fault("diarization", "diarization.engine", _restarted_diarization),
     Fault("postprocess", "postprocess.outputs", _completed),
     Fault("notification", "notification.between_channels", _team_channel_notified),
-    Fault("projector", "projector.transaction", _projected),
+    Fault("projector", "projector.apply", _projected),
 ]
 
 
@@ -219,7 +219,6 @@ def _crash_and_recover(
     return Outcome(job, picked_up - killed_at)
 
 
-@pytest.mark.crash_recovery
 @pytest.mark.timeout(1500)
 def test_each_service_killed_inside_its_handler_recovers_and_the_job_completes_once(
     pipeline: stack.StackConfig,
@@ -262,6 +261,8 @@ def test_each_service_killed_inside_its_handler_recovers_and_the_job_completes_o
         types = [e["type"] for e in jobstore.job_events(db, job_id)]
         assert types.count(events.JobCompleted.TYPE) == 1, (service, types)
         assert types.count(events.DiarizationCompleted.TYPE) == 1, (service, types)
+        if service == "diarization":  # the engine ran again, and the second run's reports replaced the first's
+            assert outcome.job["attempts"]["diarization"] >= 2 and outcome.job["progress"]["attempt"] >= 2, outcome.job
         # One delivery per channel: the producer's webhook (signed) and the team's channel.
         webhook = wait_for(lambda job_id=job_id: _requests_for(hooks, job_id), timeout_s=60)
         team = wait_for(lambda job_id=job_id: _requests_for(team_channel, job_id), timeout_s=60)
