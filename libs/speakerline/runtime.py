@@ -259,9 +259,10 @@ class Leases:
     two thirds of it as slack for a loaded machine: the streaming client renews at up to 90 % of its deadline, and
     with 10 s steps on a busy 2-core host leases lapsed and jobs ran twice."""
 
-    def __init__(self, subscriber: Any, log: Any) -> None:
+    def __init__(self, subscriber: Any, log: Any, lease_s: int = LEASE_EXTENSION_S) -> None:
         self._subscriber = subscriber
         self._log = log
+        self.lease_s = lease_s
         self._lock = threading.Lock()
         self._held: dict[str, tuple[str, float]] = {}  # ack id -> (subscription path, stop extending at)
 
@@ -269,7 +270,7 @@ class Leases:
         until = time.monotonic() + max_lease_s
         with self._lock:
             self._held.update({ack_id: (path, until) for ack_id in ack_ids})
-        self._modify(path, ack_ids, LEASE_EXTENSION_S)  # from the subscription's (long) ack deadline to a short one
+        self._modify(path, ack_ids, self.lease_s)  # from the subscription's (long) ack deadline to a short one
 
     def release(self, ack_id: str) -> None:
         with self._lock:
@@ -291,7 +292,7 @@ class Leases:
         if expired:
             self._log.warning("stopped extending messages held past their route's max lease", count=len(expired))
         for path, ack_ids in self.held().items():
-            self._modify(path, ack_ids, LEASE_EXTENSION_S)
+            self._modify(path, ack_ids, self.lease_s)
 
     def _modify(self, path: str, ack_ids: list[str], seconds: int) -> None:
         try:
@@ -312,13 +313,21 @@ class PullWorker:
     running, returned within `LEASE_EXTENSION_S` (or at once, by its restarted successor: `InflightJournal`).
     `stop` stops pulling, lets the handlers in flight finish for a while, then hands the rest back."""
 
-    def __init__(self, service: ServiceDef, project: str, journal: InflightJournal | None = None) -> None:
+    def __init__(
+        self,
+        service: ServiceDef,
+        project: str,
+        journal: InflightJournal | None = None,
+        lease_s: int = LEASE_EXTENSION_S,
+        renew_s: float = LEASE_RENEW_S,
+    ) -> None:
         self.service = service
         self.project = project
         self.subscriber = pubsub_v1.SubscriberClient()
         self.log = logs.get_logger()
         self.journal = journal
-        self.leases = Leases(self.subscriber, self.log)
+        self.leases = Leases(self.subscriber, self.log, lease_s)
+        self.renew_s = renew_s
         self._stopping = threading.Event()
         self._closed = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -351,7 +360,7 @@ class PullWorker:
         self._threads.append(renewer)
 
     def _renew_loop(self) -> None:
-        while not self._closed.wait(LEASE_RENEW_S):  # on until `stop` has settled everything
+        while not self._closed.wait(self.renew_s):  # on until `stop` has settled everything
             self.leases.renew()
 
     def _pull_loop(self, sub: Subscription) -> None:

@@ -171,7 +171,9 @@ def test_unhandled_known_types_are_acknowledged_not_dead_lettered(emulators: Sta
 
 
 def test_a_long_job_keeps_its_lease_and_is_not_redelivered(emulators: StackConfig, unique: str) -> None:
-    """The subscription's ack deadline is 10 s; the handler works for 22 s while the client extends the lease."""
+    """The subscription's ack deadline is 10 s and the worker's leases 4 s, renewed every 1.5 s: the handler works
+    for 16 s (four leases) while the worker renews, and nothing is redelivered: not to the worker's second slot,
+    which goes on pulling meanwhile and would get a lapsed message at once."""
     import time
 
     topo = one_subscription_topology(unique, [UPLOADED])
@@ -184,20 +186,46 @@ def test_a_long_job_keeps_its_lease_and_is_not_redelivered(emulators: StackConfi
     def slow(event: events.AnyEvent, context: runtime.Context) -> list[events.AnyEvent]:
         calls.append(time.monotonic())
         deadlines.append(context.deadline - time.time())
-        time.sleep(22)
+        time.sleep(16)
         return []
 
     service = _probe_service(topo, emulators.project, slow)
-    service.routes = {"handle": runtime.Route(handler=slow, accepts=(events.AudioUploaded,), concurrency=1,
+    service.routes = {"handle": runtime.Route(handler=slow, accepts=(events.AudioUploaded,), concurrency=2,
                                               max_lease_s=120)}  # fmt: skip
-    worker = runtime.PullWorker(service, emulators.project)
+    worker = runtime.PullWorker(service, emulators.project, lease_s=4, renew_s=1.5)
     worker.start()
     try:
         service.publisher.publish([_uploaded()])
         wait_for(lambda: calls, timeout_s=20)
-        time.sleep(30)  # the handler's 22 s plus time for a (wrong) redelivery to show up
+        time.sleep(22)  # the handler's 16 s plus time for a (wrong) redelivery to show up
     finally:
         worker.stop()
     assert len(calls) == 1
     assert 100 < deadlines[0] <= 120  # the context's deadline is the route's lease, not the 10 s ack deadline
     assert pull(emulators.project, sub.dead_letter_subscription, 1, timeout_s=2) == []
+
+
+def test_a_dead_workers_message_comes_back_within_its_lease(emulators: StackConfig, unique: str) -> None:
+    """A worker that stops renewing (its process died: no nack, no more extensions) gives its message back
+    within one lease, not the subscription's ack deadline."""
+    import time
+
+    topo = one_subscription_topology(unique, [UPLOADED])
+    provision.apply_pubsub(topo, emulators.project)
+    sub = next(iter(topo.subscriptions.values()))
+    subscriber = pubsub_v1.SubscriberClient()
+    path = subscriber.subscription_path(emulators.project, sub.name)
+    PubSubPublisher(emulators.project, topo).publish([_uploaded()])
+    taken = wait_for(
+        lambda: subscriber.pull(request={"subscription": path, "max_messages": 1}, timeout=10).received_messages,
+        timeout_s=30,
+    )
+    leases = runtime.Leases(subscriber, runtime.logs.get_logger(), lease_s=3)
+    leases.hold(path, [taken[0].ack_id], max_lease_s=60)  # what the worker does on receipt, then it "dies"
+    began = time.monotonic()
+    again = wait_for(
+        lambda: subscriber.pull(request={"subscription": path, "max_messages": 1}, timeout=10).received_messages,
+        timeout_s=30,
+    )
+    assert again[0].message.message_id == taken[0].message.message_id
+    assert time.monotonic() - began < sub.ack_deadline_s
