@@ -1,9 +1,9 @@
 #!/bin/sh
-# Entrypoint of the GPU worker image: runs the given command (default: the streaming-pull worker) and, when
+# Entrypoint of the GPU worker image: runs the given command (default: the pull worker) and, when
 # $PORT is set (Cloud Run services always set it), first opens a bare TCP listener on it, because a Cloud Run
 # service must listen on $PORT to pass its startup probe even though this worker takes no requests (ingress is
 # internal and nothing may invoke it). The worker is exec'd, so it is PID 1's replacement: when it exits (e.g.
-# streaming pull broke), the container exits and Cloud Run starts a fresh one. Vertex AI CustomJobs set no
+# pulling broke), the container exits and Cloud Run starts a fresh one. Vertex AI CustomJobs set no
 # $PORT and get no listener.
 set -eu
 if [ -n "${PORT:-}" ]; then

@@ -3,7 +3,7 @@
 #
 # Default command: the push HTTP function `speakerline.push:http_entrypoint` for $SERVICE on $PORT (Cloud Run
 # behind a Pub/Sub push subscription). `python -m speakerline.worker $SERVICE` runs the same service as a
-# streaming-pull worker instead (docker-compose does that against the emulators).
+# pull worker instead (docker-compose does that against the emulators).
 #
 # The image installs the runtime library and the service's own extras only (EXTRAS, default: the service),
 # never the tooling's (the CLI, the local stack); compose's one-shot provisioner builds it with EXTRAS=tools.

@@ -4,7 +4,7 @@
 # CloudEvent target behind Pub/Sub push subscriptions; ingress internal, no unauthenticated access, only the push
 # identity may invoke them.
 #
-# GPU services (diarization): a Cloud Run service with one NVIDIA L4, running the streaming-pull worker with
+# GPU services (diarization): a Cloud Run service with one NVIDIA L4, running the pull worker with
 # instance-based billing (CPU always allocated, so it pulls between requests it never gets), internal ingress and
 # no invoker bindings at all. See README.md ("Why a GPU Cloud Run service and not a MIG").
 #

@@ -4,7 +4,7 @@ A service is a package under services/ with `handlers.py` (plain functions `hand
 `wiring.py`, whose `wire(platform) -> Wiring` says which handler takes which subscription's events (the names in
 infra/topology.yaml) and with which deps. Nothing else is service-specific: the same code runs every service
 
-- as a streaming-pull worker: `python -m speakerline.worker <name>` (`run_worker`), or
+- as a pull worker: `python -m speakerline.worker <name>` (`run_worker`), or
 - as the push HTTP function behind a Pub/Sub push subscription: functions-framework target `http_entrypoint` of
   `speakerline.push`, for the service named by `SPEAKERLINE_SERVICE` (`push_http_handler`).
 """
@@ -124,7 +124,7 @@ def _require_project(settings: Settings) -> None:
 
 
 def run_worker(name: str, settings: Settings | None = None) -> None:
-    """Run `name` as a streaming-pull worker until SIGTERM/SIGINT."""
+    """Run `name` as a pull worker until SIGTERM/SIGINT."""
     settings = settings or Settings()
     logs.configure(name, settings.log_level)
     failpoints.configure(settings.failpoints_file)

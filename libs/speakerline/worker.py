@@ -1,4 +1,4 @@
-"""`python -m speakerline.worker NAME`: run a service as a streaming-pull worker (settings from the environment).
+"""`python -m speakerline.worker NAME`: run a service as a pull worker (settings from the environment).
 
 `--envelope FILE` handles one Pub/Sub push envelope from a file instead, as the push function would, and exits
 with 0 when it was handled (what a Vertex AI custom job runs).

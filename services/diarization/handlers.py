@@ -3,7 +3,7 @@
 The handler is a generator, so that the runtime publishes each event as it is yielded: `diarization.started`
 as soon as a worker takes the job (before the long part), so the job's state shows DIARIZING while the engine
 runs, then `diarization.progress` every few seconds while it runs (fraction done, audio seconds processed, time
-left; see `progress.py`), then `diarization.completed`; the streaming-pull client keeps the message's lease alive
+left; see `progress.py`), then `diarization.completed`; the pull worker keeps the message's lease alive
 meanwhile. Engine errors raise: Pub/Sub redelivers with backoff, and after the last attempt `job.failed`
 (retriable) is published and the message goes to the dead-letter topic for ops to replay. An engine that cannot
 be loaded at all fails the job at once (retrying the same worker would not help).

@@ -1,6 +1,6 @@
 """Wiring of the diarization service: its one handler, its deps, the engine it loads (once per process).
 
-Run it as `python -m speakerline.worker diarization` (streaming pull, one job at a time: GPU hosts without
+Run it as `python -m speakerline.worker diarization` (unary pull, one job at a time: GPU hosts without
 ingress), behind a push subscription (`speakerline.push:http_entrypoint`; CPU only, for small deployments), or, in
 a Vertex AI custom job, as `python -m speakerline.worker diarization --envelope FILE` (one job, see
 `engines/vertex.py`). With `SPEAKERLINE_ENGINE=vertex` (or `SPEAKERLINE_VERTEX_DISPATCH`) the worker hands every
