@@ -22,7 +22,7 @@ import random
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -112,10 +112,9 @@ class FirestoreJobStore:
         batch.create(event_ref, event_record(event))
         if job_snap.exists:
             before = job_snap.to_dict() or {}
-            fields_before = set(before)  # read first: `project` may build on `before` in place
             batch.update(
                 job_ref,
-                replacing(fields_before, project(before, event)),
+                replacing(before, project(before, event)),
                 option=self._client.write_option(last_update_time=job_snap.update_time),
             )
         else:
@@ -127,11 +126,11 @@ class FirestoreJobStore:
         return True
 
 
-def replacing(fields_before: set[str], after: dict[str, Any]) -> dict[str, Any]:
-    """The field updates that turn a document with top-level fields `fields_before` into `after` exactly: every
+def replacing(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """The field updates that turn document `before` into `after` exactly (`project` never changes its input): every
     top-level field of `after` is set whole (a map value replaces the map), every field it dropped is deleted.
     `update` is the only write that takes a `last_update_time` precondition, and it reads keys as field paths,
     hence the quoting."""
     updates: dict[str, Any] = {FieldPath(key).to_api_repr(): value for key, value in after.items()}
-    updates.update({FieldPath(key).to_api_repr(): firestore.DELETE_FIELD for key in fields_before - after.keys()})
+    updates.update({FieldPath(key).to_api_repr(): firestore.DELETE_FIELD for key in before.keys() - after.keys()})
     return updates

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import google.cloud.pubsub_v1 as pubsub_v1
 import pytest
@@ -216,16 +217,14 @@ def test_a_dead_workers_message_comes_back_within_its_lease(emulators: StackConf
     subscriber = pubsub_v1.SubscriberClient()
     path = subscriber.subscription_path(emulators.project, sub.name)
     PubSubPublisher(emulators.project, topo).publish([_uploaded()])
-    taken = wait_for(
-        lambda: subscriber.pull(request={"subscription": path, "max_messages": 1}, timeout=10).received_messages,
-        timeout_s=30,
-    )
+
+    def take() -> list[Any]:  # unlike helpers.pull, leaves the message unacknowledged
+        return list(subscriber.pull(request={"subscription": path, "max_messages": 1}, timeout=10).received_messages)
+
+    taken = wait_for(take, timeout_s=30)
     leases = runtime.Leases(subscriber, runtime.logs.get_logger(), lease_s=3)
     leases.hold(path, [taken[0].ack_id], max_lease_s=60)  # what the worker does on receipt, then it "dies"
     began = time.monotonic()
-    again = wait_for(
-        lambda: subscriber.pull(request={"subscription": path, "max_messages": 1}, timeout=10).received_messages,
-        timeout_s=30,
-    )
+    again = wait_for(take, timeout_s=30)
     assert again[0].message.message_id == taken[0].message.message_id
     assert time.monotonic() - began < sub.ack_deadline_s

@@ -511,5 +511,7 @@ def test_the_producer_is_kept_from_the_request() -> None:
 def test_replacing_sets_every_field_whole_and_deletes_the_dropped_ones() -> None:
     """The store writes a new job version with `update` (the write that takes a precondition): every field of the
     new version whole, quoted where its name is not a plain identifier, and a delete for each field it dropped."""
-    updates = replacing({"status", "stale", "odd.name"}, {"status": "COMPLETED", "stages": {"a": 1}, "odd.name": 2})
+    updates = replacing(
+        {"status": "DIARIZING", "stale": 1, "odd.name": 1}, {"status": "COMPLETED", "stages": {"a": 1}, "odd.name": 2}
+    )
     assert updates == {"status": "COMPLETED", "stages": {"a": 1}, "`odd.name`": 2, "stale": firestore.DELETE_FIELD}
