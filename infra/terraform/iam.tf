@@ -150,6 +150,21 @@ resource "google_project_iam_member" "service_datastore" {
   member  = google_service_account.service[each.key].member
 }
 
+# --- Telemetry -------------------------------------------------------------------------------------------
+
+# Every service and the API write spans (Cloud Trace) and metrics (Cloud Monitoring); the agent/writer roles
+# only add data, they read nothing.
+resource "google_project_iam_member" "telemetry" {
+  for_each = {
+    for pair in setproduct(concat(keys(local.services), ["api"]), ["roles/cloudtrace.agent", "roles/monitoring.metricWriter"]) :
+    "${pair[0]}/${pair[1]}" => { service = pair[0], role = pair[1] }
+  }
+
+  project = var.project_id
+  role    = each.value.role
+  member  = each.value.service == "api" ? google_service_account.api.member : google_service_account.service[each.value.service].member
+}
+
 # --- Vertex AI dispatch (optional) -------------------------------------------------------------------------
 
 resource "google_project_iam_member" "diarization_vertex" {

@@ -91,14 +91,17 @@ locals {
     GOOGLE_CLOUD_PROJECT = var.project_id
     # Topology names are bare; the cloud prefixes buckets with the project id.
     SPEAKERLINE_BUCKET_PREFIX = "${var.project_id}-"
+    # spans to Cloud Trace, metrics to Cloud Monitoring (speakerline.telemetry)
+    SPEAKERLINE_TELEMETRY = "gcp"
   }
 
   apis = toset(concat([
     "artifactregistry.googleapis.com",
+    "cloudtrace.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
     "iamcredentials.googleapis.com", # signBlob: the API signs V4 URLs with its own identity (no key file)
-    "pubsub.googleapis.com",
+    "monitoring.googleapis.com", "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",

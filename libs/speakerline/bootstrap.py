@@ -19,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
-from speakerline import failpoints, logs, runtime, storage
+from speakerline import failpoints, logs, runtime, storage, telemetry
 from speakerline.pubsub import EventPublisher, PubSubPublisher
 from speakerline.settings import Settings
 
@@ -118,6 +118,18 @@ def build_service(
     )
 
 
+def observe(name: str, settings: Settings) -> None:
+    """Logs (structlog JSON lines) and OpenTelemetry (traces, metrics) of the process running service `name`."""
+    logs.configure(name, settings.log_level)
+    telemetry.configure(
+        name,
+        exporters=settings.telemetry,
+        directory=settings.telemetry_dir,
+        project=settings.project,
+        instance=settings.worker_name or socket.gethostname(),
+    )
+
+
 def _require_project(settings: Settings) -> None:
     if not settings.project:
         raise SystemExit("GOOGLE_CLOUD_PROJECT is not set")
@@ -126,7 +138,7 @@ def _require_project(settings: Settings) -> None:
 def run_worker(name: str, settings: Settings | None = None) -> None:
     """Run `name` as a pull worker until SIGTERM/SIGINT."""
     settings = settings or Settings()
-    logs.configure(name, settings.log_level)
+    observe(name, settings)
     failpoints.configure(settings.failpoints_file)
     _require_project(settings)
     try:
@@ -145,7 +157,7 @@ def run_envelope(name: str, envelope_file: Path, settings: Settings | None = Non
     import json
 
     settings = settings or Settings()
-    logs.configure(name, settings.log_level)
+    observe(name, settings)
     _require_project(settings)
     envelope = json.loads(envelope_file.read_text())
     try:
@@ -164,7 +176,7 @@ def push_http_handler(settings: Settings | None = None, *, eager: bool = False) 
     if eager:
         current = settings or Settings()
         if current.service:
-            logs.configure(current.service, current.log_level)
+            observe(current.service, current)
             built.append(build_service(current.service, current))
 
     def handle(request: Any) -> tuple[str, int]:
@@ -175,7 +187,7 @@ def push_http_handler(settings: Settings | None = None, *, eager: bool = False) 
             current = settings or Settings()
             if not current.service:
                 return "SPEAKERLINE_SERVICE is not set", 500
-            logs.configure(current.service, current.log_level)
+            observe(current.service, current)
             built.append(build_service(current.service, current))
         try:
             runtime.handle_push_envelope(built[0], envelope, str(request.path))

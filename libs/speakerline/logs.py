@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from speakerline.events import Event
-from speakerline.events.wire import trace_ids_of
+from speakerline.events.wire import current_traceparent, trace_ids_of
 
 _SEVERITY = {
     "debug": "DEBUG",
@@ -81,6 +81,8 @@ def bind_event(event: Event[Any] | None, **extra: Any) -> Iterator[None]:
         fields.update(event_id=event.id, event_type=event.TYPE)
         if event.job_id:
             fields["job_id"] = event.job_id
-        fields.update(trace_fields(event.traceparent, os.environ.get("GOOGLE_CLOUD_PROJECT")))
+        # the span handling the event where one is recorded (its parent is the event's own traceparent)
+        traceparent = current_traceparent() or event.traceparent
+        fields.update(trace_fields(traceparent, os.environ.get("GOOGLE_CLOUD_PROJECT")))
     with structlog.contextvars.bound_contextvars(**fields):
         yield

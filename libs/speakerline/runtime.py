@@ -34,7 +34,7 @@ from typing import Any
 import google.api_core.exceptions as gexc
 import google.cloud.pubsub_v1 as pubsub_v1
 
-from speakerline import events, logs
+from speakerline import events, logs, telemetry
 from speakerline.events import Event, InvalidEvent
 from speakerline.pubsub import EventPublisher
 from speakerline.topology import Subscription, Topology
@@ -130,6 +130,8 @@ class Delivery:
     delivery_attempt: int | None
     #: seconds the handler may take before the message can go to another worker
     lease_s: float = 600.0
+    #: when Pub/Sub received the message (Unix seconds), for the queue wait on the delivery's span
+    published_at: float | None = None
 
 
 def _dead_letter_attributes(delivery: Delivery, sub: Subscription, error: InvalidEvent) -> dict[str, str]:
@@ -159,10 +161,13 @@ def _context(sub: Subscription, delivery: Delivery) -> Context:
 def _publish(service: ServiceDef, route: Route, outputs: Iterable[Event[Any]]) -> list[str]:
     """Publish a handler's events: a list at once, a generator's one by one as they are yielded."""
     if isinstance(outputs, list | tuple):
+        for output in outputs:
+            telemetry.note_job(output.job_id)
         service.publisher.publish(list(outputs))
         return [e.TYPE for e in outputs]
     published = []
     for output in outputs:
+        telemetry.note_job(output.job_id)
         try:
             service.publisher.publish([output])
         except Exception:
@@ -175,39 +180,66 @@ def _publish(service: ServiceDef, route: Route, outputs: Iterable[Event[Any]]) -
 
 
 def process(service: ServiceDef, sub: Subscription, delivery: Delivery) -> Outcome:
-    """Decode, validate, handle, publish; see the module docstring for the outcomes."""
+    """Decode, validate, handle, publish, inside the delivery's span; see the module docstring for the outcomes."""
+    started = time.time()
     log = logs.get_logger(subscription=sub.name, message_id=delivery.message_id, attempt=delivery.delivery_attempt)
+    event: Event[Any] | None = None
+    refused: InvalidEvent | None = None
     try:
         event = service.decoder(sub)(delivery.data, delivery.attributes)
     except InvalidEvent as error:
-        log.error("message refused; forwarding to dead-letter topic", reason=error.code, detail=error.message)
-        try:
-            service.publisher.publish_raw(
-                sub.dead_letter_topic, delivery.data, _dead_letter_attributes(delivery, sub, error)
-            )
-        except Exception:
-            log.exception("could not forward to dead-letter topic; Pub/Sub will redeliver")
-            return Outcome.NACK
-        return Outcome.DEAD_LETTER
+        refused = error
+    with telemetry.consuming(
+        subscription=sub.name,
+        topic=sub.topic,
+        message_id=delivery.message_id,
+        # a refused message may still say which trace it belongs to
+        traceparent=event.traceparent if event is not None else delivery.attributes.get("ce-traceparent"),
+        published_at=delivery.published_at,
+        attempt=delivery.delivery_attempt,
+        started=started,
+    ) as span:
+        if event is None:
+            assert refused is not None
+            outcome = _refuse(service, sub, delivery, refused, log)
+        else:
+            telemetry.describe_event(span, event)
+            with logs.bind_event(event):
+                outcome = _run_handler(service, sub, delivery, event, log)
+        telemetry.settle(span, sub.name, outcome.value, started, refused.code if refused else "")
+        return outcome
 
+
+def _refuse(service: ServiceDef, sub: Subscription, delivery: Delivery, error: InvalidEvent, log: Any) -> Outcome:
+    log.error("message refused; forwarding to dead-letter topic", reason=error.code, detail=error.message)
+    try:
+        attributes = _dead_letter_attributes(delivery, sub, error)
+        service.publisher.publish_raw(sub.dead_letter_topic, delivery.data, attributes)
+    except Exception:
+        log.exception("could not forward to dead-letter topic; Pub/Sub will redeliver")
+        return Outcome.NACK
+    return Outcome.DEAD_LETTER
+
+
+def _run_handler(service: ServiceDef, sub: Subscription, delivery: Delivery, event: Event[Any], log: Any) -> Outcome:
     route = service.route(sub)
-    with logs.bind_event(event):
-        if not route.takes(event):
-            log.info("event type not handled here; acknowledged")
-            return Outcome.ACK
-        context = _context(sub, delivery)
-        try:
-            published = _publish(service, route, route.handler(event, context))
-        except Exception as exc:
-            log.exception("handler failed", final_attempt=context.final_attempt)
-            if context.final_attempt and route.on_exhausted is not None:
-                try:
-                    _publish(service, route, route.on_exhausted(event, context, exc))
-                except Exception:
-                    log.exception("could not publish the terminal event of an exhausted message")
-            return Outcome.NACK
-        log.info("event handled", published=published)
+    if not route.takes(event):
+        log.info("event type not handled here; acknowledged")
         return Outcome.ACK
+    context = _context(sub, delivery)
+    try:
+        published = _publish(service, route, route.handler(event, context))
+    except Exception as exc:
+        telemetry.failed(exc)
+        log.exception("handler failed", final_attempt=context.final_attempt)
+        if context.final_attempt and route.on_exhausted is not None:
+            try:
+                _publish(service, route, route.on_exhausted(event, context, exc))
+            except Exception:
+                log.exception("could not publish the terminal event of an exhausted message")
+        return Outcome.NACK
+    log.info("event handled", published=published)
+    return Outcome.ACK
 
 
 # --- pull -------------------------------------------------------------------------------------------------
@@ -412,6 +444,7 @@ class PullWorker:
             message.message_id,
             received.delivery_attempt or None,  # 0 where the subscription has no dead-letter policy
             self.service.route(sub).max_lease_s,
+            message.publish_time.timestamp() if message.publish_time else None,
         )
         outcome = Outcome.NACK
         try:
@@ -482,6 +515,7 @@ def run_pull(
         worker.log.error("a pull thread stopped unexpectedly; exiting so the supervisor restarts the worker")
     worker.log.info("shutting down")
     worker.stop()
+    telemetry.shutdown()
 
 
 # --- push (functions-framework) ------------------------------------------------------------------------------
@@ -499,6 +533,16 @@ def _push_subscription(service: ServiceDef, subscription: str, topic: str) -> Su
     raise InvalidEvent("unknown_subscription", f"push from {subscription or topic!r} matches no subscription")
 
 
+def _timestamp(value: Any) -> float | None:
+    """Unix seconds of an RFC 3339 time (a push envelope's publishTime), None when absent or unreadable."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() if value else None
+    except ValueError:
+        return None
+
+
 def handle_push_envelope(service: ServiceDef, envelope: Mapping[str, Any], topic: str = "") -> Outcome:
     """Process a Pub/Sub push request body: `{"message": {...}, "subscription": ..., "deliveryAttempt": n}`.
 
@@ -514,6 +558,7 @@ def handle_push_envelope(service: ServiceDef, envelope: Mapping[str, Any], topic
         message_id=str(message.get("messageId") or message.get("message_id") or ""),
         delivery_attempt=int(attempt) if attempt is not None else None,
         lease_s=sub.ack_deadline_s,  # a push is answered within the subscription's ack deadline
+        published_at=_timestamp(message.get("publishTime") or message.get("publish_time")),
     )
     outcome = process(service, sub, delivery)
     if outcome is Outcome.NACK:

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     #: Fault injection for the local stack's fault tests (`speakerline.failpoints`); never set in the cloud.
     failpoints_file: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_FAILPOINTS_FILE"))
     worker_name: str = Field("", validation_alias=_env("SPEAKERLINE_WORKER_NAME"))
+    #: OpenTelemetry exporters (`speakerline.telemetry`): "gcp" = Cloud Trace + Cloud Monitoring (the cloud
+    #: deployment sets it); OTLP is on when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    telemetry: str = Field("", validation_alias=_env("SPEAKERLINE_TELEMETRY"))
+    #: Local JSON lines of spans and metrics, `<dir>/traces/<service>.jsonl` and `<dir>/metrics/...` (the local
+    #: stack sets `.stack/`; `speakerline jobs trace` reads them).
+    telemetry_dir: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_TELEMETRY_DIR"))
     source_prefix: str = "//speakerline/services"
 
     # --- ingest ----------------------------------------------------------------------------------------------

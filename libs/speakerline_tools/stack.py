@@ -146,6 +146,8 @@ def components(cfg: StackConfig) -> list[Component]:
         "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
         # Services read the topology from the checkout they were started from, whatever their working directory.
         "SPEAKERLINE_TOPOLOGY": os.environ.get("SPEAKERLINE_TOPOLOGY") or str(topo.default_path().resolve()),
+        # every service's spans and metrics as JSON lines under the stack's folder (`speakerline jobs trace`)
+        "SPEAKERLINE_TELEMETRY_DIR": str(cfg.root.resolve()),
     }
     gcloud = _gcloud()
     topology = topo.load()

@@ -128,13 +128,13 @@ def _problem_response(error: ApiError, instance: str | None) -> JSONResponse:
 
 def create_app(wired: Wired | None = None) -> FastAPI:
     if wired is None:
-        from speakerline import logs
+        from speakerline.bootstrap import observe
         from speakerline.settings import Settings
 
         from .wiring import build
 
         settings = Settings()
-        logs.configure("api", settings.log_level)
+        observe("api", settings)
         wired = build(settings)
     deps = wired.deps
     settings = wired.settings
@@ -311,4 +311,9 @@ def create_app(wired: Wired | None = None) -> FastAPI:
 
     if STATIC.is_dir():
         app.mount("/", StaticFiles(directory=STATIC, html=True), name="studio")
+    # A SERVER span per request (OpenTelemetry's FastAPI instrumentation): the audio.uploaded a request publishes
+    # carries it, so an API job's trace starts at the request. No-op unless telemetry is configured.
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="health")
     return app

@@ -40,7 +40,7 @@ from diarization.engines.base import (
     SpeakerTurn,
 )
 from diarization.progress import DEFAULT_INTERVAL_S, ProgressReport, ProgressReporter
-from speakerline import events, failpoints, logs, storage
+from speakerline import events, failpoints, logs, storage, telemetry
 from speakerline.events import (
     AudioIngested,
     DiarizationCompleted,
@@ -265,6 +265,7 @@ def _diarize(
     timings = {k: round(float(v), 3) for k, v in result.timings.items() if k in ("load_s", "inference_s", "rtf")}
     timings.setdefault("inference_s", 0.0)
     timings.setdefault("rtf", 0.0)
+    telemetry.engine_rtf(result.engine, str(result.device or "cpu"), timings["rtf"])
     summary = models.DiarizationCompletedResult(
         turns_uri=turns_uri, rttm_uri=rttm_uri, num_speakers=len(result.speakers), num_turns=len(turns)
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from speakerline import logs
-from speakerline.events import Event
+from speakerline import logs, telemetry
+from speakerline.events import Event, JobCompleted, JobFailed, JobRejected
+from speakerline.jobs import JobStatus
 from speakerline.runtime import Context
 
 from .store import JobStore
@@ -24,7 +25,23 @@ def handle(event: Event[Any], context: Context, deps: ProjectorDeps) -> list[Eve
     log = logs.get_logger()
     if applied:
         log.info("event projected")
+        _count_if_terminal(event)
     else:
         # Expected under at-least-once delivery; logged so a replay storm is visible.
         log.info("duplicate event; already projected", duplicate=True)
     return []
+
+
+_TERMINAL = {
+    JobCompleted.TYPE: JobStatus.COMPLETED,
+    JobFailed.TYPE: JobStatus.FAILED,
+    JobRejected.TYPE: JobStatus.REJECTED,
+}
+
+
+def _count_if_terminal(event: Event[Any]) -> None:
+    """Jobs by terminal status and reason code (metric `speakerline.jobs.finished`), once per terminal event."""
+    status = _TERMINAL.get(event.TYPE)
+    if status is not None:
+        error = getattr(event.data, "error", None)
+        telemetry.job_finished(status.value, str(getattr(error, "code", "") or ""))

@@ -33,6 +33,7 @@ TF_FILES = (
     "iam.tf",
     "run.tf",
     "secrets.tf",
+    "monitoring.tf",
     "outputs.tf",
 )
 
@@ -204,10 +205,14 @@ def test_api_identity_is_least_privilege(tf: str, topology: dict[str, Any]) -> N
     # Project-wide: datastore.user only (Firestore has no narrower role), and never through a binding or policy.
     project_roles = [
         re.search(r'role\s*=\s*"([^"]+)"', block).group(1)  # type: ignore[union-attr]
-        for block in _resource_blocks(tf, "google_project_iam_member").values()
-        if member in block
+        for name, block in _resource_blocks(tf, "google_project_iam_member").items()
+        if member in block and name != "telemetry"
     ]
     assert project_roles == ["roles/datastore.user"], project_roles
+    # ... besides the write-only telemetry roles every identity has (spans and metrics in, nothing read).
+    telemetry = _resource_block(tf, "google_project_iam_member", "telemetry")
+    assert member in telemetry
+    assert set(re.findall(r'"(roles/[^"]+)"', telemetry)) == {"roles/cloudtrace.agent", "roles/monitoring.metricWriter"}
     for rtype in ("google_project_iam_binding", "google_project_iam_policy"):
         assert not re.search(rf'resource\s+"{rtype}"', tf), rtype
     # Pub/Sub: publisher on exactly audio-uploaded and job-outcomes (audio.uploaded, job.deleted).
@@ -250,6 +255,7 @@ def test_api_identity_is_least_privilege(tf: str, topology: dict[str, Any]) -> N
     }
     assert granted == {
         "google_project_iam_member.api_datastore",
+        "google_project_iam_member.telemetry",
         "google_pubsub_topic_iam_member.api_publisher",
         "google_storage_bucket_iam_member.api",
         "google_service_account_iam_member.api_sign_as_self",
@@ -399,3 +405,13 @@ def test_compose_config_parses() -> None:
         [*cli, "-f", str(COMPOSE_FILE), "config", "--quiet"], capture_output=True, text=True, timeout=30, cwd=REPO
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_every_subscription_has_a_backlog_alert_and_every_dead_letter_one_alert() -> None:
+    text = (TERRAFORM / "monitoring.tf").read_text()
+    assert "oldest_unacked_message_age" in text and "num_undelivered_messages" in text
+    assert text.count('resource "google_monitoring_alert_policy"') == 2
+    assert text.count("for_each = local.subscriptions") == 2
+    assert "SPEAKERLINE_TELEMETRY" in (TERRAFORM / "main.tf").read_text()
+    iam = (TERRAFORM / "iam.tf").read_text()
+    assert "roles/cloudtrace.agent" in iam and "roles/monitoring.metricWriter" in iam

@@ -79,15 +79,19 @@ class Event(Generic[D]):
 
     @classmethod
     def new(cls, data: D, *, source: str, cause: Event[Any] | None = None, event_id: str | None = None) -> Self:
-        """A new event; `cause` is the event being handled, whose trace the new one continues."""
+        """A new event; `cause` is the event being handled, whose trace the new one continues: as a child of the
+        span handling it where one is recorded (`speakerline.telemetry`), else with the cause's trace id."""
         job_id = getattr(data, "job_id", None)
-        parent = wire.trace_ids_of(cause.traceparent) if cause is not None else None
+        traceparent = wire.current_traceparent()
+        if traceparent is None:
+            parent = wire.trace_ids_of(cause.traceparent) if cause is not None else None
+            traceparent = wire.new_traceparent(parent[0] if parent else None)
         return cls(
             data=data,
             id=event_id or str(uuid.uuid4()),
             source=source,
             subject=f"jobs/{job_id}" if job_id else None,
-            traceparent=wire.new_traceparent(parent[0] if parent else None),
+            traceparent=traceparent,
         )
 
     @classmethod

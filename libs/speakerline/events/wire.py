@@ -134,6 +134,17 @@ def new_traceparent(trace_id: str | None = None) -> str:
     return f"00-{trace_id or secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 
+def current_traceparent() -> str | None:
+    """The W3C traceparent of the OpenTelemetry span being recorded on this thread (a handler's consumer span:
+    `speakerline.telemetry`), or None where nothing is recorded."""
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid or not trace.get_current_span().is_recording():
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
 def trace_ids_of(traceparent: str | None) -> tuple[str, str] | None:
     """(trace id, span id) of a W3C traceparent, if it is a valid one."""
     match = _TRACEPARENT_RE.match(str(traceparent or ""))

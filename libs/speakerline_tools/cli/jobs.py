@@ -1,9 +1,14 @@
-"""`speakerline jobs get|list`: job state as the projector wrote it to Firestore (`speakerline_tools.jobstore`)."""
+"""`speakerline jobs get|list|trace`: job state as the projector wrote it to Firestore (`speakerline_tools.jobstore`),
+and a job's trace as the services wrote it (`speakerline_tools.traces`)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from speakerline_tools.cli import common
@@ -25,6 +30,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p_list.add_argument("--limit", type=int, default=20)
     p_list.add_argument("--json", action="store_true")
     p_list.set_defaults(func=_list)
+    p_trace = jobs_sub.add_parser(
+        "trace",
+        help="the job's trace: per stage, time waiting on its subscription and time handling (local stack spans)",
+    )
+    p_trace.add_argument("job_id")
+    p_trace.add_argument(
+        "--dir",
+        type=Path,
+        help="where the services write telemetry (SPEAKERLINE_TELEMETRY_DIR; default: the local stack's folder)",
+    )
+    p_trace.add_argument("--json", action="store_true", help="the spans as JSON")
+    p_trace.set_defaults(func=_trace)
 
 
 def _firestore() -> firestore.Client:
@@ -57,4 +74,23 @@ def _list(args: argparse.Namespace) -> int:
     else:
         for job in found:
             print(jobstore.format_job_line(job))
+    return EXIT_OK
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from speakerline_tools import repo, traces
+
+    folder = args.dir or Path(os.environ.get("SPEAKERLINE_TELEMETRY_DIR") or repo.stack_dir())
+    found = traces.job_traces(traces.load_spans(folder), args.job_id)
+    if not found:
+        print(
+            f"job {args.job_id}: no spans under {folder / 'traces'} (in the cloud, open Cloud Trace and filter on "
+            f"speakerline.job_id:{args.job_id})",
+            file=sys.stderr,
+        )
+        return EXIT_JOB_FAILED
+    if args.json:
+        print(json.dumps({t: [dataclasses.asdict(s) for s in spans] for t, spans in found.items()}, indent=2))
+    else:
+        print("\n\n".join(traces.render_waterfall(spans) for spans in found.values()))
     return EXIT_OK
