@@ -144,3 +144,31 @@ variable "api_id_token_audience" {
   type        = string
   default     = ""
 }
+
+variable "alert_email" {
+  description = "Email address notified by the alert policies (dead letters, Pub/Sub backlog age) through a Cloud Monitoring email channel. \"\" = no channel: the policies still open incidents in the console."
+  type        = string
+  default     = ""
+}
+
+variable "backlog_alert_age_s" {
+  description = "Seconds the oldest unacknowledged message of a push subscription may wait before its backlog alert fires. A push delivery ends within its ack deadline (at most 600 s) or is retried, so an older message means failures, a stuck service or too few instances."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.backlog_alert_age_s >= 60
+    error_message = "backlog_alert_age_s must be >= 60."
+  }
+}
+
+variable "pull_backlog_alert_age_s" {
+  description = "The same for pull subscriptions (the diarization worker), whose worker holds each message, leases extended, for the whole engine run: about an hour for a 24-hour recording on an L4, and one job at a time per worker. Raise it for the CPU engine (RTF ~0.2: ~5 h); past the worker's max lease (12 h, services/diarization/wiring.py MAX_LEASE_S) Pub/Sub redelivers anyway."
+  type        = number
+  default     = 10800
+
+  validation {
+    condition     = var.pull_backlog_alert_age_s >= 60
+    error_message = "pull_backlog_alert_age_s must be >= 60."
+  }
+}
