@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYANNOTE_METRICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install browsers test test-faults unit integration e2e lint typecheck run up down status bench bench-long bench-load eval schemas infra-check docker-config clean
+.PHONY: install browsers test test-faults unit integration e2e lint typecheck run up down status bench bench-micro bench-long bench-load eval schemas infra-check docker-config clean
 
 install: $(STAMP)
 
@@ -77,11 +77,18 @@ status: install
 run: install
 	$(BIN)/speakerline demo
 
+# Every benchmark against the real local stack (README: Performance), one at a time: DER per suite, engine RTF
+# (1 and 2 threads; pyannote on CUDA when there is a GPU), projector throughput, then one stack taking 1/5/15/60-minute
+# jobs (time, peak RSS per service), three 5-minute runs (pipeline overhead) and 30 short jobs (hop latency from
+# the traces); the cost model on top. ~35 min on 2 cores. Writes .speakerline/bench.json, bench.md, bench.png.
 bench: install
+	$(BIN)/python tests/bench/bench.py
+
+# The micro-benchmarks (pytest-benchmark): normalizing an hour of MP3, the event codec, the engine on the sample.
+bench-micro: install
 	@mkdir -p .stack
 	$(BIN)/pytest tests/bench -p no:cacheprovider -o addopts="-ra --import-mode=importlib" \
 		--benchmark-columns=min,mean,max,rounds --benchmark-json=.stack/bench.json
-	$(BIN)/python tests/diarization/bench_engines.py --rounds 1
 
 # Long recordings (issue 7): peak RSS, RTF, DER and voices found for 5 min, 1 h and 6 h built from the synthetic set's
 # recurring voices. About 1.5 h of CPU time; `python tests/diarization/bench_long.py --minutes 10,30` for a quick look.

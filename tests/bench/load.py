@@ -44,10 +44,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from speakerline.events import DiarizationCompleted, JobCompleted, JobFailed, JobRejected
 from speakerline.jobs import JobStatus
+
+if TYPE_CHECKING:
+    from speakerline_tools.stack import StackConfig
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "tests" / "data" / "sample" / "conversation.flac"
@@ -58,6 +61,8 @@ SUBMITTED = "SUBMITTED"
 TERMINAL_TYPES = (JobCompleted.TYPE, JobFailed.TYPE, JobRejected.TYPE)
 TERMINAL = frozenset(status.value for status in JobStatus if status.terminal)
 COMPLETED = JobStatus.COMPLETED.value
+#: The services' environment in a benchmark stack: the embedded CPU engine, nothing downloaded.
+SERVICE_ENV = {"SPEAKERLINE_ENGINE": "embedded", "PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}
 
 
 # --- pure parts (unit-tested in test_load_stats.py) --------------------------------------------------------------
@@ -211,6 +216,26 @@ def build_clips(out: Path, short: int, long: int, short_s: float, long_s: float,
         clips.append(Clip(path, "long", long_s))
     random.Random(seed).shuffle(clips)
     return clips
+
+
+def fresh_stack(root: Path, project: str, service_env: Mapping[str, str]) -> StackConfig:
+    """The configuration of a stack of its own under `root` on free ports (every service as a process), after
+    stopping a previous run's leftovers there (by their pid files) and removing the folder: start from nothing."""
+    from speakerline_tools import stack
+
+    if root.exists():
+        stack.down(stack.StackConfig.load(root), say=lambda _: None)
+        shutil.rmtree(root)
+    return stack.StackConfig(
+        root=root,
+        project=project,
+        pubsub_port=free_port(),
+        firestore_port=free_port(),
+        gcs_port=free_port(),
+        api_port=free_port(),
+        services=True,
+        service_env=dict(service_env),
+    )
 
 
 def free_port() -> int:
@@ -464,21 +489,8 @@ def main() -> int:
 
     from speakerline_tools import stack
 
-    service_env = {"SPEAKERLINE_ENGINE": "embedded", "PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}
-    if args.root.exists():
-        # A previous run's leftovers: stop its processes (by their pid files) and start from nothing.
-        stack.down(stack.StackConfig.load(args.root), say=lambda _: None)
-        shutil.rmtree(args.root)
-    cfg = stack.StackConfig(
-        root=args.root,
-        project="speakerline-load",
-        pubsub_port=free_port(),
-        firestore_port=free_port(),
-        gcs_port=free_port(),
-        api_port=free_port(),
-        services=True,
-        service_env=service_env,
-    )
+    service_env = dict(SERVICE_ENV)
+    cfg = fresh_stack(args.root, "speakerline-load", service_env)
     clips = build_clips(args.root / "clips", args.short, args.long, args.short_s, args.long_s, args.seed)
     settings = {
         **{k: v for k, v in vars(args).items() if k not in ("root", "json")},

@@ -3,6 +3,7 @@
 
     python tests/diarization/bench_engines.py                 # every eval file + the sample
     python tests/diarization/bench_engines.py --rounds 3 --json out.json
+    python tests/diarization/bench_engines.py --dir tests/data/real-dev --threads 2
 
 Each file is diarized ``--rounds`` times after one warm-up run; RTF = inference seconds per
 second of audio (best and median round). Peak memory is the process's max RSS (ru_maxrss),
@@ -37,6 +38,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads while diarizing (default 1)")
+    parser.add_argument(
+        "--dir", type=Path, help="diarize the audio files of this folder instead (e.g. tests/data/real-dev)"
+    )
     args = parser.parse_args()
 
     import soundfile as sf
@@ -46,11 +51,14 @@ def main() -> int:
 
     rss_before = peak_rss_mib()
     started = time.perf_counter()
-    engine = EmbeddedEngine.from_pretrained(device="cpu")
+    engine = EmbeddedEngine.from_pretrained(device="cpu", num_threads=args.threads)
     load_s = time.perf_counter() - started
     rss_loaded = peak_rss_mib()
 
-    files = [*sorted((DATA / "eval").glob("*.flac")), DATA / "sample" / "conversation.flac"]
+    if args.dir:
+        files = sorted(f for f in args.dir.iterdir() if f.suffix in (".flac", ".wav"))
+    else:
+        files = [*sorted((DATA / "eval").glob("*.flac")), DATA / "sample" / "conversation.flac"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for flac in files:
@@ -76,6 +84,7 @@ def main() -> int:
         "engine": engine.name,
         "model": engine.model,
         "cpu_count": os.cpu_count(),
+        "threads": args.threads,
         "load_s": round(load_s, 2),
         "peak_rss_mib": {
             "before_load": round(rss_before, 1),

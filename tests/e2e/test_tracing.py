@@ -51,8 +51,14 @@ def test_one_job_is_one_trace_across_every_service(pipeline: stack.StackConfig, 
     consumers = [s for s in spans if s.kind == "CONSUMER"]
     assert {s.event_type for s in consumers if s.service == "projector"} >= {
         f"io.speakerline.{name}.v1"
-        for name in ("audio.uploaded", "audio.ingested", "diarization.started", "diarization.completed")
-        + ("job.completed", "notification.delivered")
+        for name in (
+            "audio.uploaded",
+            "audio.ingested",
+            "diarization.started",
+            "diarization.completed",
+            "job.completed",
+            "notification.delivered",
+        )
     }
 
     # One tree: a single root (ingest, handling the upload's notification), every other span the child of a span
