@@ -125,11 +125,11 @@ def gpu_rtf(engine_rtf: Mapping[str, Any]) -> float | None:
 def _per_service_seconds(telemetry_dir: Path, job_id: str) -> tuple[dict[str, float], int]:
     """Handling seconds per service of one job, and its deliveries, from its trace."""
     found = traces.job_traces(traces.load_spans(telemetry_dir), job_id)
-    spans = [s for spans in found.values() for s in spans if s.kind == "CONSUMER"]
+    consumers = [s for spans in found.values() for s in spans if s.kind == "CONSUMER"]
     seconds: dict[str, float] = {}
-    for span in spans:
-        seconds[span.service] = seconds.get(span.service, 0.0) + span.duration_s
-    return seconds, len(spans)
+    for stage in traces.stage_totals(consumers):
+        seconds[stage.service] = seconds.get(stage.service, 0.0) + stage.handling_s
+    return seconds, len(consumers)
 
 
 def cost(result: Mapping[str, Any], telemetry_dir: Path) -> dict[str, Any]:

@@ -349,7 +349,7 @@ def measure(
 
     out_dir = out_dir.resolve()
     root = out_dir / "stack"
-    cfg = load.fresh_stack(root, "speakerline-bench", {**load.SERVICE_ENV, "SPEAKERLINE_TELEMETRY_DIR": str(root)})
+    cfg = load.fresh_stack(root, "speakerline-bench", load.SERVICE_ENV)  # the stack writes its traces under root
     print("building recordings ...", flush=True)
     began = time.monotonic()
     scaling_clips = [speech_clip(m, k, out_dir) for k, m in enumerate(lengths_min)]

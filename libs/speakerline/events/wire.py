@@ -138,11 +138,13 @@ def current_traceparent() -> str | None:
     """The W3C traceparent of the OpenTelemetry span being recorded on this thread (a handler's consumer span:
     `speakerline.telemetry`), or None where nothing is recorded."""
     from opentelemetry import trace
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-    context = trace.get_current_span().get_span_context()
-    if not context.is_valid or not trace.get_current_span().is_recording():
+    if not trace.get_current_span().is_recording():
         return None
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier.get("traceparent")
 
 
 def trace_ids_of(traceparent: str | None) -> tuple[str, str] | None:
