@@ -20,6 +20,7 @@ the push HTTP function behind a Pub/Sub push subscription (Cloud Run); see `spea
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import signal
 import threading
@@ -246,11 +247,14 @@ def _run_handler(service: ServiceDef, sub: Subscription, delivery: Delivery, eve
 
 
 class InflightJournal:
-    """The ack ids of the messages this worker is handling, one small file each in `folder`, so that a worker
-    restarted after a crash (SIGKILL, OOM: no nack) hands its predecessor's messages straight back to Pub/Sub
-    instead of leaving them leased until their ack deadline runs out. Ack ids stay valid across connections
-    (the client acknowledges through unary calls anyway), so the new process can nack them itself. Only worth
-    it where the folder survives the crash: a VM's disk, the local stack; on Cloud Run it is left unset."""
+    """The messages this worker is handling, one small file each in `folder` (ack id, subscription and the message
+    itself), so that a worker restarted after a crash (SIGKILL, OOM: no nack) resumes its predecessor's messages
+    first, instead of leaving them leased until their ack deadline runs out and then queued behind whatever arrived
+    meanwhile (a job that was running should not go to the back of the queue). Ack ids stay valid across
+    connections (the client acknowledges through unary calls anyway), so the new process can extend and acknowledge
+    them itself. A message is resumed once: if the successor dies on it too, the next one hands it back to Pub/Sub
+    (which counts the attempt and dead-letters a message that keeps killing workers). Only worth it where the
+    folder survives the crash: a VM's disk, the local stack; on Cloud Run it is left unset."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -261,25 +265,63 @@ class InflightJournal:
 
         return self.folder / hashlib.sha256(ack_id.encode()).hexdigest()[:32]
 
-    def add(self, subscription: str, ack_id: str) -> None:
+    def add(self, subscription: str, ack_id: str, delivery: Delivery | None = None, resumed: bool = False) -> None:
         import json
 
-        self._file(ack_id).write_text(json.dumps({"subscription": subscription, "ack_id": ack_id}))
+        entry: dict[str, Any] = {"subscription": subscription, "ack_id": ack_id, "resumed": resumed}
+        if delivery is not None:
+            entry["delivery"] = {
+                "data": base64.b64encode(delivery.data).decode(),
+                "attributes": dict(delivery.attributes),
+                "message_id": delivery.message_id,
+                "delivery_attempt": delivery.delivery_attempt,
+                "lease_s": delivery.lease_s,
+                "published_at": delivery.published_at,
+            }
+        self._file(ack_id).write_text(json.dumps(entry))
 
     def remove(self, ack_id: str) -> None:
         self._file(ack_id).unlink(missing_ok=True)
 
-    def take_over(self) -> dict[str, list[str]]:
-        """What a crashed predecessor left: subscription path -> ack ids (the files are removed)."""
+    def take_over(self) -> list[Inflight]:
+        """What a crashed predecessor left (the files are removed)."""
         import json
 
-        left: dict[str, list[str]] = {}
+        left: list[Inflight] = []
         for file in self.folder.iterdir():
-            with suppress(OSError, ValueError, KeyError):
+            with suppress(OSError, ValueError, KeyError, TypeError):
                 entry = json.loads(file.read_text())
-                left.setdefault(entry["subscription"], []).append(entry["ack_id"])
+                saved = entry.get("delivery")
+                delivery = None
+                if saved is not None:
+                    delivery = Delivery(
+                        base64.b64decode(saved["data"]),
+                        {str(k): str(v) for k, v in saved["attributes"].items()},
+                        str(saved["message_id"]),
+                        saved["delivery_attempt"],
+                        float(saved["lease_s"]),
+                        saved["published_at"],
+                    )
+                left.append(Inflight(entry["subscription"], entry["ack_id"], delivery, bool(entry.get("resumed"))))
             file.unlink(missing_ok=True)
         return left
+
+
+@dataclass(frozen=True)
+class Inflight:
+    """A message a crashed worker was handling (`InflightJournal`)."""
+
+    subscription: str  # path
+    ack_id: str
+    delivery: Delivery | None  # None: not saved (or not readable): it can only be handed back
+    resumed: bool  # its handler was already a successor's, which died too
+
+    def resumption(self) -> Delivery | None:
+        """The delivery to resume, counted as the next attempt; None when it must go back to Pub/Sub instead."""
+        if self.delivery is None or self.resumed:
+            return None
+        attempt = self.delivery.delivery_attempt
+        return dataclasses.replace(self.delivery, delivery_attempt=attempt + 1 if attempt else None)
 
 
 class Leases:
@@ -342,8 +384,17 @@ class PullWorker:
     which suits many small messages but not a worker that runs one hour-long job at a time (Pub/Sub's guidance
     for long-running tasks is synchronous pull). A unary pull asks for exactly the free slots, so nothing waits
     behind a long job on this worker while another could take it, and a worker that dies holds only what it was
-    running, returned within `LEASE_EXTENSION_S` (or at once, by its restarted successor: `InflightJournal`).
-    `stop` stops pulling, lets the handlers in flight finish for a while, then hands the rest back."""
+    running, returned within `LEASE_EXTENSION_S` (or resumed at once by its restarted successor: `InflightJournal`).
+    `stop` stops pulling, lets the handlers in flight finish for a while, then hands the rest back.
+
+    Acknowledgements are sent in batches, one request per subscription every `ACK_BATCH_S`, by a thread of their
+    own: the handler's slot is free as soon as its outcome is known, and a busy subscription costs one ack request
+    per batch rather than one per message. A lost ack (the worker dies within `ACK_BATCH_S`) is a redelivery, which
+    every handler tolerates; nacks still go at once."""
+
+    #: how long handled messages gather before their acknowledgements go out, and the most ack ids per request
+    ACK_BATCH_S = 0.05
+    ACK_BATCH_MAX = 500
 
     def __init__(
         self,
@@ -365,11 +416,28 @@ class PullWorker:
         self._threads: list[threading.Thread] = []
         self._running: set[threading.Thread] = set()
         self._running_lock = threading.Lock()
+        self._acks: dict[str, list[str]] = {}  # subscription path -> ack ids handled, not yet acknowledged
+        self._acks_ready = threading.Condition()
+        self._slots: dict[str, threading.Semaphore] = {}  # subscription name -> its route's free handler slots
 
-    def _return_predecessors_messages(self) -> None:
+    def _take_over_predecessors_messages(self) -> None:
+        """Resume what a crashed predecessor was handling, before pulling anything new (`InflightJournal`)."""
         if self.journal is None:
             return
-        for path, ack_ids in self.journal.take_over().items():
+        subs = {self.subscriber.subscription_path(self.project, s.name): s for s in self._subscriptions()}
+        handed_back: dict[str, list[str]] = {}
+        for item in self.journal.take_over():
+            sub, delivery = subs.get(item.subscription), item.resumption()
+            if sub is None or delivery is None or not self._slots[sub.name].acquire(blocking=False):
+                handed_back.setdefault(item.subscription, []).append(item.ack_id)
+                continue
+            self.log.warning(
+                "resuming a message a crashed worker held", subscription=sub.name, message_id=delivery.message_id
+            )
+            self.journal.add(item.subscription, item.ack_id, delivery, resumed=True)
+            self.leases.hold(item.subscription, [item.ack_id], self.service.route(sub).max_lease_s)
+            self._start_handler(sub, item.subscription, item.ack_id, delivery)
+        for path, ack_ids in handed_back.items():
             try:
                 # ack deadline 0 = nack: Pub/Sub redelivers at once (to this worker, or any other)
                 self.subscriber.modify_ack_deadline(
@@ -379,17 +447,23 @@ class PullWorker:
             except Exception:  # expired ack ids, or Pub/Sub away: their deadline returns them anyway
                 self.log.exception("could not return a crashed worker's messages", subscription=path)
 
+    def _subscriptions(self) -> list[Subscription]:
+        return list(self.service.topology.subscriptions_of(self.service.name))
+
     def start(self) -> None:
-        self._return_predecessors_messages()
-        for sub in self.service.topology.subscriptions_of(self.service.name):
+        for sub in self._subscriptions():
+            self._slots[sub.name] = threading.Semaphore(self.service.route(sub).concurrency)
+        self._take_over_predecessors_messages()
+        for sub in self._subscriptions():
             route = self.service.route(sub)
             thread = threading.Thread(target=self._pull_loop, args=(sub,), name=f"pull-{sub.name}", daemon=True)
             thread.start()
             self._threads.append(thread)
             self.log.info("pulling", subscription=sub.name, concurrency=route.concurrency)
-        renewer = threading.Thread(target=self._renew_loop, name="lease-renewal", daemon=True)
-        renewer.start()
-        self._threads.append(renewer)
+        for name, target in (("lease-renewal", self._renew_loop), ("ack-batches", self._ack_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def _renew_loop(self) -> None:
         while not self._closed.wait(self.renew_s):  # on until `stop` has settled everything
@@ -398,7 +472,7 @@ class PullWorker:
     def _pull_loop(self, sub: Subscription) -> None:
         route = self.service.route(sub)
         path = self.subscriber.subscription_path(self.project, sub.name)
-        slots = threading.Semaphore(route.concurrency)
+        slots = self._slots[sub.name]
         backoff_s = 1.0
         while not self._stopping.is_set():
             if not slots.acquire(timeout=1.0):
@@ -423,51 +497,71 @@ class PullWorker:
                 slots.release()
             if not received:
                 continue
-            ack_ids = [m.ack_id for m in received]
-            for ack_id in ack_ids:
+            deliveries = [(m.ack_id, _delivery_of(m, route)) for m in received]
+            for ack_id, delivery in deliveries:
                 if self.journal is not None:
-                    self.journal.add(path, ack_id)
-            self.leases.hold(path, ack_ids, route.max_lease_s)
-            for message in received:
-                thread = threading.Thread(
-                    target=self._handle, args=(sub, path, message, slots), name=f"handle-{sub.name}", daemon=True
-                )
-                with self._running_lock:
-                    self._running.add(thread)
-                thread.start()
+                    self.journal.add(path, ack_id, delivery)
+            self.leases.hold(path, [ack_id for ack_id, _ in deliveries], route.max_lease_s)
+            for ack_id, delivery in deliveries:
+                self._start_handler(sub, path, ack_id, delivery)
 
-    def _handle(self, sub: Subscription, path: str, received: Any, slots: threading.Semaphore) -> None:
-        message = received.message
-        delivery = Delivery(
-            message.data,
-            dict(message.attributes),
-            message.message_id,
-            received.delivery_attempt or None,  # 0 where the subscription has no dead-letter policy
-            self.service.route(sub).max_lease_s,
-            message.publish_time.timestamp() if message.publish_time else None,
+    def _start_handler(self, sub: Subscription, path: str, ack_id: str, delivery: Delivery) -> None:
+        """Handle one delivery on a thread of its own; its slot is taken already and freed when it is settled."""
+        thread = threading.Thread(
+            target=self._handle, args=(sub, path, ack_id, delivery), name=f"handle-{sub.name}", daemon=True
         )
+        with self._running_lock:
+            self._running.add(thread)
+        thread.start()
+
+    def _handle(self, sub: Subscription, path: str, ack_id: str, delivery: Delivery) -> None:
         outcome = Outcome.NACK
         try:
             outcome = process(self.service, sub, delivery)
         finally:
-            self._settle(path, received.ack_id, outcome)
-            slots.release()
+            self._settle(path, ack_id, outcome)
+            self._slots[sub.name].release()
             with self._running_lock:
                 self._running.discard(threading.current_thread())
 
     def _settle(self, path: str, ack_id: str, outcome: Outcome) -> None:
         self.leases.release(ack_id)
+        if outcome is not Outcome.NACK:
+            with self._acks_ready:  # acknowledged with the next batch (`_ack_loop`)
+                self._acks.setdefault(path, []).append(ack_id)
+                self._acks_ready.notify()
+            return
         try:
-            if outcome is Outcome.NACK:
-                self.subscriber.modify_ack_deadline(
-                    request={"subscription": path, "ack_ids": [ack_id], "ack_deadline_seconds": 0}
-                )
-            else:
-                self.subscriber.acknowledge(request={"subscription": path, "ack_ids": [ack_id]})
+            self.subscriber.modify_ack_deadline(
+                request={"subscription": path, "ack_ids": [ack_id], "ack_deadline_seconds": 0}
+            )
         except Exception:  # the message comes back after its lease; handlers are idempotent
             self.log.exception("could not settle a message", subscription=path, outcome=outcome.value)
         if self.journal is not None:
             self.journal.remove(ack_id)
+
+    def _ack_loop(self) -> None:
+        while not self._closed.is_set():  # on until `stop` has acknowledged what its handlers finished
+            with self._acks_ready:
+                if not self._acks:
+                    self._acks_ready.wait(timeout=1.0)
+            if self._acks:
+                self._closed.wait(self.ACK_BATCH_S)  # let the batch gather
+                self._send_acks()
+
+    def _send_acks(self) -> None:
+        with self._acks_ready:
+            batches, self._acks = self._acks, {}
+        for path, ack_ids in batches.items():
+            for start in range(0, len(ack_ids), self.ACK_BATCH_MAX):
+                chunk = ack_ids[start : start + self.ACK_BATCH_MAX]
+                try:
+                    self.subscriber.acknowledge(request={"subscription": path, "ack_ids": chunk})
+                except Exception:  # they come back after their lease; handlers are idempotent
+                    self.log.exception("could not settle messages", subscription=path, outcome="ack", count=len(chunk))
+                if self.journal is not None:
+                    for ack_id in chunk:
+                        self.journal.remove(ack_id)
 
     def failed(self) -> bool:
         return not self._stopping.is_set() and any(not t.is_alive() for t in self._threads)
@@ -483,6 +577,7 @@ class PullWorker:
             running = list(self._running)
         for thread in running:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._send_acks()
         for path, ack_ids in self.leases.held().items():
             self.log.warning("handing back messages still in flight at shutdown", subscription=path, count=len(ack_ids))
             with suppress(Exception):
@@ -494,7 +589,25 @@ class PullWorker:
                 if self.journal is not None:
                     self.journal.remove(ack_id)
         self._closed.set()
+        with self._acks_ready:
+            self._acks_ready.notify_all()
+        for thread in self._threads:
+            if thread.name == "ack-batches":
+                thread.join(timeout=PULL_WAIT_S)
+        self._send_acks()  # what a handler finished meanwhile
         self.subscriber.close()
+
+
+def _delivery_of(received: Any, route: Route) -> Delivery:
+    message = received.message
+    return Delivery(
+        message.data,
+        dict(message.attributes),
+        message.message_id,
+        received.delivery_attempt or None,  # 0 where the subscription has no dead-letter policy
+        route.max_lease_s,
+        message.publish_time.timestamp() if message.publish_time else None,
+    )
 
 
 def run_pull(
