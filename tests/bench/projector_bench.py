@@ -22,7 +22,8 @@ drain (seconds of CPU per second of drain).
 
 `--baseline DIR` runs the same rounds, alternating, with the projector and the runtime imported from DIR (a copy
 of another commit: `mkdir DIR && git archive HEAD libs services | tar -x -C DIR`); figures are medians over the
-rounds. A benchmark, not a test: pytest does not collect it (no ``test_`` prefix).
+rounds. A short unreported round first warms the emulators up (their JVMs run the first writes slower).
+A benchmark, not a test: pytest does not collect it (no ``test_`` prefix).
 """
 
 from __future__ import annotations
@@ -162,9 +163,11 @@ def profile_summary(speedscope: Mapping[str, Any], top: int = 20) -> dict[str, l
     inclusive: Counter[int] = Counter()
     by_thread: Counter[str] = Counter()
     total = 0.0
+    samples = 0
     for prof in speedscope["profiles"]:
         # py-spy names each thread's profile `Process N Thread M "name"`; threads of one kind are summed
         thread = re.sub(r"^.*Thread \S+ ?", "", str(prof.get("name", ""))).strip('"') or "?"
+        samples += len(prof["samples"])
         for stack, weight in zip(prof["samples"], prof["weights"], strict=True):
             total += weight
             by_thread[thread] += weight
@@ -182,7 +185,7 @@ def profile_summary(speedscope: Mapping[str, Any], top: int = 20) -> dict[str, l
         return [{"pct": round(100 * n / total, 1), "frame": label(i)} for i, n in counts.most_common(top)]
 
     return {
-        "samples": [{"pct": 100.0, "frame": f"{int(total)} samples"}],
+        "samples": [{"pct": 100.0, "frame": f"{samples} samples"}],
         "threads": [{"pct": round(100 * n / total, 1), "frame": t} for t, n in by_thread.most_common(top)],
         "self": rows(own),
         "inclusive": rows(inclusive),
@@ -306,7 +309,7 @@ def run_projector(
             spy_bin = Path(sys.executable).with_name("py-spy")
             spy_args = ["record", "--pid", str(pid), "-o", str(profile), "--format", "speedscope", "--rate", "100"]
             spy = subprocess.Popen(
-                [str(spy_bin), *spy_args, "--nonblocking", *(["--idle"] if idle else [])],
+                [str(spy_bin), *spy_args, "--nonblocking", *(["--idle"] if idle else ["--gil"])],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -450,6 +453,11 @@ def one_round(
     return figures
 
 
+def warm_up(cfg: Any, src: Path | None = None) -> None:
+    """A short round, not reported: the emulators are JVMs, and their first thousand writes run slower."""
+    one_round(cfg, 600, 60, src=src, store_events=120)
+
+
 def measure(
     events: int = 3000,
     jobs: int = 300,
@@ -463,6 +471,7 @@ def measure(
 
     cfg = stack_up()
     try:
+        warm_up(cfg, src)
         figures = one_round(cfg, events, jobs, src=src, profile=profile, store_events=store_events)
     finally:
         stack.down(cfg, say=lambda _: None)
@@ -487,6 +496,13 @@ def summarize(rounds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _profile_path(profile: Path | None, variant: str, variants: int) -> Path | None:
+    """Where a variant's profile goes: `profile` itself, or beside it with the variant's name when there are two."""
+    if profile is None or variants == 1:
+        return profile
+    return profile.with_name(f"{profile.stem}-{variant}{profile.suffix}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=3000)
@@ -494,8 +510,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--store-events", type=int, default=None, help="events per thread count (default 1200)")
     parser.add_argument("--baseline", type=Path, default=None, help="a copy of other code (libs/, services/)")
-    parser.add_argument("--profile", type=Path, default=None, help="py-spy speedscope of the first round")
-    parser.add_argument("--profile-idle", action="store_true", help="profile wall time (idle threads too), not CPU")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="py-spy speedscope of the first round (one per variant, named after it)",
+    )
+    parser.add_argument(
+        "--profile-idle", action="store_true", help="profile wall time (idle threads too), not the GIL holder"
+    )
     parser.add_argument("--store-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -511,9 +534,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
     cfg = stack_up()
     try:
+        warm_up(cfg)
         for r in range(args.rounds):
             for name, src in variants if r % 2 == 0 else list(reversed(variants)):
-                profile = args.profile if (r == 0 and name == "current") else None
+                profile = _profile_path(args.profile, name, len(variants)) if r == 0 else None
                 figures = one_round(
                     cfg,
                     args.events,
@@ -528,8 +552,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         stack.down(cfg, say=lambda _: None)
     report: dict[str, Any] = {name: summarize(rounds) for name, rounds in results.items()}
-    if args.profile is not None and args.profile.exists():
-        report["profile"] = profile_summary(json.loads(args.profile.read_text()))
+    for name, _ in variants:
+        path = _profile_path(args.profile, name, len(variants))
+        if path is not None and path.exists():
+            report[name]["profile"] = profile_summary(json.loads(path.read_text()))
     out: dict[str, Any] = report["current"] if len(report) == 1 else report
     print(json.dumps(out, indent=2))
     bad = any(r["mismatched_jobs"] or r["projected"] < r["events"] for rounds in results.values() for r in rounds)

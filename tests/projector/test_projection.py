@@ -10,13 +10,15 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud import firestore
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from projector.handlers import ProjectorDeps, handle
 from projector.projection import STATUS_RANK, project
-from projector.store import replacing
+from projector.store import identical, replacing
+from projector.wiring import CONCURRENCY
 from speakerline import events
 from speakerline.bootstrap import build_service
 from speakerline.events import Event
@@ -451,7 +453,7 @@ def test_the_service_projects_every_event_type_on_its_project_route(monkeypatch:
     route = service.routes["project"]
     assert {cls.TYPE for cls in route.accepts} == set(events.EVENT_CLASSES)
     assert all(route.takes(make(name, "job_wiring01")) for name in OFFSETS)
-    assert route.concurrency == 8
+    assert route.concurrency == CONCURRENCY >= 64  # events wait together for one group commit
 
 
 # --- human formatting (speakerline_tools.jobstore) -----------------------------------------------------------------
@@ -508,10 +510,34 @@ def test_the_producer_is_kept_from_the_request() -> None:
     assert job["request"]["producer"] == "newsroom"
 
 
-def test_replacing_sets_every_field_whole_and_deletes_the_dropped_ones() -> None:
-    """The store writes a new job version with `update` (the write that takes a precondition): every field of the
-    new version whole, quoted where its name is not a plain identifier, and a delete for each field it dropped."""
+def test_replacing_sets_every_changed_field_whole_and_deletes_the_dropped_ones() -> None:
+    """The store writes a new job version with `update` (the write that takes a precondition): every changed field of
+    the new version whole, quoted where its name is not a plain identifier, a delete for each field it dropped, and
+    nothing for the fields it kept as they were."""
+    at = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+    kept = {"request": {"input": {"uri": "gs://b/o"}, "options": {}}, "created_at": at, "notifications": [{"n": 1}]}
     updates = replacing(
-        {"status": "DIARIZING", "stale": 1, "odd.name": 1}, {"status": "COMPLETED", "stages": {"a": 1}, "odd.name": 2}
+        {"status": "DIARIZING", "stale": 1, "odd.name": 1, "count": 1, **kept},
+        {"status": "COMPLETED", "stages": {"a": 1}, "odd.name": 2, "count": 1.0, **copy.deepcopy(kept)},
     )
-    assert updates == {"status": "COMPLETED", "stages": {"a": 1}, "`odd.name`": 2, "stale": firestore.DELETE_FIELD}
+    assert updates == {
+        "status": "COMPLETED",
+        "stages": {"a": 1},
+        "`odd.name`": 2,
+        "count": 1.0,  # equal in Python, a double and not an integer in the document
+        "stale": firestore.DELETE_FIELD,
+    }
+    assert isinstance(updates["count"], float)
+
+
+def test_identical_is_equality_of_values_and_types_all_the_way_down() -> None:
+    at = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+    assert identical({"a": [1, {"b": at}], "c": None}, {"a": [1, {"b": at}], "c": None})
+    assert identical(at, DatetimeWithNanoseconds(2026, 11, 20, 9, 30, tzinfo=UTC))
+    assert not identical({"a": [1]}, {"a": [1.0]})
+    assert not identical({"a": [1]}, {"a": (1,)})
+    assert not identical({"a": 1}, {"a": 1, "b": None})
+    assert not identical([1, 2], [1])
+    assert not identical(at, at.replace(tzinfo=None))
+    assert not identical(True, 1)
+    assert not identical(float("nan"), float("nan"))  # rewritten, never wrongly kept
