@@ -20,7 +20,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import jsonschema
+import jsonschema_rs
 from cloudevents.conversion import to_binary, to_structured
 from cloudevents.exceptions import GenericException
 from cloudevents.http import CloudEvent, from_http
@@ -77,9 +77,10 @@ class Catalog:
     def __init__(self, schemas: list[EventSchema]) -> None:
         self.by_type = {s.type: s for s in sorted(schemas, key=lambda s: (s.name, s.major))}
         self.names = {s.name for s in schemas}
+        # jsonschema-rs (Rust): every event is validated on publish and on receipt, and the pure-Python validator
+        # cost 0.1-0.6 ms an event, a tenth of the projector's CPU; this one takes 2-8 us (formats checked too).
         self._validators = {
-            t: jsonschema.Draft202012Validator(s.schema, format_checker=jsonschema.FormatChecker())
-            for t, s in self.by_type.items()
+            t: jsonschema_rs.validator_for(dict(s.schema), validate_formats=True) for t, s in self.by_type.items()
         }
 
     def __iter__(self) -> Any:
@@ -102,10 +103,13 @@ class Catalog:
 
     def validate(self, event_type: str, data: Any) -> EventSchema:
         schema = self.get(event_type)
-        errors = sorted(self._validators[event_type].iter_errors(data), key=lambda e: list(e.absolute_path))
+        validator = self._validators[event_type]
+        if validator.is_valid(data):
+            return schema
+        errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.instance_path])
         if errors:
             details = "; ".join(
-                f"{'/'.join(str(p) for p in e.absolute_path) or '(data)'}: {e.message}" for e in errors[:5]
+                f"{'/'.join(str(p) for p in e.instance_path) or '(data)'}: {e.message}" for e in errors[:5]
             )
             raise InvalidEvent("schema_violation", f"{event_type} data does not match its schema: {details}")
         return schema
