@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYANNOTE_METRICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install browsers test test-faults unit integration e2e lint typecheck run up down status bench bench-micro bench-long bench-load eval schemas infra-tools infra-check deploy clean
+.PHONY: install browsers test test-faults unit integration e2e lint typecheck run up down status bench bench-micro bench-long bench-load eval schemas infra-tools infra-check image-sizes deploy clean
 
 install: $(STAMP)
 
@@ -129,6 +129,16 @@ infra-check: install infra-tools
 	$(BIN)/hadolint infra/docker/service.Dockerfile infra/docker/diarization.Dockerfile
 	.venv-infra/bin/checkov -d infra/terraform --quiet --compact --skip-download
 	.venv-infra/bin/checkov -d infra/docker --framework dockerfile --quiet --compact --skip-download
+
+# Each image's size without a Docker engine: the Python layer measured from the installed distributions, the base
+# estimated (docs/deploy.md, Images). Writes .speakerline/image-sizes.json.
+image-sizes: install
+	$(BIN)/python -m speakerline_tools.images
+
+# Build every image with Cloud Build (git sha tag) and apply the Terraform: PROJECT=... [REGION=...]
+# [ENGINE=pyannote|embedded|vertex]; DRY_RUN=1 prints the commands and runs nothing (docs/deploy.md).
+deploy:
+	infra/deploy.sh
 
 clean: down
 	rm -rf $(VENV) .stack .mypy_cache .ruff_cache .pytest_cache
