@@ -8,30 +8,41 @@ locals {
       description = "Hugging Face token of the pyannote model (gated on the hub)."
       readers     = ["diarization"]
       env         = "SPEAKERLINE_HF_TOKEN_SECRET"
+      version     = "latest"
     }
     webhook-signing-key = {
       description = "HMAC key that signs outgoing webhooks."
       readers     = ["notification"]
       env         = "SPEAKERLINE_WEBHOOK_SIGNING_KEY_SECRET"
+      # pinned during a rotation (docs/deploy.md, "Rotating the webhook signing key")
+      version = var.webhook_signing_key_version
     }
     discord-webhook-url = {
       description = "Discord incoming-webhook URL (the URL is the credential)."
       readers     = ["notification"]
       env         = "SPEAKERLINE_DISCORD_WEBHOOK_URL_SECRET"
+      version     = "latest"
     }
     slack-webhook-url = {
       description = "Slack incoming-webhook URL (the URL is the credential)."
       readers     = ["notification"]
       env         = "SPEAKERLINE_SLACK_WEBHOOK_URL_SECRET"
+      version     = "latest"
     }
   }
 
-  # service => { ENV_NAME = "projects/.../secrets/.../versions/latest" }
+  # service => { ENV_NAME = "projects/.../secrets/.../versions/<version>" }, plus, while a rotation is in
+  # progress, the key being rotated out: the notification service signs with both.
   secret_env = {
-    for name, _ in local.services : name => {
-      for key, secret in local.secrets : secret.env => "${google_secret_manager_secret.secret[key].id}/versions/latest"
-      if contains(secret.readers, name)
-    }
+    for name, _ in local.services : name => merge(
+      {
+        for key, secret in local.secrets : secret.env => "${google_secret_manager_secret.secret[key].id}/versions/${secret.version}"
+        if contains(secret.readers, name)
+      },
+      contains(local.secrets["webhook-signing-key"].readers, name) && var.webhook_signing_key_previous_version != "" ? {
+        SPEAKERLINE_WEBHOOK_SIGNING_KEY_PREVIOUS_SECRET = "${google_secret_manager_secret.secret["webhook-signing-key"].id}/versions/${var.webhook_signing_key_previous_version}"
+      } : {},
+    )
   }
 
   secret_readers = merge([

@@ -177,3 +177,15 @@ variable "pull_backlog_alert_age_s" {
     error_message = "pull_backlog_alert_age_s must be >= 60."
   }
 }
+
+variable "webhook_signing_key_version" {
+  description = "Version of the speakerline-webhook-signing-key secret that signs webhooks: \"latest\" (default), or a version number, pinned while a key is rotated (docs/deploy.md)."
+  type        = string
+  default     = "latest"
+}
+
+variable "webhook_signing_key_previous_version" {
+  description = "During a rotation, the version being rotated out: every webhook then carries a second v1 signature made with it, so receivers still holding the old key keep verifying. \"\" (default) = none."
+  type        = string
+  default     = ""
+}

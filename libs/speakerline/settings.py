@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     webhook_signing_key_secret: str | None = Field(
         None, validation_alias=_env("SPEAKERLINE_WEBHOOK_SIGNING_KEY_SECRET")
     )
+    # A key being rotated out: webhooks carry a second signature made with it until it is unset (docs/deploy.md).
+    webhook_signing_key_previous: str | None = Field(
+        None, validation_alias=_env("SPEAKERLINE_WEBHOOK_SIGNING_KEY_PREVIOUS"), repr=False
+    )
+    webhook_signing_key_previous_secret: str | None = Field(
+        None, validation_alias=_env("SPEAKERLINE_WEBHOOK_SIGNING_KEY_PREVIOUS_SECRET")
+    )
     discord_webhook_url: str | None = Field(None, validation_alias=_env("SPEAKERLINE_DISCORD_WEBHOOK_URL"), repr=False)
     discord_webhook_url_secret: str | None = Field(
         None, validation_alias=_env("SPEAKERLINE_DISCORD_WEBHOOK_URL_SECRET")

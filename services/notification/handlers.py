@@ -68,6 +68,8 @@ class NotificationDeps:
     send: Callable[[str, bytes, dict[str, str], UrlDecision], DeliveryResult]
     now: Callable[[], int]
     ledger: DeliveryLedger
+    #: keys being rotated out: each webhook also carries a signature made with them (docs/deploy.md)
+    previous_signing_secrets: tuple[str, ...] = ()
     #: called between two channels: a fault-injection point of the local stack's fault tests (no-op elsewhere)
     between_channels: Callable[[str], None] = lambda job_id: None
 
@@ -132,7 +134,14 @@ def render(channel: Channel, event: JobOutcomeEvent, deps: NotificationDeps) -> 
     """The request body and headers for a channel."""
     if channel.name == models.Channel.webhook:
         body = webhook_body(json.loads(to_structured_json(event.to_cloudevent())))
-        headers = signature_headers(body, deps.signing_secret, deps.now(), event_id=event.id, event_type=event.TYPE)
+        headers = signature_headers(
+            body,
+            deps.signing_secret,
+            deps.now(),
+            event_id=event.id,
+            event_type=event.TYPE,
+            previous=deps.previous_signing_secrets,
+        )
         return body, headers
     outcome = job_outcome(event)
     payload = discord_payload(outcome) if channel.name == models.Channel.discord else slack_payload(outcome)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 
 __all__ = [
     "CONTENT_TYPE",
@@ -37,19 +38,23 @@ def _mac(body: bytes, secret: str, timestamp: int) -> str:
     return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
 
 
-def sign(body: bytes, secret: str, now: int) -> str:
-    """The ``Speakerline-Signature`` header value for `body` sent at unix time `now`."""
-    if not secret:
+def sign(body: bytes, secret: str, now: int, *, previous: Sequence[str] = ()) -> str:
+    """The ``Speakerline-Signature`` header value for `body` sent at unix time `now`: one ``v1=`` made with
+    `secret`, then one with each `previous` key (a key being rotated out), so a receiver verifies with either."""
+    if not secret or not all(previous):
         # An empty key still produces a valid-looking MAC that anyone can forge.
         raise ValueError("webhook secret must not be empty")
-    return f"t={now},{SIGNATURE_SCHEME}={_mac(body, secret, now)}"
+    keys = [secret, *(key for key in dict.fromkeys(previous) if key != secret)]
+    return f"t={now}," + ",".join(f"{SIGNATURE_SCHEME}={_mac(body, key, now)}" for key in keys)
 
 
-def signature_headers(body: bytes, secret: str, now: int, *, event_id: str, event_type: str) -> dict[str, str]:
+def signature_headers(
+    body: bytes, secret: str, now: int, *, event_id: str, event_type: str, previous: Sequence[str] = ()
+) -> dict[str, str]:
     """All headers of a webhook request; the event id lets receivers dedupe redeliveries."""
     return {
         "Content-Type": CONTENT_TYPE,
-        SIGNATURE_HEADER: sign(body, secret, now),
+        SIGNATURE_HEADER: sign(body, secret, now, previous=previous),
         EVENT_ID_HEADER: event_id,
         EVENT_TYPE_HEADER: event_type,
     }

@@ -22,10 +22,13 @@ def wire(platform: Platform) -> Wiring:
             "no webhook signing key: set SPEAKERLINE_WEBHOOK_SIGNING_KEY, or SPEAKERLINE_WEBHOOK_SIGNING_KEY_SECRET "
             "to a Secret Manager version (the local stack generates one)"
         )
+    # During a key rotation: the key being rotated out signs too, until receivers have the new one.
+    previous_key = settings.secret("webhook_signing_key_previous")
     allowed_hosts = frozenset(h.strip() for h in settings.webhook_allowed_hosts.split(",") if h.strip())
     deps = handlers.NotificationDeps(
         source=platform.source,
         signing_secret=signing_key,
+        previous_signing_secrets=(previous_key,) if previous_key else (),
         discord_url=settings.secret("discord_webhook_url"),
         slack_url=settings.secret("slack_webhook_url"),
         check_url=partial(check_url, allow_private=settings.allow_private_webhooks, allowed_hosts=allowed_hosts),

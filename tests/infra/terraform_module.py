@@ -2,9 +2,9 @@
 
 python-hcl2 parses every `.tf` file; `terraform console` evaluates a resource's `for_each` and the attributes asked
 for, over the module's own locals and variables, so the names and settings the tests compare with the topology are
-the ones `terraform plan` would compute, not a copy of its logic. Locals that depend on a resource or a data source
-(known only after apply) are left out; an attribute that references a resource instance becomes the string
-`"<type>.<name>[<key>]"`, so a test can follow it to that instance.
+the ones `terraform plan` would compute, not a copy of its logic. A reference to a resource instance (in an
+attribute or a local) becomes the string `"<type>.<name>[<key>]"`, so a test can follow it to that instance; locals
+that still depend on a resource or a data source (known only after apply) are left out.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import hcl2
 
 # A reference to something that exists only once applied: a resource of a provider, a data source.
 _APPLY_TIME = re.compile(r"\b(?:google_[a-z0-9_]+|random_[a-z0-9_]+|terraform_data)\.[a-z0-9_]+|\bdata\.[a-z]")
-_INSTANCE_REF = re.compile(r"\b(google_[a-z0-9_]+)\.([a-z0-9_]+)\[([^\[\]]+)\]\.[a-z_]+")
+_INSTANCE_REF = re.compile(r"\b(google_[a-z0-9_]+)\.([a-z0-9_]+)\[([^\[\]*]+)\]\.[a-z_]+")
 _LOCAL_REF = re.compile(r"\blocal\.([a-z0-9_]+)")
 
 
@@ -82,12 +82,27 @@ class Module:
     def _evaluable_locals(self) -> str:
         """The locals that need nothing from an apply, as HCL, `path.module` pointing at the real module."""
         kept: dict[str, Any] = {}
-        pending = {k: json.dumps(v) for k, v in self.locals.items() if not _APPLY_TIME.search(json.dumps(v))}
+        pending = {
+            k: json.dumps(_with_instance_refs(v))
+            for k, v in self.locals.items()
+            if not _APPLY_TIME.search(_INSTANCE_REF.sub("instance", json.dumps(v)))
+        }
         while grew := [k for k, s in pending.items() if set(_LOCAL_REF.findall(s)) <= set(kept)]:
             for key in grew:
                 kept[key] = json.loads(pending.pop(key).replace("${path.module}", str(self.path.resolve())))
         lines = [hcl2.reconstruct(hcl2.from_dict({k: v}, apply_format=False)).strip() for k, v in kept.items()]
         return "locals {\n" + "\n".join(lines) + "\n}\n"
+
+
+def _with_instance_refs(value: Any) -> Any:
+    """`value` with every `<type>.<name>[<key>].<attr>` replaced by the string `"<type>.<name>[<key>]"`."""
+    if isinstance(value, str):
+        return _INSTANCE_REF.sub(lambda m: f'"{m.group(1)}.{m.group(2)}[${{{m.group(3)}}}]"', value)
+    if isinstance(value, list):
+        return [_with_instance_refs(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _with_instance_refs(v) for k, v in value.items()}
+    return value
 
 
 def _at(body: Mapping[str, Any], path: str) -> Any:
@@ -108,4 +123,4 @@ def _expr(value: Any) -> str:
 def _instance_expr(value: Any) -> str:
     expr = _expr(value)
     expr = re.sub(r"\beach\.key\b", "each_key", re.sub(r"\beach\.value\b", "each_value", expr))
-    return _INSTANCE_REF.sub(lambda m: f'"{m.group(1)}.{m.group(2)}[${{{m.group(3)}}}]"', expr)
+    return str(_with_instance_refs(expr))

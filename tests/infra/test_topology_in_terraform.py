@@ -151,3 +151,18 @@ def test_the_diarization_engine_decides_the_worker(module: Module, engine: str, 
 def test_an_unknown_engine_is_refused_by_the_variable_validation(module: Module) -> None:
     with pytest.raises(AssertionError, match="diarization_engine must be"):
         module.evaluate("local.worker_engine", {**VARIABLES, "diarization_engine": "whisper"})
+
+
+def test_a_webhook_key_rotation_gives_the_notification_service_both_versions(module: Module) -> None:
+    secret = "google_secret_manager_secret.secret[webhook-signing-key]"
+    steady = module.evaluate("local.secret_env.notification", VARIABLES)
+    assert steady["SPEAKERLINE_WEBHOOK_SIGNING_KEY_SECRET"] == f"{secret}/versions/latest"
+    assert "SPEAKERLINE_WEBHOOK_SIGNING_KEY_PREVIOUS_SECRET" not in steady
+    rotating = module.evaluate(
+        "local.secret_env",
+        {**VARIABLES, "webhook_signing_key_version": "4", "webhook_signing_key_previous_version": "3"},
+    )
+    assert rotating["notification"]["SPEAKERLINE_WEBHOOK_SIGNING_KEY_SECRET"] == f"{secret}/versions/4"
+    assert rotating["notification"]["SPEAKERLINE_WEBHOOK_SIGNING_KEY_PREVIOUS_SECRET"] == f"{secret}/versions/3"
+    # only the notification service reads the signing key
+    assert [name for name, env in rotating.items() if any("WEBHOOK_SIGNING" in key for key in env)] == ["notification"]

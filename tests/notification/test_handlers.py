@@ -225,6 +225,11 @@ def test_build_service_wires_the_route_and_the_settings(webhook_receiver, exampl
         assert route.accepts == (events.JobCompleted, events.JobFailed, events.JobRejected)
         deps = route.handler.keywords["deps"]  # type: ignore[attr-defined]
         assert (deps.signing_secret, deps.discord_url, deps.slack_url) == ("k3y", None, flaky.url("/slack"))
+        assert deps.previous_signing_secrets == ()
+        rotating = Settings(project="p", webhook_signing_key="new", webhook_signing_key_previous="old")
+        rotated = build_service("notification", rotating, publisher=publisher, blobs=MemoryBlobStore())
+        rotated_deps = rotated.routes["job_outcome"].handler.keywords["deps"]  # type: ignore[attr-defined]
+        assert rotated_deps.previous_signing_secrets == ("old",)
         assert deps.send.keywords == {"timeout_s": 3.5}
         assert deps.check_url.keywords == {
             "allow_private": True,

@@ -103,3 +103,27 @@ def test_webhooks_md_recipe_verifies_our_signatures(monkeypatch):
     assert not namespace["verify"](BODY + b"x", header, "k")
     monkeypatch.setattr(time, "time", lambda: NOW + 1000)
     assert not namespace["verify"](BODY, header, "k")
+
+
+def test_a_rotation_signs_with_both_keys_and_either_verifies():
+    header = sign(BODY, "new", NOW, previous=["old"])
+    assert header.count("v1=") == 2
+    assert verify(BODY, header, "new", NOW) and verify(BODY, header, "old", NOW)
+    assert not verify(BODY, header, "other", NOW)
+    # the same key twice, or the current key listed as previous, signs once
+    assert sign(BODY, "k", NOW, previous=["k"]) == sign(BODY, "k", NOW)
+    with pytest.raises(ValueError):
+        sign(BODY, "k", NOW, previous=[""])
+
+
+def test_webhooks_md_recipe_verifies_a_rotation_header(monkeypatch):
+    import time
+
+    doc = Path(__file__).parents[2] / "services" / "notification" / "WEBHOOKS.md"
+    code = re.search(r"```python\n(.*?)```", doc.read_text(), re.S)
+    assert code is not None
+    namespace: dict[str, Any] = {}
+    exec(code.group(1), namespace)
+    monkeypatch.setattr(time, "time", lambda: NOW + 10)
+    header = sign(BODY, "new", NOW, previous=["old"])
+    assert namespace["verify"](BODY, header, "old") and namespace["verify"](BODY, header, "new")
