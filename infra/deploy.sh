@@ -41,8 +41,16 @@ echo "# speakerline deploy: project ${PROJECT}, region ${REGION}, engine ${ENGIN
 # Cloud Build and Artifact Registry must exist before the first image; Terraform enables every other API.
 run gcloud services enable cloudbuild.googleapis.com artifactregistry.googleapis.com --project "$PROJECT"
 run "${TF[@]}" init -input=false
-# The repository first (the images need it), then the images, then everything else.
-run "${TF[@]}" apply "${APPROVE[@]}" "${VARS[@]}" -target=google_artifact_registry_repository.images
+# The repository (the images need it) and the secret containers (the services read them at start-up) first,
+# then the images, then everything else.
+run "${TF[@]}" apply "${APPROVE[@]}" "${VARS[@]}" -target=google_artifact_registry_repository.images \
+  -target=google_secret_manager_secret.secret
+# The notification service refuses to start without a signing key: stop here until it has a version.
+if [ -z "$DRY_RUN" ] && [ -z "$(gcloud secrets versions list speakerline-webhook-signing-key --project "$PROJECT" \
+  --filter=state=enabled --limit=1 --format='value(name)')" ]; then
+  echo "speakerline-webhook-signing-key has no enabled version: add the secrets (docs/deploy.md, step 4), then rerun" >&2
+  exit 3
+fi
 run gcloud builds submit --project "$PROJECT" --region "$REGION" --config infra/cloudbuild.yaml \
   --substitutions "_REGISTRY=${REGISTRY},_TAG=${TAG}" .
 run "${TF[@]}" apply "${APPROVE[@]}" "${VARS[@]}" -var "image_tag=${TAG}"

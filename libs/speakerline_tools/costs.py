@@ -96,9 +96,10 @@ class Resources:
 class Deployment:
     """Sizes and settings of the deployment (infra/terraform defaults) and the numbers nobody measured."""
 
-    # run.tf deploys no CPU diarization worker: the embedded engine runs on one thread by default
+    # run.tf's CPU-only worker (diarization_engine = "embedded"): 1 vCPU (the embedded engine runs on one thread by
+    # default) and 4 GiB (engine peak ~1.6 GB plus the WAV in Cloud Run's in-memory file system)
     # (EmbeddedEngine num_threads=1), so one vCPU; 2 GiB leaves room for its models and a long WAV's features.
-    cpu_worker: Resources = Resources(vcpu=1.0, memory_gib=2.0)
+    cpu_worker: Resources = Resources(vcpu=1.0, memory_gib=4.0)
     # variables.tf diarization_cpu / diarization_memory (Cloud Run needs >= 4 vCPU and 16 GiB with a GPU).
     gpu_worker: Resources = Resources(vcpu=8.0, memory_gib=32.0)
     # variables.tf diarization_gpu_zonal_redundancy (default off).
@@ -243,9 +244,12 @@ def assumptions(deployment: Deployment = DEFAULT_DEPLOYMENT) -> dict[str, dict[s
     return {
         "cpu_worker_vcpu": {
             "value": deployment.cpu_worker.vcpu,
-            "why": "the embedded engine runs on one thread by default; run.tf deploys no CPU worker",
+            "why": "variables.tf diarization_cpu without a GPU: the embedded engine runs on one thread by default",
         },
-        "cpu_worker_memory_gib": {"value": deployment.cpu_worker.memory_gib, "why": "engine models plus features"},
+        "cpu_worker_memory_gib": {
+            "value": deployment.cpu_worker.memory_gib,
+            "why": "variables.tf diarization_memory without a GPU: engine peak ~1.6 GB plus the WAV in memory",
+        },
         "gpu_worker_vcpu": {"value": deployment.gpu_worker.vcpu, "why": "variables.tf diarization_cpu"},
         "gpu_worker_memory_gib": {"value": deployment.gpu_worker.memory_gib, "why": "variables.tf diarization_memory"},
         "gpu_zonal_redundancy": {

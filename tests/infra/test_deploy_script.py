@@ -31,7 +31,9 @@ def test_dry_run_prints_the_build_and_the_apply_with_the_git_sha_and_runs_nothin
     registry = "europe-west4-docker.pkg.dev/demo-project/speakerline"
     assert commands[0].startswith("gcloud services enable cloudbuild.googleapis.com")
     assert commands[1] == "terraform -chdir=infra/terraform init -input=false"
-    assert commands[2].endswith("-target=google_artifact_registry_repository.images")
+    assert commands[2].endswith(
+        "-target=google_artifact_registry_repository.images -target=google_secret_manager_secret.secret"
+    )
     assert commands[3].startswith("gcloud builds submit --project demo-project --region europe-west4")
     assert "--config infra/cloudbuild.yaml" in commands[3]
     assert f"_REGISTRY={registry}\\,_TAG={tag}" in commands[3]
