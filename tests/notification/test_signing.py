@@ -87,22 +87,28 @@ def test_signature_headers():
     assert verify(BODY, headers[SIGNATURE_HEADER], "k", NOW)
 
 
-def test_webhooks_md_recipe_verifies_our_signatures(monkeypatch):
-    # The receiver recipe in WEBHOOKS.md must keep working against the real signer.
-    import time
-
+def _receiver_recipe() -> Any:
+    """The `verify` of the receiver recipe in WEBHOOKS.md, as a receiver would paste it."""
     doc = Path(__file__).parents[2] / "services" / "notification" / "WEBHOOKS.md"
     code = re.search(r"```python\n(.*?)```", doc.read_text(), re.S)
     assert code is not None
     namespace: dict[str, Any] = {}
     exec(code.group(1), namespace)
+    return namespace["verify"]
+
+
+def test_webhooks_md_recipe_verifies_our_signatures(monkeypatch):
+    # The receiver recipe in WEBHOOKS.md must keep working against the real signer.
+    import time
+
+    recipe = _receiver_recipe()
     monkeypatch.setattr(time, "time", lambda: NOW + 10)
     header = sign(BODY, "k", NOW)
-    assert namespace["verify"](BODY, header, "k")
-    assert not namespace["verify"](BODY, header, "wrong")
-    assert not namespace["verify"](BODY + b"x", header, "k")
+    assert recipe(BODY, header, "k")
+    assert not recipe(BODY, header, "wrong")
+    assert not recipe(BODY + b"x", header, "k")
     monkeypatch.setattr(time, "time", lambda: NOW + 1000)
-    assert not namespace["verify"](BODY, header, "k")
+    assert not recipe(BODY, header, "k")
 
 
 def test_a_rotation_signs_with_both_keys_and_either_verifies():
@@ -119,11 +125,7 @@ def test_a_rotation_signs_with_both_keys_and_either_verifies():
 def test_webhooks_md_recipe_verifies_a_rotation_header(monkeypatch):
     import time
 
-    doc = Path(__file__).parents[2] / "services" / "notification" / "WEBHOOKS.md"
-    code = re.search(r"```python\n(.*?)```", doc.read_text(), re.S)
-    assert code is not None
-    namespace: dict[str, Any] = {}
-    exec(code.group(1), namespace)
+    recipe = _receiver_recipe()
     monkeypatch.setattr(time, "time", lambda: NOW + 10)
     header = sign(BODY, "new", NOW, previous=["old"])
-    assert namespace["verify"](BODY, header, "old") and namespace["verify"](BODY, header, "new")
+    assert recipe(BODY, header, "old") and recipe(BODY, header, "new")
