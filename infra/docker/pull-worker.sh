@@ -1,5 +1,6 @@
 #!/bin/sh
-# Entrypoint of the GPU worker image: runs the given command (default: the pull worker) and, when
+# Entrypoint of the diarization worker on Cloud Run (the GPU image's ENTRYPOINT; run.tf sets it for the CPU
+# image too): runs the given command (default: the pull worker) and, when
 # $PORT is set (Cloud Run services always set it), first opens a bare TCP listener on it, because a Cloud Run
 # service must listen on $PORT to pass its startup probe even though this worker takes no requests (ingress is
 # internal and nothing may invoke it). The worker is exec'd, so it is PID 1's replacement: when it exits (e.g.

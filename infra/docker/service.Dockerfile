@@ -58,7 +58,9 @@ RUN groupadd --system --gid 10001 speakerline \
 COPY --from=build /opt/venv /opt/venv
 COPY infra/topology.yaml /opt/speakerline/topology.yaml
 COPY infra/docker/serve-push.sh /usr/local/bin/serve-push
-RUN chmod 0755 /usr/local/bin/serve-push \
+# the entry point of a pull worker on Cloud Run (run.tf's CPU-only diarization worker)
+COPY infra/docker/pull-worker.sh /usr/local/bin/pull-worker
+RUN chmod 0755 /usr/local/bin/serve-push /usr/local/bin/pull-worker \
  && serve-push --print-source >/dev/null
 USER 10001:10001
 WORKDIR /home/speakerline

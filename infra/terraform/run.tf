@@ -135,9 +135,12 @@ resource "google_cloud_run_v2_service" "worker" {
 
     containers {
       image = local.worker_gpu ? local.image[each.key] : local.cpu_worker_image[each.key]
+      # Set here, not left to the image: the CPU image's default command is the push server. pull-worker (in
+      # both images) opens a bare TCP health listener on $PORT (Cloud Run services must listen) and execs the
+      # pull worker; the container exits, and Cloud Run replaces it, when the worker stops.
+      command = ["/usr/local/bin/pull-worker"]
+      args    = ["python", "-m", "speakerline.worker", each.key]
 
-      # The image's entrypoint opens a bare TCP health listener on $PORT (Cloud Run services must listen) and
-      # execs the pull worker; the container exits, and Cloud Run replaces it, when the worker stops.
       ports {
         container_port = 8080
       }

@@ -334,6 +334,17 @@ def test_dockerfile_final_stage_runs_as_non_root(dockerfile: str) -> None:
     assert users[-1].split(":")[0] not in ("root", "0"), f"{dockerfile} runs as root"
 
 
+def test_the_worker_runs_the_pull_worker_whichever_image_it_gets(tf: str) -> None:
+    # The CPU image's default command is the push server: run.tf names the worker's entry point itself.
+    worker = _resource_block(tf, "google_cloud_run_v2_service", "worker")
+    assert re.search(r'command\s*=\s*\["/usr/local/bin/pull-worker"\]', worker)
+    assert re.search(r'args\s*=\s*\["python", "-m", "speakerline.worker", each.key\]', worker)
+    for dockerfile in ("service.Dockerfile", "diarization.Dockerfile"):
+        assert re.search(
+            r"^COPY .*infra/docker/pull-worker.sh /usr/local/bin/pull-worker$", (DOCKER / dockerfile).read_text(), re.M
+        )
+
+
 def test_images_ship_the_topology() -> None:
     for dockerfile in ("service.Dockerfile", "diarization.Dockerfile"):
         text = (DOCKER / dockerfile).read_text()
