@@ -44,9 +44,9 @@ integration: install
 e2e: install browsers
 	$(BIN)/pytest tests -m e2e
 
-# The whole suite: static checks (code and deployment), contracts, unit, integration (emulators), end-to-end (every service, the API
-# and the studio in a headless browser).
-test: lint typecheck browsers infra-check
+# The whole suite: static checks (code and deployment), contracts, unit, integration (emulators), end-to-end
+# (every service, the API and the studio in a headless browser).
+test: lint typecheck browsers infra-tools
 	$(BIN)/speakerline schemas check
 	$(BIN)/pytest tests --durations=25
 
@@ -120,15 +120,12 @@ infra-tools:
 	else echo "install docker-compose (Debian package) or Docker Compose v2 for the compose check"; exit 1; fi
 	test -x .venv-infra/bin/checkov || { $(PYTHON) -m venv .venv-infra && .venv-infra/bin/pip install --quiet checkov==3.3.30; }
 
-# Static checks of the cloud deployment, all run (none skipped; part of `make test`). terraform cannot download
-# providers everywhere, so no `validate`: tests/infra evaluates the module's HCL with `terraform console` instead.
-COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo docker compose || echo docker-compose)
+# Static checks of the cloud deployment, all run (none skipped), all in tests/infra (`make test` runs them with the
+# rest): terraform fmt, docker compose config, hadolint, checkov over the Terraform and the Dockerfiles, and the
+# topology against Terraform's own evaluation of the HCL (`terraform console`: providers cannot be downloaded
+# everywhere, so no `validate`).
 infra-check: install infra-tools
-	terraform fmt -check -recursive infra/terraform
-	SPEAKERLINE_WEBHOOK_SIGNING_KEY=config-check $(COMPOSE) -f docker-compose.yml config --quiet
-	$(BIN)/hadolint infra/docker/service.Dockerfile infra/docker/diarization.Dockerfile
-	.venv-infra/bin/checkov -d infra/terraform --quiet --compact --skip-download
-	.venv-infra/bin/checkov -d infra/docker --framework dockerfile --quiet --compact --skip-download
+	$(BIN)/pytest tests/infra
 
 # Each image's size without a Docker engine: the Python layer measured from the installed distributions, the base
 # estimated (docs/deploy.md, Images). Writes .speakerline/image-sizes.json.

