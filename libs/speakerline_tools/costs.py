@@ -96,9 +96,9 @@ class Resources:
 class Deployment:
     """Sizes and settings of the deployment (infra/terraform defaults) and the numbers nobody measured."""
 
-    # run.tf's CPU-only worker (diarization_engine = "embedded"): 1 vCPU (the embedded engine runs on one thread by
-    # default) and 4 GiB (engine peak ~1.6 GB plus the WAV in Cloud Run's in-memory file system)
-    # (EmbeddedEngine num_threads=1), so one vCPU; 2 GiB leaves room for its models and a long WAV's features.
+    # run.tf's CPU-only worker (diarization_engine = "embedded"): 1 vCPU, since the embedded engine runs on one
+    # thread by default (EmbeddedEngine num_threads=1), and 4 GiB (engine peak ~1.6 GB plus the WAV in Cloud Run's
+    # in-memory file system).
     cpu_worker: Resources = Resources(vcpu=1.0, memory_gib=4.0)
     # variables.tf diarization_cpu / diarization_memory (Cloud Run needs >= 4 vCPU and 16 GiB with a GPU).
     gpu_worker: Resources = Resources(vcpu=8.0, memory_gib=32.0)

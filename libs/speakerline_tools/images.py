@@ -68,6 +68,12 @@ def _project(root: Path) -> dict[str, object]:
     return project
 
 
+def _app_mb(root: Path) -> float:
+    """The project's own files an image copies (libs/, services/); the images write no bytecode."""
+    files = (p for d in ("libs", "services") for p in (root / d).rglob("*") if "__pycache__" not in p.parts)
+    return sum(p.stat().st_size for p in files if p.is_file()) / MB
+
+
 def closure(requirements: Iterable[str]) -> set[str]:
     """Every installed distribution (canonical name) that installing `requirements` brings in."""
     expanded: dict[str, set[str]] = {}  # distribution => the extras whose requirements were followed ("" = its own)
@@ -99,7 +105,7 @@ def installed_mb(name: str) -> float:
 
 def report(root: Path) -> list[dict[str, object]]:
     rows = []
-    app_mb = sum(p.stat().st_size for d in ("libs", "services") for p in (root / d).rglob("*") if p.is_file()) / MB
+    app_mb = _app_mb(root)
     for image in IMAGES:
         dists = closure(image_requirements(image, root))
         python_mb = sum(installed_mb(d) for d in dists)
