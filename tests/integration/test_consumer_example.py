@@ -1,4 +1,4 @@
-"""The README's consumer example, run as written against the Pub/Sub emulator."""
+"""The consumer example of docs/events.md, run as written against the Pub/Sub emulator."""
 
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ pytestmark = pytest.mark.integration
 MARKER = "<!-- consumer example: tests/integration/test_consumer_example.py runs it -->"
 
 
-def readme_example() -> str:
-    readme = Path("README.md").read_text()
-    after = readme[readme.index(MARKER) + len(MARKER) :]
+def documented_example() -> str:
+    page = Path("docs/events.md").read_text()
+    after = page[page.index(MARKER) + len(MARKER) :]
     match = re.match(r"\s*```python\n(.*?)```", after, re.S)
     assert match, "the marker must be followed by a python code block"
     return match.group(1)
 
 
-def test_the_readme_consumer_example_handles_job_outcomes(emulators: StackConfig, unique: str) -> None:
+def test_the_documented_consumer_example_handles_job_outcomes(emulators: StackConfig, unique: str) -> None:
     project = emulators.project
     subscriber = pubsub_v1.SubscriberClient()
     subscription = f"my-app-job-outcomes-{unique}"
@@ -45,7 +45,7 @@ def test_the_readme_consumer_example_handles_job_outcomes(emulators: StackConfig
 
     env = {**os.environ, **emulators.emulator_env(), "SUBSCRIPTION": subscription, "RUN_FOR_S": "8"}
     done = subprocess.run(
-        [sys.executable, "-c", readme_example()], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", documented_example()], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = sorted(done.stdout.splitlines())
