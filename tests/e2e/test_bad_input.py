@@ -12,7 +12,8 @@ Three ways in:
 - C. the HTTP API: malformed bodies, wrong types, unknown fields, oversized bodies, path traversal, bad and revoked
   keys: a 4xx `application/problem+json` with a reason code, never a 5xx.
 
-The outcome of every case is written as a markdown table to `.stack/bad-input-report.md` (for the README).
+The outcome of every case is written as a markdown table to `.stack/bad-input-report.md` (for docs/operations.md,
+"Bad input").
 
 The size and duration limit cases need the stack's limits lowered (a file over 4 GiB or 24 h is no test fixture):
 `SPEAKERLINE_MAX_UPLOAD_BYTES` and `SPEAKERLINE_MAX_DURATION_S` in the pipeline fixture's `service_env` (or this

@@ -3,8 +3,8 @@ once or fails with a reason, and what is left is ops' to replay.
 
 Services are stopped exactly inside a handler with failpoints (`speakerline.failpoints`: the stack's services
 read `SPEAKERLINE_FAILPOINTS_FILE`, armed here for one job id at a time), then SIGKILLed there: no chance to
-nack, clean up or finish. Jobs are started by publishing `audio.uploaded` with a job id chosen here (the second
-way in of the README), so that a point can be armed before the job exists.
+nack, clean up or finish. Jobs are started by publishing `audio.uploaded` with a job id chosen here (the "publish an
+event" way in of the README), so that a point can be armed before the job exists.
 """
 
 from __future__ import annotations

@@ -102,12 +102,12 @@ def test_cli_submission_is_diarized_end_to_end(pipeline: stack.StackConfig, webh
 
     wait_for(lambda: webhook_receiver.requests, timeout_s=30)
     _, headers, body = webhook_receiver.requests[0]
-    # Verified with the key the stack generated, read the way the README tells a receiver to: `stack env`.
+    # Verified with the key the stack generated, read the way docs/events.md tells a receiver to: `stack env`.
     exports = _cli(pipeline, "stack", "env", env={"SPEAKERLINE_STACK_DIR": str(pipeline.root)}).stdout
     (key,) = [shlex.split(line)[1].split("=", 1)[1] for line in exports.splitlines() if "WEBHOOK_SIGNING_KEY=" in line]
     assert key == pipeline.webhook_signing_key() and len(key) >= 32
     assert verify(body, headers["Speakerline-Signature"], key, int(time.time()))
-    # What a receiver does with the body (README, "Consuming job outcomes"): one call, typed.
+    # What a receiver does with the body (docs/events.md, "Consuming job outcomes in Python"): one call, typed.
     received = events.parse_json(body)
     assert isinstance(received, events.JobCompleted) and received.job_id == job["job_id"]
     db = firestore.Client(project=pipeline.project)

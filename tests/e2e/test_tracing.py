@@ -1,5 +1,5 @@
 """One job through the whole stack is one trace: every service's span, in pipeline order, each the child of the
-span that published its event, and `speakerline jobs trace` prints it (README: "Tracing a job")."""
+span that published its event, and `speakerline jobs trace` prints it (docs/operations.md, "Tracing a job")."""
 
 from __future__ import annotations
 
