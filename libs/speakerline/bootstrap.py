@@ -118,11 +118,15 @@ class Platform:
         return None  # the dispatcher makes its client on first use, for the endpoint its settings name
 
     def secret(self, name: str) -> str | None:
-        """A secret setting: its value when set, else the Secret Manager version its `<name>_secret` field names (a
-        rotation is then a new version, not a redeploy), else None."""
+        """A secret setting: its value when set, else the file its `<name>_file` field names (if it has one), else
+        the Secret Manager version its `<name>_secret` field names (a rotation is then a new version, not a
+        redeploy), else None."""
         value: str | None = getattr(self.settings, name)
         if value:
             return value
+        path: Path | None = getattr(self.settings, f"{name}_file", None)
+        if path is not None:
+            return path.read_text().strip() or None
         version: str | None = getattr(self.settings, f"{name}_secret", None)
         return self.secrets.access(version) if version else None
 

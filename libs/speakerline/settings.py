@@ -117,6 +117,8 @@ class Settings(BaseSettings):
     webhook_signing_key_secret: str | None = Field(
         None, validation_alias=_env("SPEAKERLINE_WEBHOOK_SIGNING_KEY_SECRET")
     )
+    #: A file holding the key (docker compose's provision service generates one into a shared volume).
+    webhook_signing_key_file: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_WEBHOOK_SIGNING_KEY_FILE"))
     # A key being rotated out: webhooks carry a second signature made with it until it is unset (docs/deploy.md).
     webhook_signing_key_previous: str | None = Field(
         None, validation_alias=_env("SPEAKERLINE_WEBHOOK_SIGNING_KEY_PREVIOUS"), repr=False

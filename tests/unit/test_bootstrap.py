@@ -94,6 +94,16 @@ def test_a_secret_setting_is_read_through_the_platform_secret_adapter() -> None:
     assert platform.secret("discord_webhook_url") is None
 
 
+def test_a_secret_setting_may_come_from_a_file_unless_its_value_is_set(tmp_path: Path) -> None:
+    """docker compose: the provision service generates the webhook key into a volume; a key set in .env wins."""
+    key_file = tmp_path / "webhook-signing-key"
+    key_file.write_text("generated\n")
+    from_file = bootstrap.Platform("notification", Settings(project="p", webhook_signing_key_file=key_file))
+    assert from_file.secret("webhook_signing_key") == "generated"
+    given = Settings(project="p", webhook_signing_key="set", webhook_signing_key_file=key_file)
+    assert bootstrap.Platform("notification", given).secret("webhook_signing_key") == "set"
+
+
 def _record_start_up(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The steps of the start sequence, in order, as they happen."""
     import postprocess.wiring
