@@ -83,9 +83,9 @@ locals {
     }
   }
 
-  # Services that read and write Firestore documents (roles/datastore.user, iam.tf) and the collections each one
-  # writes (libs/speakerline/jobs.py names every collection and its one writer): the projector writes jobs/, the
-  # notification service notification_deliveries/, the API api_keys/, api_idempotency/ and api_claims/.
+  # Services that read and write Firestore documents (roles/datastore.user, iam.tf); firestore.tf names every
+  # collection and its one writer: the projector writes jobs/, the notification service notification_deliveries/,
+  # the API api_claims/ and api_idempotency/ (it only reads jobs/ and api_keys/).
   firestore_users = ["projector", "notification", "api"]
   # Services that sign Cloud Storage V4 URLs with IAM signBlob as themselves (no key file): the API.
   url_signers = ["api"]
