@@ -292,10 +292,9 @@ def run_http(name: str, settings: Settings | None = None) -> None:
     import uvicorn
 
     settings = settings or Settings()
-    try:
-        app = http_app(name, settings)
-    except ConfigurationError as exc:
-        raise SystemExit(f"{name}: {exc}") from exc
+    built = _start_or_exit(name, "http", settings)
+    assert built.app is not None  # `build` checked it against the topology
+    app = built.app()
     ready_file = settings.ready_file
 
     class Server(uvicorn.Server):
