@@ -13,8 +13,9 @@
 # takes torch's CPU build (2.9.1+cpu satisfies the pin) instead of PyPI's CUDA one (cloudbuild.yaml does). The
 # GPU worker uses diarization.Dockerfile (CUDA). No other image installs torch (tests/infra/test_images.py).
 #
-# SERVICE=api EXTRAS=api builds the HTTP API; its command is uvicorn (`uvicorn api.app:create_app --factory`),
-# set by Cloud Run (infra/terraform/run.tf) and docker-compose, not the default serve-push.
+# SERVICE=api EXTRAS=api builds the HTTP API; its command is `python -m speakerline.worker api` (its app under
+# uvicorn: the topology's entrypoint is http), set by Cloud Run (infra/terraform/run.tf) and docker-compose, not
+# the default serve-push.
 
 #checkov:skip=CKV_DOCKER_7:every FROM is an ARG below, pinned by tag and sha256 digest (checkov does not expand ARGs)
 # Pinned by digest (tags move); refresh with `docker buildx imagetools inspect python:3.11-slim-bookworm`.

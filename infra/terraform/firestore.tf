@@ -1,5 +1,15 @@
-# Firestore (native mode): jobs/{job_id}, written only by the projector; the API reads it and keeps its own
-# api_keys, api_idempotency and api_claims collections.
+# Firestore (native mode). Every collection has exactly one writer; a reader never writes another's collection:
+#
+#   collection                 its one writer                        named in                          read by
+#   jobs/ (+ events/)          projector                             speakerline.jobs                  api, CLI
+#   notification_deliveries/   notification                          notification/ledger.py            notification
+#   api_claims/                api (POST /v1/uploads, /v1/jobs)      api/store.py                      api
+#   api_idempotency/           api (Idempotency-Key)                 api/store.py                      api
+#   api_keys/                  the tooling (speakerline apikey, stack up's studio key)
+#                                                                    speakerline.apikeys               api
+#   dlq_audit/                 the tooling (speakerline dlq)         speakerline_tools.deadletters     CLI
+#
+# Firestore IAM has no per-collection roles: the services that write here are local.firestore_users (main.tf).
 
 resource "google_firestore_database" "default" {
   project                           = var.project_id

@@ -1,6 +1,6 @@
 # Identities and least-privilege grants. Every grant is on one resource (topic, subscription, bucket, secret,
 # Cloud Run service, service account) except the two roles that only exist project-wide: roles/datastore.user
-# (projector, api) and roles/aiplatform.user (diarization, only with Vertex dispatch).
+# (local.firestore_users) and roles/aiplatform.user (diarization, only with Vertex dispatch).
 
 locals {
   pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
@@ -140,10 +140,10 @@ resource "google_storage_bucket_iam_member" "model_mirror" {
 # --- Firestore ---------------------------------------------------------------------------------------------
 
 # The projector is the only writer of job documents; notification keeps its delivery ledger
-# (notification_deliveries, services/notification/ledger.py). Firestore IAM has no per-collection roles;
-# datastore.user is the narrowest role that reads and writes documents.
+# (notification_deliveries), the API its keys, idempotency records and claims (local.firestore_users). Firestore
+# IAM has no per-collection roles; datastore.user is the narrowest role that reads and writes documents.
 resource "google_project_iam_member" "service_datastore" {
-  for_each = { for name, _ in local.services : name => name if contains(["projector", "notification"], name) }
+  for_each = toset(local.firestore_users)
 
   project = var.project_id
   role    = "roles/datastore.user"
@@ -156,13 +156,13 @@ resource "google_project_iam_member" "service_datastore" {
 # only add data, they read nothing.
 resource "google_project_iam_member" "telemetry" {
   for_each = {
-    for pair in setproduct(concat(keys(local.services), ["api"]), ["roles/cloudtrace.agent", "roles/monitoring.metricWriter"]) :
+    for pair in setproduct(keys(local.services), ["roles/cloudtrace.agent", "roles/monitoring.metricWriter"]) :
     "${pair[0]}/${pair[1]}" => { service = pair[0], role = pair[1] }
   }
 
   project = var.project_id
   role    = each.value.role
-  member  = each.value.service == "api" ? google_service_account.api.member : google_service_account.service[each.value.service].member
+  member  = google_service_account.service[each.value.service].member
 }
 
 # --- Vertex AI dispatch (optional) -------------------------------------------------------------------------
@@ -185,32 +185,7 @@ resource "google_service_account_iam_member" "diarization_vertex_act_as_self" {
   member             = google_service_account.service[each.key].member
 }
 
-# --- HTTP API (services/api) -------------------------------------------------------------------------------
-
-# Not a topology service (it subscribes to nothing): its own identity, granted only what the endpoints do.
-resource "google_service_account" "api" {
-  account_id   = "speakerline-api"
-  display_name = "speakerline api"
-  description  = "HTTP API and studio: reads jobs, publishes audio.uploaded and job.deleted, signs Cloud Storage URLs."
-
-  depends_on = [google_project_service.apis]
-}
-
-resource "google_pubsub_topic_iam_member" "api_publisher" {
-  for_each = toset(local.api_publishes)
-
-  topic  = google_pubsub_topic.topic[each.key].id
-  role   = "roles/pubsub.publisher"
-  member = google_service_account.api.member
-}
-
-# Reads jobs/{job_id} and writes its own api_keys, api_idempotency and api_claims collections (never job
-# documents); datastore.user is the narrowest Firestore role that reads and writes documents.
-resource "google_project_iam_member" "api_datastore" {
-  project = var.project_id
-  role    = "roles/datastore.user"
-  member  = google_service_account.api.member
-}
+# --- Signed URLs (the API) ---------------------------------------------------------------------------------
 
 # Work files and results: read (the signed GET URLs of /result and /audio act with this identity's permissions)
 # and delete (DELETE /v1/jobs/{id}); no predefined role reads and deletes without also writing.
@@ -224,18 +199,12 @@ resource "google_project_iam_custom_role" "api_object_reader_deleter" {
   depends_on = [google_project_service.apis]
 }
 
-resource "google_storage_bucket_iam_member" "api" {
-  for_each = local.api_bucket_roles
-
-  bucket = google_storage_bucket.bucket[each.key].name
-  role   = each.value
-  member = google_service_account.api.member
-}
-
-# V4 signed URLs without a key file: the API signs with IAM signBlob as itself, which needs token creator on its
+# V4 signed URLs without a key file: a signer signs with IAM signBlob as itself, which needs token creator on its
 # own service account (not project-wide).
-resource "google_service_account_iam_member" "api_sign_as_self" {
-  service_account_id = google_service_account.api.name
+resource "google_service_account_iam_member" "sign_as_self" {
+  for_each = toset(local.url_signers)
+
+  service_account_id = google_service_account.service[each.key].name
   role               = "roles/iam.serviceAccountTokenCreator"
-  member             = google_service_account.api.member
+  member             = google_service_account.service[each.key].member
 }

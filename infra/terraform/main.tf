@@ -11,10 +11,14 @@ locals {
 
   sub_defaults = local.topology.defaults.subscription
 
-  services     = local.topology.services
-  gpu_services = { for name, svc in local.services : name => svc if try(svc.gpu, false) }
-  # Every CPU service is a Cloud Run service behind push subscriptions; GPU services pull (no ingress).
-  push_services = { for name, svc in local.services : name => svc if !try(svc.gpu, false) }
+  # Every service, the API included. Its topology `entrypoint` says how it runs: `http` (the API) is a public
+  # Cloud Run service serving its own app (run.tf); the default, `events`, takes its subscriptions' events.
+  services       = local.topology.services
+  http_services  = { for name, svc in local.services : name => svc if try(svc.entrypoint, "events") == "http" }
+  event_services = { for name, svc in local.services : name => svc if try(svc.entrypoint, "events") != "http" }
+  gpu_services   = { for name, svc in local.event_services : name => svc if try(svc.gpu, false) }
+  # Every CPU event service is a Cloud Run service behind push subscriptions; GPU services pull (no ingress).
+  push_services = { for name, svc in local.event_services : name => svc if !try(svc.gpu, false) }
 
   # var.diarization_engine: only "pyannote" puts a GPU on the worker; "embedded" runs the CPU engine there and
   # "vertex" only submits CustomJobs (which get the GPU) and waits for them.
@@ -60,6 +64,7 @@ locals {
     postprocess  = ["job-outcomes"]                                     # completed; failed when exhausted
     notification = ["notifications"]                                    # delivered/failed reports
     projector    = []                                                   # only writes Firestore
+    api          = ["audio-uploaded", "job-outcomes"]                   # POST /v1/jobs; job.deleted (DELETE)
   }
 
   # Bucket access per service: objectViewer = read; objectUser = read + create + overwrite (a redelivered message
@@ -68,21 +73,22 @@ locals {
     ingest      = { uploads = "roles/storage.objectViewer", work = "roles/storage.objectUser" }
     diarization = { work = "roles/storage.objectUser" }
     postprocess = { work = "roles/storage.objectViewer", results = "roles/storage.objectUser" }
+    # uploads: objectUser, because a V4 signed URL acts with its signer's permissions (the browser's PUT is a
+    # storage.objects.create by the API's identity) and DELETE removes the original; work and results: read
+    # (signed GET URLs) and delete only (google_project_iam_custom_role.api_object_reader_deleter), never write.
+    api = {
+      uploads = "roles/storage.objectUser"
+      work    = google_project_iam_custom_role.api_object_reader_deleter.name
+      results = google_project_iam_custom_role.api_object_reader_deleter.name
+    }
   }
 
-  # The HTTP API (services/api, `api.app:create_app` under uvicorn) is not a topology service: it subscribes to
-  # nothing, so it has its own Cloud Run service and identity (run.tf, iam.tf) instead of a for_each entry.
-  # It publishes audio.uploaded (POST /v1/jobs) and job.deleted (DELETE /v1/jobs/{id}, on job-outcomes).
-  api_publishes = ["audio-uploaded", "job-outcomes"]
-  # uploads: objectUser, because a V4 signed URL acts with its signer's permissions (the browser's PUT is a
-  # storage.objects.create by the API's identity) and DELETE removes the original; work and results: read (signed
-  # GET URLs) and delete only (google_project_iam_custom_role.api_object_reader_deleter), never write.
-  api_bucket_roles = {
-    uploads = "roles/storage.objectUser"
-    work    = google_project_iam_custom_role.api_object_reader_deleter.name
-    results = google_project_iam_custom_role.api_object_reader_deleter.name
-  }
-  api_image = lookup(var.images, "api", "${local.artifact_repo}/speakerline-api:${var.image_tag}")
+  # Services that read and write Firestore documents (roles/datastore.user, iam.tf); firestore.tf names every
+  # collection and its one writer: the projector writes jobs/, the notification service notification_deliveries/,
+  # the API api_claims/ and api_idempotency/ (it only reads jobs/ and api_keys/).
+  firestore_users = ["projector", "notification", "api"]
+  # Services that sign Cloud Storage V4 URLs with IAM signBlob as themselves (no key file): the API.
+  url_signers = ["api"]
 
   # Seconds a push service may spend on one request: the longest ack deadline among its subscriptions (Pub/Sub
   # waits that long for the push response).
@@ -152,14 +158,15 @@ resource "terraform_data" "topology_checks" {
       error_message = "A push service has two subscriptions on the same topic; push requests could not tell them apart."
     }
     precondition {
-      condition     = alltrue([for t in local.api_publishes : contains(keys(local.topology.topics), t)]) && alltrue([for b in keys(local.api_bucket_roles) : contains(keys(local.topology.buckets), b)])
-      error_message = "local.api_publishes or local.api_bucket_roles names a topic or bucket that topology.yaml does not define."
+      condition = alltrue(flatten([
+        for name, access in local.bucket_access : [for b in keys(access) : contains(keys(local.topology.buckets), b)]
+      ])) && alltrue([for name in concat(keys(local.bucket_access), local.firestore_users, local.url_signers) : contains(keys(local.services), name)])
+      error_message = "local.bucket_access, local.firestore_users or local.url_signers names a bucket or service that topology.yaml does not define."
     }
     precondition {
-      # The API has its own service account speakerline-api (iam.tf); a topology service of the same name would
-      # collide with it.
-      condition     = !contains(keys(local.services), "api")
-      error_message = "topology.yaml defines a service named api; the HTTP API is deployed by run.tf/iam.tf (google_cloud_run_v2_service.api), not per topology service."
+      # An http service takes requests on its own app (the same check as speakerline.topology.parse).
+      condition     = alltrue([for sub in values(local.subscriptions) : !contains(keys(local.http_services), sub.service)])
+      error_message = "A subscription feeds a service whose entrypoint is http."
     }
     precondition {
       condition     = alltrue([for sub in values(local.subscriptions) : sub.ack_deadline_s >= 10 && sub.ack_deadline_s <= 600])

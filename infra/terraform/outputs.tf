@@ -4,13 +4,13 @@ output "artifact_registry" {
 }
 
 output "images" {
-  description = "Image each service runs (the topology services and api)."
-  value       = merge(local.image, { api = local.api_image })
+  description = "Image each topology service runs (the API included)."
+  value       = local.image
 }
 
 output "service_accounts" {
-  description = "Service account email per service (the topology services and api)."
-  value       = merge({ for name, sa in google_service_account.service : name => sa.email }, { api = google_service_account.api.email })
+  description = "Service account email per topology service (the API included)."
+  value       = { for name, sa in google_service_account.service : name => sa.email }
 }
 
 output "pubsub_push_service_account" {
@@ -25,12 +25,12 @@ output "push_service_urls" {
 
 output "api_url" {
   description = "Public URL of the HTTP API (https://.../v1/...); producers call it, and it is the usual api_id_token_audience."
-  value       = google_cloud_run_v2_service.api.uri
+  value       = google_cloud_run_v2_service.http["api"].uri
 }
 
 output "studio_url" {
   description = "The studio, served by the API at /."
-  value       = "${google_cloud_run_v2_service.api.uri}/"
+  value       = "${google_cloud_run_v2_service.http["api"].uri}/"
 }
 
 output "worker_services" {

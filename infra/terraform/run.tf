@@ -8,7 +8,8 @@
 # instance-based billing (CPU always allocated, so it pulls between requests it never gets), internal ingress and
 # no invoker bindings at all. See README.md ("Why a GPU Cloud Run service and not a MIG").
 #
-# The HTTP API (speakerline-api): the one public service, the front door of producers and the studio. It
+# HTTP services (topology `entrypoint: http`, i.e. the API, speakerline-api): the public front door of producers
+# and the studio, running `python -m speakerline.worker <name>` (its app under uvicorn, on $PORT). It
 # authenticates every /v1 call itself (API keys or Google-signed ID tokens), so Cloud Run lets anyone reach it.
 
 resource "google_artifact_registry_repository" "images" {
@@ -196,30 +197,32 @@ resource "google_cloud_run_v2_service" "worker" {
   depends_on = [google_project_service.apis, google_secret_manager_secret_iam_member.reader]
 }
 
-resource "google_cloud_run_v2_service" "api" {
-  name                = "speakerline-api"
+resource "google_cloud_run_v2_service" "http" {
+  for_each = local.http_services
+
+  name                = "speakerline-${each.key}"
   location            = var.region
-  description         = "HTTP API and studio (api.app:create_app under uvicorn)."
+  description         = try(each.value.description, "")
   ingress             = "INGRESS_TRAFFIC_ALL" # the front door: producers and browsers call it from anywhere
   deletion_protection = var.deletion_protection
 
   template {
-    service_account = google_service_account.api.email
+    service_account = google_service_account.service[each.key].email
     # GET /v1/jobs/{id}/events streams a job for as long as it runs; 3600 s is Cloud Run's maximum, and a
     # client that is cut off resumes with Last-Event-ID.
     timeout                          = "3600s"
-    max_instance_request_concurrency = lookup(var.service_resources, "api", var.service_resources["default"]).concurrency
+    max_instance_request_concurrency = lookup(var.service_resources, each.key, var.service_resources["default"]).concurrency
 
     scaling {
       min_instance_count = 0
-      max_instance_count = lookup(var.service_resources, "api", var.service_resources["default"]).max_instances
+      max_instance_count = lookup(var.service_resources, each.key, var.service_resources["default"]).max_instances
     }
 
     containers {
-      image = local.api_image
-      # Cloud Run runs the command without a shell and expands no $PORT: sh does, and exec hands PID 1 to
-      # uvicorn (signals, graceful shutdown).
-      command = ["/bin/sh", "-c", "exec uvicorn api.app:create_app --factory --host 0.0.0.0 --port \"$PORT\""]
+      image = local.image[each.key]
+      # The one start of every service (speakerline.bootstrap): an http service serves its app on $PORT, which
+      # the settings read from the environment (no shell needed). Set here: the image's default is the push server.
+      command = ["python", "-m", "speakerline.worker", each.key]
 
       ports {
         container_port = 8080
@@ -227,8 +230,8 @@ resource "google_cloud_run_v2_service" "api" {
 
       resources {
         limits = {
-          cpu    = lookup(var.service_resources, "api", var.service_resources["default"]).cpu
-          memory = lookup(var.service_resources, "api", var.service_resources["default"]).memory
+          cpu    = lookup(var.service_resources, each.key, var.service_resources["default"]).cpu
+          memory = lookup(var.service_resources, each.key, var.service_resources["default"]).memory
         }
         cpu_idle          = true
         startup_cpu_boost = true
@@ -238,13 +241,14 @@ resource "google_cloud_run_v2_service" "api" {
         for_each = merge(
           local.common_env,
           {
-            SERVICE             = "api"
-            SPEAKERLINE_SERVICE = "api"
+            SERVICE             = each.key
+            SPEAKERLINE_SERVICE = each.key
             # Google-signed ID tokens must name this audience (normally the service URL, known after the first
             # apply: see var.api_id_token_audience).
             SPEAKERLINE_API_ID_TOKEN_AUDIENCE = var.api_id_token_audience
           },
-          lookup(var.service_env, "api", {}),
+          local.secret_env[each.key],
+          lookup(var.service_env, each.key, {}),
         )
 
         content {
@@ -277,10 +281,12 @@ resource "google_cloud_run_v2_service" "api" {
 
 # Public on purpose: the API authenticates every /v1 call itself (API keys or Google-signed ID tokens) and
 # serves the studio (/) and /health to anyone. This is the only allUsers binding in the module.
-resource "google_cloud_run_v2_service_iam_member" "api_public" {
+resource "google_cloud_run_v2_service_iam_member" "http_public" {
   #checkov:skip=CKV_GCP_102:The API is the public front door; every /v1 call is authenticated by the application (API keys or Google ID tokens), and / (studio) and /health are public by design.
-  name     = google_cloud_run_v2_service.api.name
-  location = google_cloud_run_v2_service.api.location
+  for_each = local.http_services
+
+  name     = google_cloud_run_v2_service.http[each.key].name
+  location = google_cloud_run_v2_service.http[each.key].location
   role     = "roles/run.invoker"
   member   = "allUsers"
 }

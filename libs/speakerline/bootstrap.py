@@ -1,27 +1,40 @@
-"""One bootstrap for every service: `build_service(name, settings)` and the two entry points that run it.
+"""One bootstrap for every service: `build_service(name, settings)`, and `start`, the one start-up sequence of every
+entry point.
 
 A service is a package under services/ with `handlers.py` (plain functions `handle(event, context, deps)`) and
 `wiring.py`, whose `wire(platform) -> Wiring` says which handler takes which subscription's events (the names in
-infra/topology.yaml) and with which deps. Nothing else is service-specific: the same code runs every service
+infra/topology.yaml), with which deps, and, for a service whose topology `entrypoint` is `http` (the API), which
+ASGI app it serves. Nothing else is service-specific: `start` runs every service through the same sequence
+(settings, project check, telemetry, failpoints, wiring, warm-up) whichever way it runs:
 
-- as a pull worker: `python -m speakerline.worker <name>` (`run_worker`), or
-- as the push HTTP function behind a Pub/Sub push subscription: functions-framework target `http_entrypoint` of
-  `speakerline.push`, for the service named by `SPEAKERLINE_SERVICE` (`push_http_handler`).
+- `pull`: a pull worker, `python -m speakerline.worker <name>` (`run_worker`);
+- `push`: the push HTTP function behind a Pub/Sub push subscription, functions-framework target `http_entrypoint`
+  of `speakerline.push`, for the service named by `SPEAKERLINE_SERVICE` (`push_http_handler`);
+- `envelope`: one push envelope from a file, what a Vertex AI custom job runs (`run_envelope`);
+- `http`: the service's own ASGI app under uvicorn, `python -m speakerline.worker api` (`run_http`, `http_app`).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypedDict, Unpack
 
 from speakerline import failpoints, logs, runtime, storage, telemetry
 from speakerline.pubsub import EventPublisher, PubSubPublisher
 from speakerline.settings import Settings
+
+#: How a process runs its service (see the module's docstring).
+Mode = Literal["pull", "push", "envelope", "http"]
+#: An ASGI application (the `http` entry point serves one); typed loosely so that the runtime needs no web framework.
+ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
+]
 
 
 class ConfigurationError(RuntimeError):
@@ -29,32 +42,93 @@ class ConfigurationError(RuntimeError):
     deployment fails at start-up, never job by job."""
 
 
-class Platform:
-    """The shared adapters a service's wiring builds its deps from; each is made on first use."""
+class SecretVersions(Protocol):
+    """Reads a Secret Manager version (`projects/p/secrets/s/versions/v`)."""
 
-    def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        publisher: EventPublisher | None = None,
-        blobs: storage.BlobStore | None = None,
-    ) -> None:
+    def access(self, version: str) -> str: ...
+
+
+class SecretManagerVersions:
+    """`SecretVersions` on Secret Manager, its client made on first use."""
+
+    @cached_property
+    def _client(self) -> Any:
+        from google.cloud import secretmanager
+
+        return secretmanager.SecretManagerServiceClient()
+
+    def access(self, version: str) -> str:
+        secret: str = self._client.access_secret_version(name=version).payload.data.decode("utf-8")
+        return secret
+
+
+class Adapters(TypedDict, total=False):
+    """Adapters a `Platform` is given instead of making them (tests pass doubles here, and only here)."""
+
+    publisher: EventPublisher
+    blobs: storage.BlobStore
+    #: a google.cloud.storage.Client: blobs, and the API's signed URLs
+    storage_client: Any
+    #: a google.cloud.firestore.Client
+    firestore: Any
+    secrets: SecretVersions
+    #: a google.cloud.aiplatform_v1.JobServiceClient (diarization's Vertex AI dispatch); None: made on first use
+    vertex_jobs: Any
+
+
+class Platform:
+    """Every adapter a service's wiring builds its deps from, and every value derived from the settings; each
+    adapter is made on first use (so that wiring needs no credentials until a client is really used) unless it was
+    given (`Adapters`)."""
+
+    def __init__(self, name: str, settings: Settings, **adapters: Unpack[Adapters]) -> None:
         self.name = name
         self.settings = settings
-        if publisher is not None:
-            self.__dict__["publisher"] = publisher
-        if blobs is not None:
-            self.__dict__["blobs"] = blobs
+        for key, adapter in adapters.items():
+            if key not in Adapters.__annotations__:
+                raise TypeError(f"Platform has no adapter {key!r}")
+            self.__dict__[key] = adapter  # fills the cached_property of the same name
 
     @cached_property
     def publisher(self) -> EventPublisher:
         return PubSubPublisher(self.settings.project, self.settings.topology)
 
     @cached_property
-    def blobs(self) -> storage.BlobStore:
+    def storage_client(self) -> Any:
         import google.cloud.storage as gcs
 
-        return storage.GcsBlobStore(gcs.Client(project=self.settings.project))
+        return gcs.Client(project=self.settings.project)
+
+    @cached_property
+    def blobs(self) -> storage.BlobStore:
+        return storage.GcsBlobStore(self.storage_client)
+
+    @cached_property
+    def firestore(self) -> Any:
+        from google.cloud import firestore
+
+        return firestore.Client(project=self.settings.project)
+
+    @cached_property
+    def secrets(self) -> SecretVersions:
+        return SecretManagerVersions()
+
+    @cached_property
+    def vertex_jobs(self) -> Any:
+        return None  # the dispatcher makes its client on first use, for the endpoint its settings name
+
+    def secret(self, name: str) -> str | None:
+        """A secret setting: its value when set, else the file its `<name>_file` field names (if it has one), else
+        the Secret Manager version its `<name>_secret` field names (a rotation is then a new version, not a
+        redeploy), else None."""
+        value: str | None = getattr(self.settings, name)
+        if value:
+            return value
+        path: Path | None = getattr(self.settings, f"{name}_file", None)
+        if path is not None:
+            return path.read_text().strip() or None
+        version: str | None = getattr(self.settings, f"{name}_secret", None)
+        return self.secrets.access(version) if version else None
 
     @property
     def source(self) -> str:
@@ -79,6 +153,8 @@ class Wiring:
     #: payload format of a non-CloudEvent subscription (e.g. "gcs-notification") -> decoder
     decoders: Mapping[str, runtime.Decoder] = field(default_factory=dict)
     warm_up: Callable[[], None] | None = None
+    #: the ASGI app of a service whose topology entrypoint is `http` (made once, by the `http` entry point)
+    app: Callable[[], ASGIApp] | None = None
 
 
 class WiringModule(Protocol):
@@ -94,21 +170,29 @@ def wiring_module(name: str, settings: Settings) -> WiringModule:
     return module
 
 
-def build_service(
-    name: str,
-    settings: Settings,
-    *,
-    publisher: EventPublisher | None = None,
-    blobs: storage.BlobStore | None = None,
-) -> runtime.ServiceDef:
+@dataclass(frozen=True)
+class Built:
+    """A service wired from its settings: what the runtime runs (`service`) and, for an `http` service, its app."""
+
+    service: runtime.ServiceDef
+    app: Callable[[], ASGIApp] | None
+    platform: Platform
+
+
+def build(name: str, settings: Settings, **adapters: Unpack[Adapters]) -> Built:
     """The service `name`, wired from `settings` (adapters may be given, e.g. by tests)."""
-    platform = Platform(name, settings, publisher, blobs)
+    platform = Platform(name, settings, **adapters)
     wiring = wiring_module(name, settings).wire(platform)
     wanted = {sub.handler for sub in settings.topology.subscriptions_of(name)}
     missing = wanted - set(wiring.routes)
     if missing:
         raise ValueError(f"{name}: the topology routes subscriptions to handlers it does not wire: {sorted(missing)}")
-    return runtime.ServiceDef(
+    entrypoint = settings.topology.services[name].entrypoint
+    if (wiring.app is not None) != (entrypoint == "http"):
+        raise ValueError(
+            f"{name}: the topology's entrypoint is {entrypoint!r}, so it must wire an app iff that is http"
+        )
+    service = runtime.ServiceDef(
         name=name,
         routes=wiring.routes,
         publisher=platform.publisher,
@@ -116,6 +200,12 @@ def build_service(
         decoders=wiring.decoders,
         warm_up=wiring.warm_up,
     )
+    return Built(service, wiring.app, platform)
+
+
+def build_service(name: str, settings: Settings, **adapters: Unpack[Adapters]) -> runtime.ServiceDef:
+    """What the runtime runs of the service `name` (see `build`)."""
+    return build(name, settings, **adapters).service
 
 
 def observe(name: str, settings: Settings) -> None:
@@ -130,25 +220,49 @@ def observe(name: str, settings: Settings) -> None:
     )
 
 
-def _require_project(settings: Settings) -> None:
+def start(name: str, mode: Mode, settings: Settings | None = None, **adapters: Unpack[Adapters]) -> Built:
+    """The one start-up sequence of every service in every mode: settings (from the environment unless given),
+    project check, telemetry, failpoints, wiring, warm-up. A configuration error is raised (`ConfigurationError`)
+    before the service takes any work."""
+    settings = settings or Settings()
     if not settings.project:
-        raise SystemExit("GOOGLE_CLOUD_PROJECT is not set")
+        raise ConfigurationError("GOOGLE_CLOUD_PROJECT is not set")
+    known = settings.topology.services.get(name)
+    if known is not None and (known.entrypoint == "http") != (mode == "http"):
+        raise ConfigurationError(f"{name} runs as {known.entrypoint!r} (infra/topology.yaml), not as {mode!r}")
+    observe(name, settings)
+    failpoints.configure(settings.failpoints_file)
+    built = build(name, settings, **adapters)
+    if built.service.warm_up is not None:
+        built.service.warm_up()
+    logs.get_logger().info("started", service=name, mode=mode)
+    return built
+
+
+def _start_or_exit(name: str, mode: Mode, settings: Settings | None) -> Built:
+    """`start` for a process's entry point: a configuration error stops the process with its reason."""
+    try:
+        return start(name, mode, settings)
+    except ConfigurationError as exc:
+        logs.get_logger().error("cannot start: configuration error", service=name, error=str(exc))
+        raise SystemExit(f"{name}: {exc}") from exc
+
+
+def run(name: str, settings: Settings | None = None) -> None:
+    """Run `name` the way its topology entry says, until SIGTERM/SIGINT: a pull worker, or its HTTP app."""
+    settings = settings or Settings()
+    service = settings.topology.services.get(name)
+    if service is not None and service.entrypoint == "http":
+        run_http(name, settings)
+    else:
+        run_worker(name, settings)
 
 
 def run_worker(name: str, settings: Settings | None = None) -> None:
     """Run `name` as a pull worker until SIGTERM/SIGINT."""
     settings = settings or Settings()
-    observe(name, settings)
-    failpoints.configure(settings.failpoints_file)
-    _require_project(settings)
-    try:
-        service = build_service(name, settings)
-    except ConfigurationError as exc:
-        logs.get_logger().error("cannot start: configuration error", error=str(exc))
-        raise SystemExit(f"{name}: {exc}") from exc
-    if service.warm_up is not None:
-        service.warm_up()
-    runtime.run_pull(service, settings.project, settings.ready_file, settings.inflight_dir)
+    built = _start_or_exit(name, "pull", settings)
+    runtime.run_pull(built.service, settings.project, settings.ready_file, settings.inflight_dir)
 
 
 def run_envelope(name: str, envelope_file: Path, settings: Settings | None = None) -> int:
@@ -156,28 +270,55 @@ def run_envelope(name: str, envelope_file: Path, settings: Settings | None = Non
     Vertex AI custom job runs (it gets its job's event this way rather than over HTTP)."""
     import json
 
-    settings = settings or Settings()
-    observe(name, settings)
-    _require_project(settings)
+    built = _start_or_exit(name, "envelope", settings)
     envelope = json.loads(envelope_file.read_text())
     try:
-        runtime.handle_push_envelope(build_service(name, settings), envelope)
+        runtime.handle_push_envelope(built.service, envelope)
     except runtime.RedeliveryRequested:
         return 1
     return 0
 
 
+def http_app(name: str, settings: Settings | None = None, **adapters: Unpack[Adapters]) -> ASGIApp:
+    """The ASGI app of the `http` service `name`, started (`start`)."""
+    built = start(name, "http", settings, **adapters)
+    assert built.app is not None  # `build` checked it against the topology
+    return built.app()
+
+
+def run_http(name: str, settings: Settings | None = None) -> None:
+    """Serve the `http` service `name` with uvicorn on `settings.http_host:http_port` until SIGTERM/SIGINT; the
+    ready file is written once the socket listens."""
+    import uvicorn
+
+    settings = settings or Settings()
+    built = _start_or_exit(name, "http", settings)
+    assert built.app is not None  # `build` checked it against the topology
+    app = built.app()
+    ready_file = settings.ready_file
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if ready_file is not None and not self.should_exit:
+                ready_file.parent.mkdir(parents=True, exist_ok=True)
+                ready_file.write_text(str(os.getpid()))
+
+    # access_log off: the app logs every request itself, with its producer and job
+    Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port, access_log=False)).run()
+    telemetry.shutdown()
+
+
 def push_http_handler(settings: Settings | None = None, *, eager: bool = False) -> Callable[[Any], tuple[str, int]]:
-    """The body of the push HTTP function: the service named by `settings.service`, built on the first request,
-    or at once with `eager` (the deployed function: a configuration error then stops the container at start-up,
-    so a bad revision never takes traffic). It reads the raw push envelope, so the delivery attempt reaches the
-    handler's context; a non-2xx answer makes Pub/Sub redeliver with backoff."""
-    built: list[runtime.ServiceDef] = []
+    """The body of the push HTTP function: the service named by `settings.service`, started (`start`) on the
+    first request, or at once with `eager` (the deployed function: a configuration error then stops the container
+    at start-up, so a bad revision never takes traffic). It reads the raw push envelope, so the delivery attempt
+    reaches the handler's context; a non-2xx answer makes Pub/Sub redeliver with backoff."""
+    built: list[Built] = []
     if eager:
         current = settings or Settings()
         if current.service:
-            observe(current.service, current)
-            built.append(build_service(current.service, current))
+            built.append(_start_or_exit(current.service, "push", current))
 
     def handle(request: Any) -> tuple[str, int]:
         envelope = request.get_json(silent=True)
@@ -187,10 +328,12 @@ def push_http_handler(settings: Settings | None = None, *, eager: bool = False) 
             current = settings or Settings()
             if not current.service:
                 return "SPEAKERLINE_SERVICE is not set", 500
-            observe(current.service, current)
-            built.append(build_service(current.service, current))
+            try:
+                built.append(start(current.service, "push", current))
+            except ConfigurationError as exc:
+                return f"{current.service}: {exc}", 500
         try:
-            runtime.handle_push_envelope(built[0], envelope, str(request.path))
+            runtime.handle_push_envelope(built[0].service, envelope, str(request.path))
         except runtime.RedeliveryRequested as exc:
             return str(exc), 500
         return "", 204

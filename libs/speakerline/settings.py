@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     #: stack sets `.stack/`; `speakerline jobs trace` reads them).
     telemetry_dir: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_TELEMETRY_DIR"))
     source_prefix: str = "//speakerline/services"
+    #: Where a service whose topology entrypoint is `http` (the API) listens; Cloud Run sets PORT.
+    http_host: str = Field("0.0.0.0", validation_alias=_env("SPEAKERLINE_HTTP_HOST"))
+    http_port: int = Field(8080, ge=1, le=65535, validation_alias=_env("PORT", "SPEAKERLINE_HTTP_PORT"))
 
     # --- ingest ----------------------------------------------------------------------------------------------
     max_upload_bytes: int | None = Field(None, validation_alias=_env("SPEAKERLINE_MAX_UPLOAD_BYTES"))
@@ -114,6 +117,8 @@ class Settings(BaseSettings):
     webhook_signing_key_secret: str | None = Field(
         None, validation_alias=_env("SPEAKERLINE_WEBHOOK_SIGNING_KEY_SECRET")
     )
+    #: A file holding the key (docker compose's provision service generates one into a shared volume).
+    webhook_signing_key_file: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_WEBHOOK_SIGNING_KEY_FILE"))
     # A key being rotated out: webhooks carry a second signature made with it until it is unset (docs/deploy.md).
     webhook_signing_key_previous: str | None = Field(
         None, validation_alias=_env("SPEAKERLINE_WEBHOOK_SIGNING_KEY_PREVIOUS"), repr=False

@@ -16,6 +16,10 @@ from typing import Any, Literal
 import yaml
 
 Payload = Literal["cloudevent", "gcs-notification"]
+#: How a service takes work: `events` from its subscriptions (a pull worker, or the push function), or `http`
+#: requests to its own ASGI app (the API).
+Entrypoint = Literal["events", "http"]
+ENTRYPOINTS: tuple[Entrypoint, ...] = ("events", "http")
 
 DEAD_LETTER_SUFFIX = "-dead-letter"
 
@@ -75,6 +79,7 @@ class Service:
     module: str
     description: str
     gpu: bool
+    entrypoint: Entrypoint = "events"
 
 
 @dataclass(frozen=True)
@@ -168,13 +173,19 @@ def parse(doc: Mapping[str, Any], profile: str | None = None) -> Topology:
                 raise ValueError(f"bucket {key!r} notifies unknown topic {note['topic']!r}")
             notification = BucketNotification(note["topic"], tuple(note["event_types"]), note["payload_format"])
         buckets[key] = Bucket(key, spec["name"], int(spec["lifecycle_delete_after_days"]), notification)
-    services = {
-        name: Service(name, spec["module"], spec.get("description", ""), bool(spec.get("gpu", False)))
-        for name, spec in doc["services"].items()
-    }
+    services: dict[str, Service] = {}
+    for name, spec in doc["services"].items():
+        entrypoint = spec.get("entrypoint", "events")
+        if entrypoint not in ENTRYPOINTS:
+            raise ValueError(f"service {name!r} has unknown entrypoint {entrypoint!r} (known: {ENTRYPOINTS})")
+        services[name] = Service(
+            name, spec["module"], spec.get("description", ""), bool(spec.get("gpu", False)), entrypoint
+        )
     for sub in subscriptions.values():
         if sub.service not in services:
             raise ValueError(f"subscription {sub.name!r} names unknown service {sub.service!r}")
+        if services[sub.service].entrypoint != "events":
+            raise ValueError(f"subscription {sub.name!r} feeds {sub.service!r}, which takes http requests, not events")
     return Topology(topics, subscriptions, buckets, services)
 
 

@@ -1,4 +1,5 @@
-"""`python -m speakerline.worker NAME`: run a service as a pull worker (settings from the environment).
+"""`python -m speakerline.worker NAME`: run a service the way infra/topology.yaml says (settings from the
+environment): a pull worker, or, for a service whose entrypoint is `http` (the API), its HTTP app under uvicorn.
 
 `--envelope FILE` handles one Pub/Sub push envelope from a file instead, as the push function would, and exits
 with 0 when it was handled (what a Vertex AI custom job runs).
@@ -20,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.envelope is not None:
         return bootstrap.run_envelope(args.service, args.envelope)
-    bootstrap.run_worker(args.service)
+    bootstrap.run(args.service)
     return 0
 
 

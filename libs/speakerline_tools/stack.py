@@ -21,13 +21,18 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from speakerline import topology as topo
 from speakerline import uploads as upload_contract
+from speakerline.apikeys import ApiKey
 
 DEFAULT_PROJECT = "speakerline-local"
 STATE_FILE = "stack.json"
 WEBHOOK_KEY_ENV = "SPEAKERLINE_WEBHOOK_SIGNING_KEY"
+#: The producer of the API key `up` makes for the studio link (local stack only; the cloud keeps
+#: `speakerline apikey create` and ID tokens).
+LOCAL_PRODUCER = "local"
 
 
 class StackError(RuntimeError):
@@ -67,6 +72,15 @@ class StackConfig:
     def webhook_key_file(self) -> Path:
         """The webhook signing key `up` generates when none is configured (receivers verify with it)."""
         return self.root / "webhook-signing-key"
+
+    @property
+    def studio_key_file(self) -> Path:
+        """The local producer's API key, made by `up` so that its studio link signs in at once."""
+        return self.root / "studio-api-key"
+
+    def studio_link(self, key: str) -> str:
+        """The studio, signed in with `key` (the studio reads it from the fragment, which no request carries)."""
+        return f"{self.api_url}/#key={key}"
 
     def webhook_signing_key(self) -> str | None:
         """The key the notification service signs webhooks with: the configured one (the stack's service
@@ -216,47 +230,35 @@ def components(cfg: StackConfig) -> list[Component]:
     ]
     services: list[Component] = []
     if cfg.services:
-        for service in topology.services.values():
-            ready = cfg.run / f"{service.name}.ready"
-            env = {
-                **base_env,
-                **cfg.emulator_env(),
-                **cfg.service_env,
-                **_webhook_key_env(cfg),
-                "SPEAKERLINE_READY_FILE": str(ready),
-                # a restarted worker hands back at once what a crashed one was handling
-                "SPEAKERLINE_INFLIGHT_DIR": str(cfg.run / f"{service.name}.inflight"),
-                # The local stack delivers webhooks to localhost receivers; production refuses private addresses.
-                "SPEAKERLINE_ALLOW_PRIVATE_WEBHOOKS": cfg.service_env.get("SPEAKERLINE_ALLOW_PRIVATE_WEBHOOKS", "1"),
-                "PYTHONUNBUFFERED": "1",
-            }
-            services.append(
-                Component(
-                    service.name,
-                    [sys.executable, "-m", "speakerline.worker", service.name],
-                    env,
-                    _ready(ready),
-                    "service",
-                )
-            )
-        services.append(api_component(cfg, base_env))
+        services = [service_component(cfg, base_env, service) for service in topology.services.values()]
     return emulators + services
 
 
-def api_component(cfg: StackConfig, base_env: dict[str, str]) -> Component:
-    """The HTTP API and studio (services/api), served by uvicorn."""
+def service_component(cfg: StackConfig, base_env: dict[str, str], service: topo.Service) -> Component:
+    """A service of the topology, started the one way every service starts (`python -m speakerline.worker NAME`:
+    a pull worker, or the HTTP app of an `http` service on the stack's API port); healthy once it wrote its ready
+    file (a worker pulls every subscription, an HTTP app listens)."""
+    ready = cfg.run / f"{service.name}.ready"
     env = {
         **base_env,
         **cfg.emulator_env(),
         **cfg.service_env,
+        **_webhook_key_env(cfg),
+        "SPEAKERLINE_READY_FILE": str(ready),
+        # a restarted worker hands back at once what a crashed one was handling
+        "SPEAKERLINE_INFLIGHT_DIR": str(cfg.run / f"{service.name}.inflight"),
+        # The local stack delivers webhooks to localhost receivers; production refuses private addresses.
+        "SPEAKERLINE_ALLOW_PRIVATE_WEBHOOKS": cfg.service_env.get("SPEAKERLINE_ALLOW_PRIVATE_WEBHOOKS", "1"),
+        # Signed URLs: signed with the stack's throwaway key, pointing at fake-gcs-server where a browser on this
+        # machine reaches it.
         "SPEAKERLINE_API_SIGNING_KEY_FILE": str(cfg.signing_key_file),
-        # Signed URLs point at fake-gcs-server, where a browser on this machine reaches it.
         "SPEAKERLINE_API_PUBLIC_STORAGE_URL": f"http://{cfg.host}:{cfg.gcs_port}",
         "PYTHONUNBUFFERED": "1",
     }
-    argv = [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory", "--no-access-log"]
-    argv += ["--host", cfg.host, "--port", str(cfg.api_port)]
-    return Component("api", argv, env, _http_ok(f"{cfg.api_url}/health"), "service")
+    if service.entrypoint == "http":
+        env |= {"SPEAKERLINE_HTTP_HOST": cfg.host, "PORT": str(cfg.api_port)}
+    argv = [sys.executable, "-m", "speakerline.worker", service.name]
+    return Component(service.name, argv, env, _ready(ready), "service")
 
 
 def ensure_signing_key(path: Path) -> None:
@@ -299,6 +301,30 @@ def ensure_webhook_key(cfg: StackConfig) -> None:
     cfg.webhook_key_file.parent.mkdir(parents=True, exist_ok=True)
     cfg.webhook_key_file.write_text(secrets.token_urlsafe(32) + "\n")
     cfg.webhook_key_file.chmod(0o600)
+
+
+class ApiKeys(Protocol):
+    """What `ensure_studio_key` needs of `speakerline.apikeys.FirestoreApiKeys`."""
+
+    def verify(self, token: str) -> ApiKey | None: ...
+
+    def create(self, producer: str, description: str = "") -> tuple[str, ApiKey]: ...
+
+
+def ensure_studio_key(cfg: StackConfig, keys: ApiKeys) -> str:
+    """An active API key of the local producer: the one kept with the stack's state while Firestore still knows it
+    (the emulator keeps nothing across its restarts), else a new one."""
+    try:
+        kept = cfg.studio_key_file.read_text().strip()
+    except FileNotFoundError:
+        kept = ""
+    if kept and keys.verify(kept) is not None:
+        return kept
+    key, _ = keys.create(LOCAL_PRODUCER, description="the local stack's studio link (speakerline stack up)")
+    cfg.studio_key_file.parent.mkdir(parents=True, exist_ok=True)
+    cfg.studio_key_file.write_text(key + "\n")
+    cfg.studio_key_file.chmod(0o600)
+    return key
 
 
 def _webhook_key_env(cfg: StackConfig) -> dict[str, str]:
@@ -432,6 +458,13 @@ def up(cfg: StackConfig, say: Callable[[str], None] = print, timeout_s: float = 
     for comp in comps.values():
         if comp.kind == "service":
             _ensure(cfg, comp, timeout_s, say)
+    if cfg.services:
+        from google.cloud import firestore
+
+        from speakerline.apikeys import FirestoreApiKeys
+
+        key = ensure_studio_key(cfg, FirestoreApiKeys(firestore.Client(project=cfg.project)))
+        say(f"studio: {cfg.studio_link(key)}  (signed in as producer {LOCAL_PRODUCER!r})")
 
 
 def _stop_group(pgid: int, timeout_s: float = 15.0) -> None:

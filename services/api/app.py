@@ -1,4 +1,7 @@
-"""The HTTP front door: `create_app()` builds the FastAPI application (uvicorn: `api.app:create_app --factory`).
+"""The HTTP front door: `create_app(wired)` builds the FastAPI application from the API's wiring (wiring.py).
+
+It runs like every service, through the one start sequence of `speakerline.bootstrap`: `python -m speakerline.worker
+api` (its topology entrypoint is `http`), or `uvicorn api.app:create_app --factory`.
 
 Routes are thin: they authenticate, rate-limit, and call the plain functions of handlers.py; every error becomes
 an RFC 9457 problem (problems.py). The studio (static/) is served at `/`.
@@ -8,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import structlog
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -127,15 +130,12 @@ def _problem_response(error: ApiError, instance: str | None) -> JSONResponse:
 
 
 def create_app(wired: Wired | None = None) -> FastAPI:
+    """The app of `wired`; without it (`uvicorn --factory`), the API started by `speakerline.bootstrap.start` from
+    the environment's settings, as every service is."""
     if wired is None:
-        from speakerline.bootstrap import observe
-        from speakerline.settings import Settings
+        from speakerline import bootstrap
 
-        from .wiring import build
-
-        settings = Settings()
-        observe("api", settings)
-        wired = build(settings)
+        return cast(FastAPI, bootstrap.http_app("api"))
     deps = wired.deps
     settings = wired.settings
 

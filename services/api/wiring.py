@@ -1,10 +1,12 @@
-"""Wiring of the API: its deps from the settings, made once per process (`create_app` calls `build`)."""
+"""Wiring of the API: `wire(platform)`, as every service, whose `Wiring` carries the ASGI app instead of routes (its
+topology entrypoint is `http`: it takes requests, not events). Its deps come from the platform's adapters (Firestore,
+Cloud Storage for signed URLs, the publisher), made once per process."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from speakerline.bootstrap import Platform
+from speakerline.bootstrap import ASGIApp, Platform, Wiring
 from speakerline.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings
 
 from . import auth
@@ -31,31 +33,37 @@ def config(settings: Settings, source: str) -> ApiConfig:
     )
 
 
-def build(settings: Settings) -> Wired:
-    import google.cloud.storage as gcs
-    from google.cloud import firestore
-
+def build_wired(platform: Platform) -> Wired:
+    """The app's deps, authenticator and rate limiter, from the platform's adapters and settings."""
     from speakerline import apikeys
 
     from .objects import GcsObjects
     from .store import FirestoreApiStore
 
-    platform = Platform("api", settings)
-    db = firestore.Client(project=settings.project)
+    settings = platform.settings
     deps = ApiDeps(
         config=config(settings, platform.source),
-        store=FirestoreApiStore(db),
-        objects=GcsObjects(
-            gcs.Client(project=settings.project), settings.api_signing_key_file, settings.api_public_storage_url
-        ),
+        store=FirestoreApiStore(platform.firestore),
+        objects=GcsObjects(platform.storage_client, settings.api_signing_key_file, settings.api_public_storage_url),
         blobs=platform.blobs,
         publisher=platform.publisher,
     )
     audience = settings.api_id_token_audience
     authenticate = auth.Authenticator(
-        apikeys.FirestoreApiKeys(db),
+        apikeys.FirestoreApiKeys(platform.firestore),
         auth.google_id_token_verifier(audience) if audience else None,
         auth.parse_producers(settings.api_id_token_producers),
     )
     limiter = auth.RateLimiter(settings.api_rate_limit_per_minute, settings.api_rate_limit_burst)
     return Wired(deps, authenticate, limiter, settings)
+
+
+def wire(platform: Platform) -> Wiring:
+    wired = build_wired(platform)
+
+    def app() -> ASGIApp:
+        from .app import create_app  # app.py imports this module
+
+        return create_app(wired)
+
+    return Wiring(routes={}, app=app)

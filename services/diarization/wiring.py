@@ -59,12 +59,15 @@ def _warm_up(config: EngineConfig) -> None:
         log.error("engine could not be loaded; jobs will fail with engine_unavailable", error=str(exc))
 
 
-def _vertex_dispatch(settings: Settings) -> handlers.Dispatch:
+def _vertex_dispatch(platform: Platform) -> handlers.Dispatch:
     from diarization.engines.vertex import VertexAIDispatcher, VertexConfig
 
+    settings = platform.settings
     # the custom job gets the event as a push envelope of this service's subscription, as if pushed to it
     (subscription,) = [s.name for s in settings.topology.subscriptions_of(NAME) if s.handler == HANDLER]
-    dispatcher = VertexAIDispatcher(VertexConfig.from_settings(settings), subscription=subscription)
+    dispatcher = VertexAIDispatcher(
+        VertexConfig.from_settings(settings), platform.vertex_jobs, subscription=subscription
+    )
 
     def dispatch(event: AudioIngested) -> handlers.Dispatched:
         name = dispatcher.dispatch(event)
@@ -76,24 +79,37 @@ def _vertex_dispatch(settings: Settings) -> handlers.Dispatch:
     return dispatch
 
 
-def wire(platform: Platform) -> Wiring:
-    settings = platform.settings
+def _engine_config(settings: Settings) -> tuple[EngineConfig, bool]:
+    """The engine this worker loads, and whether it dispatches jobs to Vertex AI (its engine is then the CPU
+    fallback's, for when the GPU path cannot take a job)."""
     config = EngineConfig.from_settings(settings)
     dispatching = config.engine == "vertex"
-    if dispatching:  # the engine of the fallback, when the GPU path cannot take a job
+    if dispatching:
         config = dataclasses.replace(config, engine="embedded")
+    return config, dispatching
+
+
+def build_deps(platform: Platform) -> handlers.DiarizationDeps:
+    """The handler's deps, from the platform's adapters (blobs, the Vertex AI client) and settings."""
+    settings = platform.settings
+    config, dispatching = _engine_config(settings)
     interval = settings.progress_interval_s
-    deps = handlers.DiarizationDeps(
+    return handlers.DiarizationDeps(
         blobs=platform.blobs,
         work_bucket=platform.bucket("work"),
         source=platform.source,
         worker=platform.worker,
         engine=partial(_engine, config),
         engine_info=partial(_engine_info, config),
-        dispatch=_vertex_dispatch(settings) if dispatching else None,
+        dispatch=_vertex_dispatch(platform) if dispatching else None,
         # least time between two progress events of a job (seconds)
         progress_interval_s=DEFAULT_INTERVAL_S if interval is None else interval,
     )
+
+
+def wire(platform: Platform) -> Wiring:
+    config, dispatching = _engine_config(platform.settings)
+    deps = build_deps(platform)
     route = Route(
         partial(handlers.on_audio_ingested, deps=deps),
         accepts=(AudioIngested,),

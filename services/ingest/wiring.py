@@ -23,13 +23,18 @@ def media_limits(settings: Settings) -> MediaLimits:
     )
 
 
-def wire(platform: Platform) -> Wiring:
-    deps = handlers.IngestDeps(
+def build_deps(platform: Platform) -> handlers.IngestDeps:
+    """What every handler of the service gets, from the platform's adapters and settings."""
+    return handlers.IngestDeps(
         blobs=platform.blobs,
         work_bucket=platform.bucket("work"),
         source=platform.source,
         limits=media_limits(platform.settings),
     )
+
+
+def wire(platform: Platform) -> Wiring:
+    deps = build_deps(platform)
     return Wiring(
         routes={
             "gcs_upload": Route(

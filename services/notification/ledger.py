@@ -13,6 +13,7 @@ so the ledger outlives every redelivery and replay window and then goes away by 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
@@ -40,17 +41,15 @@ def _doc_id(event_id: str, channel: str) -> str:
 
 
 class FirestoreLedger:
-    def __init__(self, project: str, client: Any = None) -> None:
-        self.project = project
-        if client is not None:
-            self.__dict__["collection"] = client.collection(COLLECTION)
+    """The ledger in Firestore; `client` gives the google.cloud.firestore.Client (the platform's), asked for on first
+    use, so that wiring the service needs no credentials."""
+
+    def __init__(self, client: Callable[[], Any]) -> None:
+        self._client = client
 
     @cached_property
     def collection(self) -> Any:
-        """Made on first use, so that wiring the service needs no credentials."""
-        from google.cloud import firestore
-
-        return firestore.Client(project=self.project).collection(COLLECTION)
+        return self._client().collection(COLLECTION)
 
     def delivered(self, event_id: str, channel: str) -> PastDelivery | None:
         snapshot = self.collection.document(_doc_id(event_id, channel)).get()

@@ -13,9 +13,11 @@ from speakerline.bootstrap import ConfigurationError, Platform, Wiring
 from speakerline.events import JobCompleted, JobFailed, JobRejected
 
 
-def wire(platform: Platform) -> Wiring:
+def build_deps(platform: Platform) -> handlers.NotificationDeps:
+    """The handler's deps, from the platform's adapters, settings and secrets; no signing key is a configuration
+    error."""
     settings = platform.settings
-    signing_key = settings.secret("webhook_signing_key")
+    signing_key = platform.secret("webhook_signing_key")
     if not signing_key:
         # Refused here, at start-up: a missing key must stop a deployment, not fail every job's webhook.
         raise ConfigurationError(
@@ -23,20 +25,24 @@ def wire(platform: Platform) -> Wiring:
             "to a Secret Manager version (the local stack generates one)"
         )
     # During a key rotation: the key being rotated out signs too, until receivers have the new one.
-    previous_key = settings.secret("webhook_signing_key_previous")
+    previous_key = platform.secret("webhook_signing_key_previous")
     allowed_hosts = frozenset(h.strip() for h in settings.webhook_allowed_hosts.split(",") if h.strip())
-    deps = handlers.NotificationDeps(
+    return handlers.NotificationDeps(
         source=platform.source,
         signing_secret=signing_key,
         previous_signing_secrets=(previous_key,) if previous_key else (),
-        discord_url=settings.secret("discord_webhook_url"),
-        slack_url=settings.secret("slack_webhook_url"),
+        discord_url=platform.secret("discord_webhook_url"),
+        slack_url=platform.secret("slack_webhook_url"),
         check_url=partial(check_url, allow_private=settings.allow_private_webhooks, allowed_hosts=allowed_hosts),
         send=partial(delivery.send, timeout_s=settings.webhook_timeout_s),
         now=lambda: int(time.time()),
-        ledger=FirestoreLedger(settings.project),
+        ledger=FirestoreLedger(lambda: platform.firestore),
         between_channels=partial(failpoints.reached, "notification.between_channels"),
     )
+
+
+def wire(platform: Platform) -> Wiring:
+    deps = build_deps(platform)
     route = runtime.Route(
         partial(handlers.handle, deps=deps),
         accepts=(JobCompleted, JobFailed, JobRejected),

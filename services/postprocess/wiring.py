@@ -20,14 +20,19 @@ def config(merge_gap_s: float | None, min_segment_s: float | None) -> Postproces
     )
 
 
-def wire(platform: Platform) -> Wiring:
+def build_deps(platform: Platform) -> handlers.PostprocessDeps:
+    """What the handler gets, from the platform's adapters and settings."""
     settings = platform.settings
-    deps = handlers.PostprocessDeps(
+    return handlers.PostprocessDeps(
         blobs=platform.blobs,
         results_bucket=platform.bucket("results"),
         source=platform.source,
         config=config(settings.merge_gap_s, settings.min_segment_s),
     )
+
+
+def wire(platform: Platform) -> Wiring:
+    deps = build_deps(platform)
     route = runtime.Route(
         partial(handlers.handle, deps=deps),
         accepts=(DiarizationCompleted,),

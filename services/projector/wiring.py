@@ -1,11 +1,9 @@
-"""Wiring of the projector, the only Firestore writer: one handler, `project`, fed by every topic (see the
-`projector-*` subscriptions of infra/topology.yaml)."""
+"""Wiring of the projector, the only writer of `jobs/` (see speakerline.jobs): one handler, `project`, fed by every
+topic (see the `projector-*` subscriptions of infra/topology.yaml)."""
 
 from __future__ import annotations
 
 from functools import partial
-
-from google.cloud import firestore
 
 from speakerline import events, runtime
 from speakerline.bootstrap import Platform, Wiring
@@ -20,9 +18,13 @@ from .store import FirestoreJobStore
 CONCURRENCY = 128
 
 
+def build_deps(platform: Platform) -> handlers.ProjectorDeps:
+    """The handler's store: the platform's Firestore client (a double in tests)."""
+    return handlers.ProjectorDeps(store=FirestoreJobStore(platform.firestore))
+
+
 def wire(platform: Platform) -> Wiring:
-    store = FirestoreJobStore(firestore.Client(project=platform.settings.project))
-    deps = handlers.ProjectorDeps(store=store)
+    deps = build_deps(platform)
     # Every speakerline event type is projected; the runtime already refused anything outside the catalog.
     route = runtime.Route(
         partial(handlers.handle, deps=deps), accepts=tuple(events.EVENT_CLASSES.values()), concurrency=CONCURRENCY

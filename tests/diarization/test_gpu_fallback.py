@@ -336,7 +336,9 @@ def test_a_fallback_without_a_cpu_engine_fails_the_job_as_retriable(blobs: Memor
 # --- the wired worker, with the real client against a fake Vertex AI ---------------------------------------------
 
 
-def _service(monkeypatch: pytest.MonkeyPatch, endpoint: str, engine: ScriptedEngine) -> runtime.ServiceDef:
+def _service(
+    monkeypatch: pytest.MonkeyPatch, endpoint: str, engine: ScriptedEngine, blobs: MemoryBlobStore
+) -> runtime.ServiceDef:
     monkeypatch.setattr(wiring, "_engine", lambda config: engine if config.engine == "embedded" else None)
     settings = Settings(
         project="p",
@@ -346,7 +348,7 @@ def _service(monkeypatch: pytest.MonkeyPatch, endpoint: str, engine: ScriptedEng
         vertex_api_endpoint=endpoint,
         gpu_start_timeout_s=0.3,
     )
-    return build_service("diarization", settings, publisher=RecordingPublisher(), blobs=MemoryBlobStore())
+    return build_service("diarization", settings, publisher=RecordingPublisher(), blobs=blobs)
 
 
 def test_the_wired_worker_falls_back_on_a_refusing_and_on_a_never_starting_vertex(
@@ -358,15 +360,14 @@ def test_the_wired_worker_falls_back_on_a_refusing_and_on_a_never_starting_verte
 
     engine = ScriptedEngine()
     with fake_vertex.serve(behaviour) as fake:
-        service = _service(monkeypatch, fake.url, engine)
+        blobs = MemoryBlobStore()
+        service = _service(monkeypatch, fake.url, engine, blobs)
         route = service.routes["audio_ingested"]
         assert route.concurrency == wiring.DISPATCH_CONCURRENCY > 1 and service.warm_up is None
-        deps = route.handler.keywords["deps"]  # type: ignore[attr-defined]
-        assert deps.dispatch is not None
         outcomes = {}
         for job_id in ("job_refuse_0001", "job_pending_0001"):
             event = ingested(job_id)
-            deps.blobs.put(event.data.audio.uri, b"RIFF")
+            blobs.put(event.data.audio.uri, b"RIFF")
             outcomes[job_id] = list(route.handler(event, _context()))
         assert len(fake.creates) == 2 and len(fake.jobs) == 1
         (pending,) = fake.jobs

@@ -20,7 +20,7 @@ from diarization.engines.base import (
     SpeakerTurn,
 )
 from speakerline import events, runtime
-from speakerline.bootstrap import build_service
+from speakerline.bootstrap import Platform, build_service
 from speakerline.events import (
     AudioIngested,
     DiarizationCompleted,
@@ -328,7 +328,7 @@ def test_build_service_wires_the_audio_ingested_route_with_the_configured_interv
     assert route.concurrency == 1 and route.max_lease_s == wiring.MAX_LEASE_S == 12 * 3600
     assert route.best_effort == (DiarizationProgress,)
     assert route.on_exhausted is not None and service.warm_up is not None
-    deps = route.handler.keywords["deps"]  # type: ignore[attr-defined]
+    deps = wiring.build_deps(Platform("diarization", settings, blobs=MemoryBlobStore()))
     assert isinstance(deps, handlers.DiarizationDeps)
     assert deps.progress_interval_s == 0.5
     assert deps.dispatch is None and deps.work_bucket == settings.bucket("work")
@@ -338,8 +338,6 @@ def test_build_service_wires_the_audio_ingested_route_with_the_configured_interv
 
 
 def test_without_a_configured_interval_progress_uses_the_services_default() -> None:
-    service = build_service(
-        "diarization", Settings(project="p", engine="embedded"), publisher=RecordingPublisher(), blobs=MemoryBlobStore()
-    )
-    deps = service.routes["audio_ingested"].handler.keywords["deps"]  # type: ignore[attr-defined]
+    platform = Platform("diarization", Settings(project="p", engine="embedded"), blobs=MemoryBlobStore())
+    deps = wiring.build_deps(platform)
     assert deps.progress_interval_s == handlers.DEFAULT_INTERVAL_S == 5.0

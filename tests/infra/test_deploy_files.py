@@ -38,6 +38,7 @@ TF_FILES = (
     "secrets.tf",
     "monitoring.tf",
     "outputs.tf",
+    "moved.tf",
 )
 
 
@@ -155,8 +156,8 @@ def test_every_push_service_has_a_cloud_run_service_and_gpu_services_pull(topolo
     )
     # Nothing public but the API's front door: no allUsers / allAuthenticatedUsers member anywhere else.
     code = re.sub(r"#.*", "", tf)
-    api_public = _resource_block(code, "google_cloud_run_v2_service_iam_member", "api_public")
-    assert "allUsers" not in code.replace(api_public, "") and "allAuthenticatedUsers" not in code
+    http_public = _resource_block(code, "google_cloud_run_v2_service_iam_member", "http_public")
+    assert "allUsers" not in code.replace(http_public, "") and "allAuthenticatedUsers" not in code
 
 
 def test_publisher_table_covers_every_service_and_names_real_topics(tf: str, topology: dict[str, Any]) -> None:
@@ -179,59 +180,60 @@ def test_bucket_access_names_real_buckets_and_services(tf: str, topology: dict[s
 # --- the HTTP API (services/api) --------------------------------------------------------------------------
 
 
-def test_api_cloud_run_service_is_public_with_its_own_identity(tf: str) -> None:
-    account = _resource_block(tf, "google_service_account", "api")
-    assert re.search(r'account_id\s*=\s*"speakerline-api"', account)
-    api = _resource_block(tf, "google_cloud_run_v2_service", "api")
-    assert not re.search(r"^  for_each", api, re.M), "the API is one service, not a topology for_each"
-    assert re.search(r'^\s*name\s*=\s*"speakerline-api"', api, re.M)
-    assert re.search(r"service_account\s*=\s*google_service_account\.api\.email", api)
+def test_http_services_are_public_cloud_run_services_with_their_own_identity(tf: str, topology: dict[str, Any]) -> None:
+    http = {name for name, svc in topology["services"].items() if svc.get("entrypoint") == "http"}
+    assert http == {"api"}, "the API is the topology's http service"
+    http_filter = r'if try\(svc\.entrypoint, "events"\) == "http" \}'
+    assert re.search(r"http_services\s*=\s*\{ for name, svc in local\.services : name => svc " + http_filter, tf)
+    # the event services' Cloud Run resources leave the http services out
+    assert re.search(r"gpu_services\s*=\s*\{ for name, svc in local\.event_services", tf)
+    assert re.search(r"push_services\s*=\s*\{ for name, svc in local\.event_services", tf)
+    api = _resource_block(tf, "google_cloud_run_v2_service", "http")
+    assert _for_each(api) == "local.http_services"
+    assert re.search(r'^\s*name\s*=\s*"speakerline-\$\{each\.key\}"', api, re.M)
+    assert re.search(r"service_account\s*=\s*google_service_account\.service\[each\.key\]\.email", api)
     assert re.search(r'^\s*ingress\s*=\s*"INGRESS_TRAFFIC_ALL"', api, re.M)
-    assert "uvicorn api.app:create_app --factory --host 0.0.0.0 --port" in api
-    assert "$PORT" in api
-    assert re.search(r"image\s*=\s*local\.api_image", api)
-    assert "local.common_env" in api
-    assert re.search(r'SERVICE\s*=\s*"api"', api)
-    assert re.search(r'SPEAKERLINE_SERVICE\s*=\s*"api"', api)
+    # the one start of every service: `python -m speakerline.worker NAME` serves an http service's app on $PORT
+    assert re.search(r'command\s*=\s*\["python", "-m", "speakerline.worker", each.key\]', api)
+    assert re.search(r"image\s*=\s*local\.image\[each\.key\]", api)
+    assert "local.common_env" in api and "local.secret_env[each.key]" in api
+    assert re.search(r"SERVICE\s*=\s*each\.key", api)
+    assert re.search(r"SPEAKERLINE_SERVICE\s*=\s*each\.key", api)
     assert re.search(r"SPEAKERLINE_API_ID_TOKEN_AUDIENCE\s*=\s*var\.api_id_token_audience", api)
     assert re.search(r'path\s*=\s*"/health"', api)
-    invoker = _resource_block(tf, "google_cloud_run_v2_service_iam_member", "api_public")
-    assert re.search(r"name\s*=\s*google_cloud_run_v2_service\.api\.name", invoker)
+    invoker = _resource_block(tf, "google_cloud_run_v2_service_iam_member", "http_public")
+    assert _for_each(invoker) == "local.http_services"
+    assert re.search(r"name\s*=\s*google_cloud_run_v2_service\.http\[each\.key\]\.name", invoker)
     assert re.search(r'role\s*=\s*"roles/run\.invoker"', invoker)
     assert re.search(r'member\s*=\s*"allUsers"', invoker)
     assert re.search(r'variable\s+"api_id_token_audience"\s*\{[^}]*default\s*=\s*""', tf)
-    assert re.search(r'output\s+"api_url"\s*\{[^}]*google_cloud_run_v2_service\.api\.uri', tf)
-    assert re.search(r'output\s+"studio_url"\s*\{[^}]*\$\{google_cloud_run_v2_service\.api\.uri\}/"', tf)
+    assert re.search(r'output\s+"api_url"\s*\{[^}]*google_cloud_run_v2_service\.http\["api"\]\.uri', tf)
+    assert re.search(r'output\s+"studio_url"\s*\{[^}]*\$\{google_cloud_run_v2_service\.http\["api"\]\.uri\}/"', tf)
+    # An existing deployment keeps its API resources: each moved to its per-service instance.
+    moved = (TERRAFORM / "moved.tf").read_text()
+    for old, new in (
+        ("google_service_account.api", 'google_service_account.service["api"]'),
+        ("google_cloud_run_v2_service.api", 'google_cloud_run_v2_service.http["api"]'),
+        (
+            "google_cloud_run_v2_service_iam_member.api_public",
+            'google_cloud_run_v2_service_iam_member.http_public["api"]',
+        ),
+        ("google_project_iam_member.api_datastore", 'google_project_iam_member.service_datastore["api"]'),
+    ):
+        assert re.search(rf"from\s*=\s*{re.escape(old)}\s+to\s*=\s*{re.escape(new)}", moved), old
 
 
 def test_api_identity_is_least_privilege(tf: str, topology: dict[str, Any]) -> None:
-    member = "google_service_account.api.member"
-    # Project-wide: datastore.user only (Firestore has no narrower role), and never through a binding or policy.
-    project_roles = [
-        re.search(r'role\s*=\s*"([^"]+)"', block).group(1)  # type: ignore[union-attr]
-        for name, block in _resource_blocks(tf, "google_project_iam_member").items()
-        if member in block and name != "telemetry"
-    ]
-    assert project_roles == ["roles/datastore.user"], project_roles
-    # ... besides the write-only telemetry roles every identity has (spans and metrics in, nothing read).
-    telemetry = _resource_block(tf, "google_project_iam_member", "telemetry")
-    assert member in telemetry
-    assert set(re.findall(r'"(roles/[^"]+)"', telemetry)) == {"roles/cloudtrace.agent", "roles/monitoring.metricWriter"}
-    for rtype in ("google_project_iam_binding", "google_project_iam_policy"):
-        assert not re.search(rf'resource\s+"{rtype}"', tf), rtype
-    # Pub/Sub: publisher on exactly audio-uploaded and job-outcomes (audio.uploaded, job.deleted).
-    publisher = _resource_block(tf, "google_pubsub_topic_iam_member", "api_publisher")
-    assert _for_each(publisher) == "toset(local.api_publishes)"
-    assert member in publisher and '"roles/pubsub.publisher"' in publisher
-    publishes = re.search(r"^\s*api_publishes\s*=\s*\[([^\]]*)\]", tf, re.M)
-    assert publishes, "local.api_publishes not found"
-    assert re.findall(r'"([^"]+)"', publishes.group(1)) == ["audio-uploaded", "job-outcomes"]
+    # The API is a topology service: its grants are its rows of the per-service tables.
+    publishes = dict(re.findall(r"^\s*(\w+)\s*=\s*\[([^\]]*)\]", _local_block(tf, "service_publishes"), re.M))
+    assert re.findall(r'"([^"]+)"', publishes["api"]) == ["audio-uploaded", "job-outcomes"]
     assert "io.speakerline.job.deleted.v1" in topology["topics"]["job-outcomes"]["event_types"]
     # Storage: per bucket; uploads may be written (signed PUT URLs act as the API), work and results only read
     # and deleted.
-    buckets = _resource_block(tf, "google_storage_bucket_iam_member", "api")
-    assert _for_each(buckets) == "local.api_bucket_roles" and member in buckets
-    roles = dict(re.findall(r"^\s*(\w+)\s*=\s*(\S+)", _local_block(tf, "api_bucket_roles").split("{", 1)[1], re.M))
+    access = _local_block(tf, "bucket_access")
+    api_access = re.search(r"^\s*api\s*=\s*\{([^}]*)\}", access, re.M)
+    assert api_access, "local.bucket_access has no api row"
+    roles = dict(re.findall(r"^\s*(\w+)\s*=\s*(\S+)", api_access.group(1), re.M))
     assert roles == {
         "uploads": '"roles/storage.objectUser"',
         "work": "google_project_iam_custom_role.api_object_reader_deleter.name",
@@ -245,25 +247,26 @@ def test_api_identity_is_least_privilege(tf: str, topology: dict[str, Any]) -> N
         "storage.objects.get",
         "storage.objects.list",
     ]
+    # Project-wide: datastore.user only for the services that use Firestore, and never through a binding or policy.
+    firestore_users = re.search(r"^\s*firestore_users\s*=\s*\[([^\]]*)\]", tf, re.M)
+    assert firestore_users
+    assert re.findall(r'"([^"]+)"', firestore_users.group(1)) == ["projector", "notification", "api"]
+    datastore = _resource_block(tf, "google_project_iam_member", "service_datastore")
+    assert _for_each(datastore) == "toset(local.firestore_users)" and '"roles/datastore.user"' in datastore
+    telemetry = _resource_block(tf, "google_project_iam_member", "telemetry")
+    assert set(re.findall(r'"(roles/[^"]+)"', telemetry)) == {"roles/cloudtrace.agent", "roles/monitoring.metricWriter"}
+    for rtype in ("google_project_iam_binding", "google_project_iam_policy"):
+        assert not re.search(rf'resource\s+"{rtype}"', tf), rtype
     # Signs V4 URLs as itself: token creator on its own service account, not project-wide.
-    sign = _resource_block(tf, "google_service_account_iam_member", "api_sign_as_self")
-    assert re.search(r"service_account_id\s*=\s*google_service_account\.api\.name", sign)
-    assert '"roles/iam.serviceAccountTokenCreator"' in sign and member in sign
+    signers = re.search(r"^\s*url_signers\s*=\s*\[([^\]]*)\]", tf, re.M)
+    assert signers and re.findall(r'"([^"]+)"', signers.group(1)) == ["api"]
+    sign = _resource_block(tf, "google_service_account_iam_member", "sign_as_self")
+    assert _for_each(sign) == "toset(local.url_signers)"
+    assert re.search(r"service_account_id\s*=\s*google_service_account\.service\[each\.key\]\.name", sign)
+    assert '"roles/iam.serviceAccountTokenCreator"' in sign
     assert '"iamcredentials.googleapis.com"' in tf
-    # Nothing else names the API's identity.
-    granted = {
-        f"{rtype}.{name}"
-        for rtype in re.findall(r'resource\s+"(google_\w+_iam_member)"', tf)
-        for name, block in _resource_blocks(tf, rtype).items()
-        if member in block
-    }
-    assert granted == {
-        "google_project_iam_member.api_datastore",
-        "google_project_iam_member.telemetry",
-        "google_pubsub_topic_iam_member.api_publisher",
-        "google_storage_bucket_iam_member.api",
-        "google_service_account_iam_member.api_sign_as_self",
-    }, granted
+    # No resource names an identity of its own outside the per-service account.
+    assert not re.search(r'resource\s+"google_service_account"\s+"api"', tf)
 
 
 def test_results_bucket_lifecycle_uses_the_retention_variable(tf: str) -> None:
@@ -383,14 +386,23 @@ def test_compose_runs_the_api(compose: dict[str, Any]) -> None:
     api = compose["services"]["api"]
     assert api["build"]["dockerfile"] == "infra/docker/service.Dockerfile"
     assert api["build"]["args"] == {"SERVICE": "api", "EXTRAS": "api"}
-    assert api["command"] == ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8080"]
-    assert api["ports"] == ["127.0.0.1:8080:8080"]
-    env = api["environment"]
-    for var in ("PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT"):
-        assert var in env, var
-    assert env["SPEAKERLINE_API_PUBLIC_STORAGE_URL"] == "http://127.0.0.1:4443"
-    assert "http://127.0.0.1:8080/health" in " ".join(api["healthcheck"]["test"])
-    assert api["depends_on"]["provision"]["condition"] == "service_completed_successfully"
+    assert api["ports"] == ["127.0.0.1:8080:8080"]  # the app's default port (Settings.http_port)
+    assert api["environment"]["SPEAKERLINE_API_PUBLIC_STORAGE_URL"] == "http://127.0.0.1:4443"
+    # healthy as every service is: once its ready file is written (the app listens)
+    assert api["environment"]["SPEAKERLINE_READY_FILE"] == "/tmp/speakerline.ready"
+    assert "/tmp/speakerline.ready" in api["healthcheck"]["test"]
+
+
+def test_compose_generates_the_webhook_signing_key_unless_one_is_set(compose: dict[str, Any]) -> None:
+    provision, notification = compose["services"]["provision"], compose["services"]["notification"]
+    assert "keys:/keys" in provision["volumes"] and "keys:/keys:ro" in notification["volumes"]
+    script = " ".join(provision["command"])
+    assert "speakerline stack provision" in script and "/keys/webhook-signing-key" in script
+    assert "secrets.token_urlsafe" in script and "umask 077" in script
+    env = notification["environment"]
+    assert env["SPEAKERLINE_WEBHOOK_SIGNING_KEY_FILE"] == "/keys/webhook-signing-key"
+    assert env["SPEAKERLINE_WEBHOOK_SIGNING_KEY"] == "${SPEAKERLINE_WEBHOOK_SIGNING_KEY:-}"  # a set key wins
+    assert "keys" in compose["volumes"]
 
 
 def test_compose_publishes_ports_on_loopback_only(compose: dict[str, Any]) -> None:

@@ -166,3 +166,29 @@ def test_a_webhook_key_rotation_gives_the_notification_service_both_versions(mod
     assert rotating["notification"]["SPEAKERLINE_WEBHOOK_SIGNING_KEY_PREVIOUS_SECRET"] == f"{secret}/versions/3"
     # only the notification service reads the signing key
     assert [name for name, env in rotating.items() if any("WEBHOOK_SIGNING" in key for key in env)] == ["notification"]
+
+
+def test_every_service_gets_its_identity_and_its_entrypoint_decides_its_cloud_run_service(
+    module: Module, topology: topology_module.Topology
+) -> None:
+    accounts = module.instances("google_service_account", "service", {"name": "account_id"}, VARIABLES)
+    assert _names(accounts) == {name: f"speakerline-{name}" for name in topology.services}
+    http = {name for name, svc in topology.services.items() if svc.entrypoint == "http"}
+    assert http == {"api"}
+    public = module.instances("google_cloud_run_v2_service", "http", {"name": "name"}, VARIABLES)
+    assert _names(public) == {name: f"speakerline-{name}" for name in http}  # speakerline-api, as before the move
+    push = module.instances("google_cloud_run_v2_service", "push", {"name": "name"}, VARIABLES)
+    worker = module.instances("google_cloud_run_v2_service", "worker", {"name": "name"}, VARIABLES)
+    assert set(push) | set(worker) == set(topology.services) - http and not set(push) & set(worker)
+
+
+def test_the_api_publishes_to_and_reads_only_what_its_endpoints_need(module: Module) -> None:
+    publishers = module.instances("google_pubsub_topic_iam_member", "service_publisher", {"topic": "topic"}, VARIABLES)
+    assert {key: attrs["topic"] for key, attrs in publishers.items() if key.startswith("api/")} == {
+        "api/audio-uploaded": "google_pubsub_topic.topic[audio-uploaded]",
+        "api/job-outcomes": "google_pubsub_topic.topic[job-outcomes]",
+    }
+    datastore = module.instances("google_project_iam_member", "service_datastore", {"role": "role"}, VARIABLES)
+    assert set(datastore) == {"projector", "notification", "api"}
+    signers = module.instances("google_service_account_iam_member", "sign_as_self", {"role": "role"}, VARIABLES)
+    assert set(signers) == {"api"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest import gcs_notification, handlers
+from ingest import gcs_notification, handlers, wiring
 from speakerline import bootstrap, events, runtime
 from speakerline.audio import MediaLimits
 from speakerline.events import AudioIngested, AudioUploaded, JobFailed, JobRejected, models
@@ -319,9 +318,7 @@ def test_wire_builds_both_routes_with_the_limits_of_the_settings() -> None:
     assert service.routes["audio_uploaded"].on_exhausted is not None
     assert set(service.decoders) == {"gcs-notification"}
 
-    handler = service.routes["audio_uploaded"].handler
-    assert isinstance(handler, functools.partial)
-    deps = handler.keywords["deps"]
+    deps = wiring.build_deps(bootstrap.Platform("ingest", settings, blobs=blobs))
     assert isinstance(deps, handlers.IngestDeps)
     assert deps.limits.max_duration_s == 60
     # Limits left unset keep MediaLimits' defaults.

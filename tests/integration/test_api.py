@@ -21,9 +21,10 @@ from schemathesis import GenerationMode, checks
 from schemathesis.specs.openapi import checks as openapi_checks
 
 from api.app import create_app
-from api.wiring import Wired, build
+from api.wiring import Wired, build_wired
 from projector.store import FirestoreJobStore
 from speakerline import apikeys, events
+from speakerline.bootstrap import Platform
 from speakerline.events import AudioUploaded, models
 from speakerline.settings import Settings
 from speakerline_tools import stack
@@ -48,13 +49,16 @@ class InProcessApi:
 
 def _wired(cfg: stack.StackConfig, tmp: Path, **settings: Any) -> Wired:
     stack.ensure_signing_key(tmp / "key.json")
-    return build(
-        Settings(
-            project=cfg.project,
-            api_signing_key_file=tmp / "key.json",
-            api_public_storage_url=f"http://{cfg.host}:{cfg.gcs_port}",
-            api_sse_max_s=2.0,
-            **settings,
+    return build_wired(
+        Platform(
+            "api",
+            Settings(
+                project=cfg.project,
+                api_signing_key_file=tmp / "key.json",
+                api_public_storage_url=f"http://{cfg.host}:{cfg.gcs_port}",
+                api_sse_max_s=2.0,
+                **settings,
+            ),
         )
     )
 

@@ -1,17 +1,24 @@
-"""`speakerline stack` as a user runs it: up (twice), status, env, a component dying, down leaving nothing."""
+"""`speakerline stack` as a user runs it: up (twice), status, env, the API started as every service is and its studio
+link signing in, a component dying, down leaving nothing."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
+
+from speakerline import apikeys
+from speakerline_tools import stack
 
 pytestmark = pytest.mark.integration
 
@@ -21,9 +28,9 @@ def _free_base_port() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             base = int(s.getsockname()[1])
-        if base < 65000 and all(_port_free(base + i) for i in range(3)):
+        if base < 65000 and all(_port_free(base + i) for i in range(4)):
             return base
-    raise RuntimeError("no three consecutive free ports")
+    raise RuntimeError("no four consecutive free ports")
 
 
 def _port_free(port: int) -> bool:
@@ -53,7 +60,7 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
-def test_stack_lifecycle(tmp_path: Path) -> None:
+def test_stack_lifecycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root, base = tmp_path / "stack", _free_base_port()
     up = _speakerline(root, "stack", "up", "--no-services", "--base-port", str(base))
     assert up.returncode == 0, up.stdout + up.stderr
@@ -70,8 +77,24 @@ def test_stack_lifecycle(tmp_path: Path) -> None:
         assert "export GOOGLE_CLOUD_PROJECT=" in env
         assert f"export SPEAKERLINE_API_URL=http://127.0.0.1:{base + 3}" in env
 
+        # The API is a topology service like the others: started as `python -m speakerline.worker api`, healthy by
+        # its ready file, on the stack's API port; the studio link's key (what `up` prints) signs in.
+        cfg = dataclasses.replace(stack.StackConfig.load(root), services=True)
+        api = next(c for c in stack.components(cfg) if c.name == "api")
+        assert api.argv[1:] == ["-m", "speakerline.worker", "api"]
+        stack.restart(cfg, "api", say=lambda _: None)
+        monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", cfg.emulator_env()["FIRESTORE_EMULATOR_HOST"])
+        from google.cloud import firestore
+
+        key = stack.ensure_studio_key(cfg, apikeys.FirestoreApiKeys(firestore.Client(project=cfg.project)))
+        assert cfg.studio_link(key) == f"http://127.0.0.1:{base + 3}/#key={key}"
+        me = urllib.request.Request(f"{cfg.api_url}/v1/me", headers={"Authorization": f"Bearer {key}"})
+        with urllib.request.urlopen(me, timeout=10) as response:
+            assert json.load(response)["producer"] == stack.LOCAL_PRODUCER
+
         # Every process each component started, Java children included.
-        pgids = [int((root / "run" / f"{name}.pid").read_text()) for name in ("pubsub", "firestore", "gcs")]
+        names = ("pubsub", "firestore", "gcs", "api")
+        pgids = [int((root / "run" / f"{name}.pid").read_text()) for name in names]
         members = [p for pgid in pgids for p in _group_members(pgid)]
         assert any("java" in " ".join(p.cmdline()) for p in members), "expected the emulators' Java processes"
 

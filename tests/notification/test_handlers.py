@@ -14,10 +14,10 @@ from notification.delivery import send
 from notification.signing import verify
 from notification.url_policy import check_url
 from speakerline import events, runtime
-from speakerline.bootstrap import ConfigurationError, build_service
+from speakerline.bootstrap import ConfigurationError, Platform, build_service
 from speakerline.events import models
 from speakerline.settings import Settings
-from tests.fakes import MemoryBlobStore, MemoryLedger, RecordingPublisher
+from tests.fakes import MemoryBlobStore, MemoryFirestore, MemoryLedger, RecordingPublisher
 
 SECRET = "s3cret"
 OUTCOME_CLASSES = {
@@ -207,7 +207,6 @@ def test_the_outcome_map_covers_the_accepted_event_types() -> None:
 def test_build_service_wires_the_route_and_the_settings(webhook_receiver, example, monkeypatch) -> None:
     import notification.wiring
 
-    monkeypatch.setattr(notification.wiring, "FirestoreLedger", lambda project: MemoryLedger())
     flaky = type(webhook_receiver)()
     flaky.status = 503
     try:
@@ -220,15 +219,15 @@ def test_build_service_wires_the_route_and_the_settings(webhook_receiver, exampl
             webhook_allowed_hosts="hooks.example.com, other.example.com",
             webhook_timeout_s=3.5,
         )
-        service = build_service("notification", settings, publisher=publisher, blobs=MemoryBlobStore())
+        ledger = MemoryFirestore()  # the delivery ledger's Firestore: given to the platform, as every adapter
+        service = build_service("notification", settings, publisher=publisher, firestore=ledger)
         route = service.routes["job_outcome"]
         assert route.accepts == (events.JobCompleted, events.JobFailed, events.JobRejected)
-        deps = route.handler.keywords["deps"]  # type: ignore[attr-defined]
+        deps = notification.wiring.build_deps(Platform("notification", settings))
         assert (deps.signing_secret, deps.discord_url, deps.slack_url) == ("k3y", None, flaky.url("/slack"))
         assert deps.previous_signing_secrets == ()
         rotating = Settings(project="p", webhook_signing_key="new", webhook_signing_key_previous="old")
-        rotated = build_service("notification", rotating, publisher=publisher, blobs=MemoryBlobStore())
-        rotated_deps = rotated.routes["job_outcome"].handler.keywords["deps"]  # type: ignore[attr-defined]
+        rotated_deps = notification.wiring.build_deps(Platform("notification", rotating))
         assert rotated_deps.previous_signing_secrets == ("old",)
         assert deps.send.keywords == {"timeout_s": 3.5}
         assert deps.check_url.keywords == {

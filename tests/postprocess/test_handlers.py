@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from postprocess import handlers
+from postprocess import handlers, wiring
 from postprocess.timeline_rules import PostprocessConfig
 from speakerline import events, runtime
-from speakerline.bootstrap import build_service
+from speakerline.bootstrap import Platform, build_service
 from speakerline.events import models
 from speakerline.settings import Settings
 from speakerline.timeline import parse_rttm
@@ -156,7 +156,7 @@ def test_build_service_wires_the_route_and_the_settings(example) -> None:
     assert outcome is runtime.Outcome.ACK
     assert publisher.types() == [events.JobCompleted.TYPE]
     assert route.accepts == (events.DiarizationCompleted,) and route.on_exhausted is not None
-    deps = route.handler.keywords["deps"]  # type: ignore[attr-defined]
+    deps = wiring.build_deps(Platform("postprocess", settings, blobs=blobs))
     assert deps.config == PostprocessConfig(merge_gap_s=1.25)  # min_segment_s unset: PostprocessConfig's default
     assert deps.blobs is blobs
     assert deps.results_bucket == "p-speakerline-results"

@@ -1,4 +1,5 @@
-"""One bootstrap: typed settings read once, `build_service` wiring every service the same way, two entry points."""
+"""One bootstrap: typed settings read once, `build_service` wiring every service (the API included) the same way,
+and one start sequence for every entry point (pull, push, envelope, http)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from speakerline import bootstrap, events, runtime, topology
+from speakerline import apikeys, bootstrap, events, runtime, topology
 from speakerline.settings import Settings
-from tests.fakes import MemoryBlobStore, RecordingPublisher
+from tests.fakes import MemoryBlobStore, MemoryFirestore, RecordingPublisher
 
 SERVICES = sorted(topology.load().services)
+
+
+def _doubles() -> bootstrap.Adapters:
+    """Every adapter a wiring may ask for, as a double: wiring never reaches a cloud."""
+    return {
+        "publisher": RecordingPublisher(),
+        "blobs": MemoryBlobStore(),
+        "firestore": MemoryFirestore(),
+        "storage_client": object(),  # the API's signed URLs; never called while wiring
+    }
 
 
 def test_settings_come_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,15 +52,114 @@ def test_a_secret_field_prefers_its_value() -> None:
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_every_service_is_wired_by_build_service(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:1")  # clients are built, never called
+def test_every_service_is_wired_by_build_service(name: str) -> None:
     settings = Settings(project="p", engine="embedded", webhook_signing_key="k")
-    service = bootstrap.build_service(name, settings, publisher=RecordingPublisher(), blobs=MemoryBlobStore())
+    built = bootstrap.build(name, settings, **_doubles())
+    service = built.service
     handlers = {sub.handler for sub in settings.topology.subscriptions_of(name)}
-    assert handlers and set(service.routes) == handlers
+    assert set(service.routes) == handlers
     for route in service.routes.values():
         assert route.accepts and all(issubclass(cls, events.Event) for cls in route.accepts)
     assert service.name == name
+    # an events service takes its subscriptions' events; an http service (the API) serves its app instead
+    if settings.topology.services[name].entrypoint == "http":
+        assert not handlers and built.app is not None
+    else:
+        assert handlers and built.app is None
+
+
+def test_the_api_is_a_topology_service_that_runs_its_http_app() -> None:
+    api = topology.load().services["api"]
+    assert (api.module, api.entrypoint) == ("api", "http")
+    assert topology.load().subscriptions_of("api") == []
+
+
+def test_adapters_are_replaced_through_the_platform_only() -> None:
+    firestore = MemoryFirestore()
+    platform = bootstrap.Platform("api", Settings(project="p"), firestore=firestore)
+    assert platform.firestore is firestore
+    with pytest.raises(TypeError, match="nosuch"):
+        bootstrap.Platform("api", Settings(project="p"), nosuch=object())  # type: ignore[call-arg]
+
+
+def test_a_secret_setting_is_read_through_the_platform_secret_adapter() -> None:
+    class Versions:
+        def access(self, version: str) -> str:
+            return f"value of {version}"
+
+    settings = Settings(project="p", webhook_signing_key="k", slack_webhook_url_secret="projects/p/secrets/s/1")
+    platform = bootstrap.Platform("notification", settings, secrets=Versions())
+    assert platform.secret("webhook_signing_key") == "k"
+    assert platform.secret("slack_webhook_url") == "value of projects/p/secrets/s/1"
+    assert platform.secret("discord_webhook_url") is None
+
+
+def test_a_secret_setting_may_come_from_a_file_unless_its_value_is_set(tmp_path: Path) -> None:
+    """docker compose: the provision service generates the webhook key into a volume; a key set in .env wins."""
+    key_file = tmp_path / "webhook-signing-key"
+    key_file.write_text("generated\n")
+    from_file = bootstrap.Platform("notification", Settings(project="p", webhook_signing_key_file=key_file))
+    assert from_file.secret("webhook_signing_key") == "generated"
+    given = Settings(project="p", webhook_signing_key="set", webhook_signing_key_file=key_file)
+    assert bootstrap.Platform("notification", given).secret("webhook_signing_key") == "set"
+
+
+def _record_start_up(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The steps of the start sequence, in order, as they happen."""
+    import postprocess.wiring
+
+    steps: list[str] = []
+    monkeypatch.setattr(bootstrap, "observe", lambda name, settings: steps.append(f"telemetry {name}"))
+    monkeypatch.setattr(bootstrap.failpoints, "configure", lambda path: steps.append(f"failpoints {path}"))
+    real = postprocess.wiring.wire
+
+    def wire(platform: bootstrap.Platform) -> bootstrap.Wiring:
+        steps.append("wire")
+        wiring = real(platform)
+        return bootstrap.Wiring(routes=wiring.routes, warm_up=lambda: steps.append("warm-up"))
+
+    monkeypatch.setattr(postprocess.wiring, "wire", wire)
+    return steps
+
+
+@pytest.mark.parametrize("mode", ["pull", "push", "envelope"])
+def test_every_mode_starts_with_the_same_sequence(mode: bootstrap.Mode, monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = _record_start_up(monkeypatch)
+    settings = Settings(project="p", failpoints_file=Path("fp.json"))
+    built = bootstrap.start("postprocess", mode, settings, **_doubles())
+    assert steps == ["telemetry postprocess", "failpoints fp.json", "wire", "warm-up"]
+    assert set(built.service.routes) == {"diarization"}
+
+
+def test_start_refuses_a_missing_project_and_the_wrong_mode_before_anything_else(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    steps = _record_start_up(monkeypatch)
+    with pytest.raises(bootstrap.ConfigurationError, match="GOOGLE_CLOUD_PROJECT"):
+        bootstrap.start("postprocess", "pull", Settings(project=""))
+    with pytest.raises(bootstrap.ConfigurationError, match="http"):
+        bootstrap.start("postprocess", "http", Settings(project="p"))
+    with pytest.raises(bootstrap.ConfigurationError, match="'http'"):
+        bootstrap.start("api", "pull", Settings(project="p"))
+    assert steps == []
+    with pytest.raises(SystemExit, match="GOOGLE_CLOUD_PROJECT"):
+        bootstrap.run_worker("postprocess", Settings(project=""))
+
+
+def test_the_http_entry_point_serves_the_api_app_through_the_same_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    steps: list[str] = []
+    monkeypatch.setattr(bootstrap, "observe", lambda name, settings: steps.append(f"telemetry {name}"))
+    adapters = _doubles()
+    key, _ = apikeys.FirestoreApiKeys(adapters["firestore"]).create("newsroom")
+    app = bootstrap.http_app("api", Settings(project="p"), **adapters)
+    client = TestClient(app)
+    assert steps == ["telemetry api"]
+    assert client.get("/health").status_code == 200
+    # the key was made in the Firestore double given to the platform: the app authenticates with that adapter
+    me = client.get("/v1/me", headers={"Authorization": f"Bearer {key}"})
+    assert me.status_code == 200 and me.json()["producer"] == "newsroom"
 
 
 def test_build_service_refuses_a_wiring_that_misses_a_subscription(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,7 +174,9 @@ def test_build_service_refuses_a_wiring_that_misses_a_subscription(monkeypatch: 
         bootstrap.build_service("nosuch", Settings(project="p"))
 
 
-def test_the_push_function_answers_bad_requests_without_handling_them() -> None:
+def test_the_push_function_answers_bad_requests_without_handling_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bootstrap, "observe", lambda name, settings: None)
+
     class Request:
         path = "/"
 
@@ -76,6 +188,9 @@ def test_the_push_function_answers_bad_requests_without_handling_them() -> None:
 
     unset = bootstrap.push_http_handler(Settings(project="p", service=""))
     assert unset(Request({"message": {}}))[1] == 500
+    keyless = bootstrap.push_http_handler(Settings(project="p", service="notification"))
+    answer, status = keyless(Request({"message": {}}))
+    assert status == 500 and "signing key" in answer
     handle = bootstrap.push_http_handler(Settings(project="p", service="postprocess"))
     assert handle(Request({"hello": "world"}))[1] == 400
     assert handle(Request(None))[1] == 400

@@ -1,4 +1,5 @@
-"""The local stack's webhook signing key: generated once when none is configured, shown by `stack env`."""
+"""The local stack's keys (the webhook signing key, generated once when none is configured and shown by `stack env`;
+the studio link's API key) and how it starts every topology service."""
 
 from __future__ import annotations
 
@@ -51,3 +52,35 @@ def test_a_secret_manager_version_counts_as_configured(tmp_path: Path, monkeypat
     cfg = stack.StackConfig(root=tmp_path)
     stack.ensure_webhook_key(cfg)
     assert not cfg.webhook_key_file.exists()
+
+
+def test_up_makes_one_studio_key_for_the_local_producer_and_keeps_it_while_firestore_knows_it(tmp_path: Path) -> None:
+    from speakerline import apikeys
+    from tests.fakes import MemoryFirestore
+
+    cfg = stack.StackConfig(root=tmp_path, api_port=8099)
+    keys = apikeys.FirestoreApiKeys(MemoryFirestore())
+    key = stack.ensure_studio_key(cfg, keys)
+    verified = keys.verify(key)
+    assert verified is not None and verified.producer == stack.LOCAL_PRODUCER
+    assert cfg.studio_key_file.stat().st_mode & 0o077 == 0
+    assert stack.ensure_studio_key(cfg, keys) == key  # the same link on every `up`
+    assert cfg.studio_link(key) == f"http://127.0.0.1:8099/#key={key}"
+    # the emulator restarted empty: the kept key is unknown there, so a new one is made and kept
+    fresh = apikeys.FirestoreApiKeys(MemoryFirestore())
+    renewed = stack.ensure_studio_key(cfg, fresh)
+    assert renewed != key and fresh.verify(renewed) is not None
+    assert cfg.studio_key_file.read_text().strip() == renewed
+
+
+def test_every_topology_service_starts_the_same_way_the_api_on_the_stack_port(tmp_path: Path) -> None:
+    from speakerline import topology
+
+    cfg = stack.StackConfig(root=tmp_path, api_port=8099)
+    for service in topology.load().services.values():
+        comp = stack.service_component(cfg, {}, service)
+        assert comp.argv[1:] == ["-m", "speakerline.worker", service.name] and comp.kind == "service"
+        assert comp.env["SPEAKERLINE_READY_FILE"] == str(cfg.run / f"{service.name}.ready")
+        assert ("PORT" in comp.env) == (service.entrypoint == "http")
+    api = stack.service_component(cfg, {}, topology.load().services["api"])
+    assert (api.env["PORT"], api.env["SPEAKERLINE_HTTP_HOST"]) == ("8099", "127.0.0.1")

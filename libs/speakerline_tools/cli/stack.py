@@ -48,7 +48,6 @@ def _up(args: argparse.Namespace) -> int:
         print(f"stack up failed: {exc}", file=sys.stderr)
         return 1
     if cfg.services:
-        print(f"studio: {cfg.api_url}/  (sign in with a key from: speakerline apikey create --producer NAME)")
         print(f"api:    {cfg.api_url}/docs")
     print('stack is up. For other shells: eval "$(speakerline stack env)"')
     return 0

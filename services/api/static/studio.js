@@ -565,9 +565,17 @@ function wire() {
   followPlayhead();
 }
 
+// A ready link (`speakerline stack up` prints `http://127.0.0.1:8080/#key=slk_...` for a local key) signs in at once;
+// the key is in the fragment, which browsers never send to a server, and leaves the address bar at once.
+function keyFromLink() {
+  const key = new URLSearchParams(window.location.hash.slice(1)).get("key");
+  if (key) history.replaceState(null, "", window.location.pathname + window.location.search);
+  return key;
+}
+
 async function start() {
   wire();
-  const saved = sessionStorage.getItem(KEY_STORAGE);
+  const saved = keyFromLink() || sessionStorage.getItem(KEY_STORAGE);
   if (!saved) {
     $("signin").hidden = false;
     return;
