@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from speakerline import storage, uploads
 from speakerline.events import AudioUploaded, JobDeleted, models
+from speakerline.jobpaths import JobPaths
 from speakerline.pubsub import EventPublisher
 
 from . import views
@@ -79,7 +80,7 @@ def create_upload(body: UploadRequest, principal: Principal, deps: ApiDeps) -> U
         raise ApiError(422, "file_too_large", f"The file is {_mib(body.size)}; the limit is {_mib(limit)}.")
     job_id = new_job_id()
     file_name = uploads.safe_file_name(body.file_name)
-    uri = storage.uri(deps.config.uploads_bucket, uploads.upload_object_name(job_id, body.file_name))
+    uri = storage.uri(deps.config.uploads_bucket, JobPaths(job_id).upload(body.file_name))
     headers = {
         "content-type": body.content_type,
         # One URL, one object: the PUT may create it but never overwrite it (a second PUT gets 412).
@@ -242,11 +243,12 @@ def delete_job(job_id: str, principal: Principal, deps: ApiDeps) -> Accepted:
     """Delete the job's input, work files and results, then announce it (job.deleted: the projector marks it)."""
     doc, _ = owned(job_id, principal, deps)
     input_uri = _input(doc).get("uri")
+    paths = JobPaths(job_id)
     prefixes = [
         # an API upload's own folder, or the producer's object when it was submitted by URI
-        storage.uri(deps.config.uploads_bucket, f"api/{job_id}/"),
-        storage.uri(deps.config.work_bucket, f"jobs/{job_id}/"),
-        storage.uri(deps.config.results_bucket, f"results/{job_id}/"),
+        storage.uri(deps.config.uploads_bucket, paths.upload_folder),
+        storage.uri(deps.config.work_bucket, paths.work_folder),
+        storage.uri(deps.config.results_bucket, paths.results_folder),
     ]
     deleted = [uri for prefix in prefixes for uri in deps.objects.delete_prefix(prefix)]
     # An object submitted by URI is deleted alone: as a prefix it would take its neighbours with it.
