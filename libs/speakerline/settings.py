@@ -150,10 +150,17 @@ class Settings(BaseSettings):
         if value:
             return value
         version: str | None = getattr(self, f"{name}_secret", None)
-        if not version:
-            return None
-        from google.cloud import secretmanager
+        return read_secret(version) if version else None
 
-        response = secretmanager.SecretManagerServiceClient().access_secret_version(name=version)
-        secret: str = response.payload.data.decode("utf-8")
-        return secret
+
+def read_secret(resource_name: str) -> str:  # pragma: no cover - needs GCP
+    """The value of a Secret Manager secret version (`projects/<p>/secrets/<s>/versions/<v>`; a name without a
+    version reads `latest`). The only Secret Manager reader: `Settings.secret` and the diarization engines' HF token
+    use it."""
+    from google.cloud import secretmanager
+
+    if "/versions/" not in resource_name:
+        resource_name += "/versions/latest"
+    response = secretmanager.SecretManagerServiceClient().access_secret_version(name=resource_name)
+    secret: str = response.payload.data.decode("utf-8")
+    return secret

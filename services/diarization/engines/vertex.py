@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import structlog
 
 from speakerline import events
-from speakerline.settings import Settings
+from speakerline.settings import DEFAULT_PYANNOTE_MODEL, Settings
 
 from .base import DispatchUnavailable
 
@@ -119,7 +119,7 @@ class VertexConfig:
     timeout_s: int = 3600
     #: engine the GPU job runs: ``auto`` = pyannote when loadable, else embedded (on the GPU)
     worker_engine: str = "auto"
-    pyannote_model: str = "pyannote/speaker-diarization-3.1"
+    pyannote_model: str = DEFAULT_PYANNOTE_MODEL
     #: Secret Manager resource name, e.g. ``projects/p/secrets/hf-token/versions/latest``
     hf_token_secret: str | None = None
     #: extra non-secret environment for the worker (engine config, log level, ...)
