@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -105,17 +104,6 @@ def segments(blobs: storage.BlobStore, job: Mapping[str, Any]) -> list[dict[str,
 
 def turns(segments_json: list[dict[str, Any]]) -> list[Turn]:
     return turns_from_json(segments_json)
-
-
-def jsonable(value: Any) -> Any:
-    """Firestore documents hold datetimes; make them JSON."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def format_timeline(turn_list: list[Turn]) -> str:

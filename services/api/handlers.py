@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from speakerline import storage, uploads
+from speakerline import jobdoc, storage, uploads
 from speakerline.events import AudioUploaded, JobDeleted, models
 from speakerline.jobpaths import JobPaths
 from speakerline.pubsub import EventPublisher
@@ -165,18 +165,12 @@ def _status(deps: ApiDeps, job_id: str) -> Any:
     return doc.get("status") if doc else views.PENDING
 
 
-def _input(doc: Doc | None) -> dict[str, Any]:
-    """The `request.input` of a job document (empty before any event)."""
-    source: dict[str, Any] = ((doc or {}).get("request") or {}).get("input") or {}
-    return source
-
-
 def owned(job_id: str, principal: Principal, deps: ApiDeps) -> tuple[Doc | None, Doc | None]:
     """(job document, claim) of a job of this producer; 404 for any other (unknown, or another producer's)."""
     if not uploads.JOB_ID_PATTERN.match(job_id):
         raise not_found(job_id)
     doc = deps.store.job(job_id)
-    claim = None if doc and (doc.get("request") or {}).get("producer") else deps.store.claim_of(job_id)
+    claim = None if doc and jobdoc.request_of(doc).get("producer") else deps.store.claim_of(job_id)
     if views.owner(doc, claim) != principal.producer:
         raise not_found(job_id)
     return doc, claim
@@ -224,7 +218,7 @@ def signed_result(job_id: str, fmt: str, principal: Principal, deps: ApiDeps) ->
     uri = views.result_uri(doc, fmt) if doc else None
     if status != "COMPLETED" or uri is None:
         raise ApiError(409, "result_not_ready", f"Job {job_id} is {status}: results exist once it is COMPLETED.")
-    stem = uploads.safe_file_name(_input(doc).get("filename") or job_id)
+    stem = uploads.safe_file_name(jobdoc.input_of(doc).get("filename") or job_id)
     stem = stem.rsplit(".", 1)[0]
     return deps.objects.sign_get(uri, deps.config.result_url_ttl_s, download_name=f"{stem}.{fmt}")
 
@@ -233,7 +227,7 @@ def signed_audio(job_id: str, principal: Principal, deps: ApiDeps) -> str:
     doc, _ = owned(job_id, principal, deps)
     if (doc or {}).get("status") == "DELETED":
         raise ApiError(410, "job_deleted", f"Job {job_id} was deleted with its audio.")
-    uri = _input(doc).get("uri")
+    uri = jobdoc.input_of(doc).get("uri")
     if not uri:
         raise ApiError(409, "audio_not_ready", f"Job {job_id} has no uploaded audio yet.")
     return deps.objects.sign_get(str(uri), deps.config.result_url_ttl_s)
@@ -242,7 +236,7 @@ def signed_audio(job_id: str, principal: Principal, deps: ApiDeps) -> str:
 def delete_job(job_id: str, principal: Principal, deps: ApiDeps) -> Accepted:
     """Delete the job's input, work files and results, then announce it (job.deleted: the projector marks it)."""
     doc, _ = owned(job_id, principal, deps)
-    input_uri = _input(doc).get("uri")
+    input_uri = jobdoc.input_of(doc).get("uri")
     paths = JobPaths(job_id)
     prefixes = [
         # an API upload's own folder, or the producer's object when it was submitted by URI

@@ -7,6 +7,7 @@ import os
 import sys
 from typing import Any
 
+from speakerline import jobdoc
 from speakerline_tools import repo, stack
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_TIMEOUT, EXIT_USAGE = 0, 1, 2, 64
@@ -32,9 +33,7 @@ def project() -> str:
 
 def print_json(value: Any) -> None:
     """A job document (or a list of them) as `--json` prints it: Firestore datetimes as ISO strings."""
-    from speakerline_tools import client
-
-    print(json.dumps(client.jsonable(value), indent=2, sort_keys=True))
+    print(json.dumps(jobdoc.jsonable(value), indent=2, sort_keys=True))
 
 
 def final_document(job: dict[str, Any] | None, job_id: str) -> dict[str, Any]:
