@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     project: str = Field("", validation_alias=_env("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"))
     topology_file: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_TOPOLOGY"))
     bucket_prefix: str = Field("", validation_alias=_env("SPEAKERLINE_BUCKET_PREFIX"))
-    log_level: str = Field("INFO", validation_alias=_env("SPEAKERLINE_LOG_LEVEL"))
+    #: None: the entry point's default (INFO for a service, WARNING for the CLI).
+    log_level: str | None = Field(None, validation_alias=_env("SPEAKERLINE_LOG_LEVEL"))
     # The push function serves the service this names (the images set SERVICE).
     service: str = Field("", validation_alias=_env("SPEAKERLINE_SERVICE", "SERVICE"))
     ready_file: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_READY_FILE"))

@@ -3,7 +3,6 @@ Firestore until it ends, fetch the timeline. Used by the `speakerline submit` an
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -14,8 +13,9 @@ from typing import Any
 import google.cloud.storage as gcs
 from google.cloud import firestore
 
-from speakerline import jobpaths, storage, topology
+from speakerline import jobpaths, storage
 from speakerline.jobs import JobStatus, job_id_for_object
+from speakerline.settings import Settings
 from speakerline.speaker_options import Problem, given, problems
 from speakerline.timeline import Turn, turns_from_json
 from speakerline_tools import jobstore
@@ -49,7 +49,7 @@ def submit(
     bucket: str | None = None,
 ) -> Submission:
     """Upload `path` to the uploads bucket with the job's options as object metadata."""
-    bucket = bucket or os.environ.get("SPEAKERLINE_BUCKET_PREFIX", "") + topology.load().bucket("uploads")
+    bucket = bucket or Settings().bucket("uploads")
     name = jobpaths.submission(uuid.uuid4().hex, path.name)
     blob = client.bucket(bucket).blob(name)
     metadata = {key: str(value) for key, value in options.items()}

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from speakerline import jobdoc
+from speakerline.settings import Settings
 from speakerline_tools import repo, stack
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_TIMEOUT, EXIT_USAGE = 0, 1, 2, 64
@@ -24,7 +25,7 @@ def use_local_stack_if_running() -> None:
 
 
 def project() -> str:
-    project = os.environ.get("GOOGLE_CLOUD_PROJECT")
+    project = Settings().project
     if not project:
         print("GOOGLE_CLOUD_PROJECT is not set (and no local stack is up: `speakerline stack up`)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
