@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,8 +25,17 @@ DEFAULT_PYANNOTE_MODEL = "pyannote/speaker-diarization-3.1"
 DEFAULT_MAX_UPLOAD_BYTES = 4 * 1024**3
 
 
+T = TypeVar("T")
+
+
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
+
+
+def or_default(value: T | None, default: T) -> T:
+    """A tuning setting's value: left None, the service's own default (written once, where the service defines
+    it); 0 or an empty string is a value, not the default."""
+    return default if value is None else value
 
 
 class Settings(BaseSettings):
