@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from speakerline.settings import DEFAULT_PYANNOTE_MODEL, Settings, read_secret
 
 from .base import DiarizationEngine, EngineUnavailable
 
-__all__ = ["EngineConfig", "EngineName", "load_engine", "resolve_hf_token"]
+__all__ = ["EngineConfig", "EngineName", "load", "load_engine", "resolve_hf_token"]
 
 log = structlog.get_logger()
 
@@ -113,6 +114,13 @@ def _load_embedded(config: EngineConfig) -> DiarizationEngine:
     from .embedded import EmbeddedEngine
 
     return EmbeddedEngine.from_pretrained(config.embedded_weights_dir, device=config.device)
+
+
+def load(name: str, settings: Settings) -> DiarizationEngine:
+    """Engine `name` (``auto``, ``pyannote`` or ``embedded``) with the rest of its configuration (model, token,
+    device, caches) from `settings`, as the service reads them: for a process that picks the engine itself (the
+    ``speakerline eval`` command). ``ValueError`` for an unknown name; `load_engine` says what else is raised."""
+    return load_engine(dataclasses.replace(EngineConfig.from_settings(settings), engine=cast(EngineName, name)))
 
 
 def load_engine(
