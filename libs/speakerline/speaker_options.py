@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from speakerline.uploads import MAX_SPEAKERS, MIN_SPEAKERS, NUM_SPEAKERS
+
 #: The range of every speaker count (the event schema's bounds).
 FEWEST: Final = 1
 MOST: Final = 32
@@ -41,7 +43,7 @@ def problems(
     """Everything wrong with these options, in the order a caller reports them (each count's range, then
     count-and-range, then min above max); empty when they are fine. `fewest`/`most` None: that bound unchecked."""
     found: list[OptionsProblem] = []
-    counts = (("num_speakers", num_speakers), ("min_speakers", min_speakers), ("max_speakers", max_speakers))
+    counts = ((NUM_SPEAKERS, num_speakers), (MIN_SPEAKERS, min_speakers), (MAX_SPEAKERS, max_speakers))
     for key, value in counts:
         if value is None:
             continue
@@ -56,5 +58,5 @@ def problems(
 
 def given(num_speakers: int | None, min_speakers: int | None, max_speakers: int | None) -> dict[str, int]:
     """The options that are set, by name (the shape of object metadata and of the events' `options`)."""
-    options = {"num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
+    options = {NUM_SPEAKERS: num_speakers, MIN_SPEAKERS: min_speakers, MAX_SPEAKERS: max_speakers}
     return {key: value for key, value in options.items() if value is not None}
