@@ -111,7 +111,9 @@ def default_path() -> Path:
     for folder in (cwd, *cwd.parents):
         if (folder / "infra" / "topology.yaml").is_file():
             return folder / "infra" / "topology.yaml"
-    raise FileNotFoundError("SPEAKERLINE_TOPOLOGY is not set and no infra/topology.yaml is above the working directory")
+    raise FileNotFoundError(
+        "no infra/topology.yaml is above the working directory (elsewhere, name one with SPEAKERLINE_TOPOLOGY)"
+    )
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
