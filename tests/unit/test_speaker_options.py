@@ -45,3 +45,14 @@ def test_given_keeps_the_options_that_are_set() -> None:
     assert given(None, 2, None) == {"min_speakers": 2}
     assert given(3, None, None) == {"num_speakers": 3}
     assert given(None, None, None) == {}
+
+
+def test_the_cli_words_the_rule_with_its_flags_and_leaves_ranges_to_ingest() -> None:
+    from speakerline_tools import client
+
+    assert client.speaker_options(None, 2, 4) == {"min_speakers": 2, "max_speakers": 4}
+    assert client.speaker_options(40, None, None) == {"num_speakers": 40}  # ingest rejects it, with its reason
+    with pytest.raises(ValueError, match="give --num-speakers or a --min-speakers/--max-speakers range, not both"):
+        client.speaker_options(2, 1, None)
+    with pytest.raises(ValueError, match="--min-speakers 5 is greater than --max-speakers 2"):
+        client.speaker_options(None, 5, 2)
