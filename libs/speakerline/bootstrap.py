@@ -210,7 +210,7 @@ def build_service(name: str, settings: Settings, **adapters: Unpack[Adapters]) -
 
 def observe(name: str, settings: Settings) -> None:
     """Logs (structlog JSON lines) and OpenTelemetry (traces, metrics) of the process running service `name`."""
-    logs.configure(name, settings.log_level)
+    logs.configure(name, settings.log_level, project=settings.project)
     telemetry.configure(
         name,
         exporters=settings.telemetry,

@@ -9,7 +9,6 @@ handled, so every line of a job can be found with one filter (`jsonPayload.job_i
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
@@ -37,9 +36,16 @@ def _cloud_logging_severity(_: Any, method: str, event_dict: MutableMapping[str,
     return event_dict
 
 
-def configure(service: str, level: str | None = None) -> None:
-    """Configure structlog (and stdlib logging of libraries) once per process."""
-    level_name = (level or os.environ.get("SPEAKERLINE_LOG_LEVEL", "INFO")).upper()
+#: The Google Cloud project of trace ids in log lines (`configure` sets it from the settings).
+_trace_project = ""
+
+
+def configure(service: str, level: str | None = None, *, project: str = "") -> None:
+    """Configure structlog (and stdlib logging of libraries) once per process: `level` None means INFO, `project`
+    is the Google Cloud project traces are recorded in (settings.project; empty: trace ids without one)."""
+    global _trace_project
+    _trace_project = project
+    level_name = (level or "INFO").upper()
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, level_name, logging.INFO), format="%(message)s")
     structlog.configure(
         processors=[
@@ -83,6 +89,6 @@ def bind_event(event: Event[Any] | None, **extra: Any) -> Iterator[None]:
             fields["job_id"] = event.job_id
         # the span handling the event where one is recorded (its parent is the event's own traceparent)
         traceparent = current_traceparent() or event.traceparent
-        fields.update(trace_fields(traceparent, os.environ.get("GOOGLE_CLOUD_PROJECT")))
+        fields.update(trace_fields(traceparent, _trace_project or None))
     with structlog.contextvars.bound_contextvars(**fields):
         yield

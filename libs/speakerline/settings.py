@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,8 +25,17 @@ DEFAULT_PYANNOTE_MODEL = "pyannote/speaker-diarization-3.1"
 DEFAULT_MAX_UPLOAD_BYTES = 4 * 1024**3
 
 
+T = TypeVar("T")
+
+
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
+
+
+def or_default(value: T | None, default: T) -> T:
+    """A tuning setting's value: left None, the service's own default (written once, where the service defines
+    it); 0 or an empty string is a value, not the default."""
+    return default if value is None else value
 
 
 class Settings(BaseSettings):
@@ -35,7 +45,8 @@ class Settings(BaseSettings):
     project: str = Field("", validation_alias=_env("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"))
     topology_file: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_TOPOLOGY"))
     bucket_prefix: str = Field("", validation_alias=_env("SPEAKERLINE_BUCKET_PREFIX"))
-    log_level: str = Field("INFO", validation_alias=_env("SPEAKERLINE_LOG_LEVEL"))
+    #: None: the entry point's default (INFO for a service, WARNING for the CLI).
+    log_level: str | None = Field(None, validation_alias=_env("SPEAKERLINE_LOG_LEVEL"))
     # The push function serves the service this names (the images set SERVICE).
     service: str = Field("", validation_alias=_env("SPEAKERLINE_SERVICE", "SERVICE"))
     ready_file: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_READY_FILE"))
@@ -155,10 +166,17 @@ class Settings(BaseSettings):
         if value:
             return value
         version: str | None = getattr(self, f"{name}_secret", None)
-        if not version:
-            return None
-        from google.cloud import secretmanager
+        return read_secret(version) if version else None
 
-        response = secretmanager.SecretManagerServiceClient().access_secret_version(name=version)
-        secret: str = response.payload.data.decode("utf-8")
-        return secret
+
+def read_secret(resource_name: str) -> str:  # pragma: no cover - needs GCP
+    """The value of a Secret Manager secret version (`projects/<p>/secrets/<s>/versions/<v>`; a name without a
+    version reads `latest`). The only Secret Manager reader: `Settings.secret` and the diarization engines' HF token
+    use it."""
+    from google.cloud import secretmanager
+
+    if "/versions/" not in resource_name:
+        resource_name += "/versions/latest"
+    response = secretmanager.SecretManagerServiceClient().access_secret_version(name=resource_name)
+    secret: str = response.payload.data.decode("utf-8")
+    return secret

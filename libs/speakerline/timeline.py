@@ -26,7 +26,9 @@ from typing import Any
 __all__ = [
     "Turn",
     "exclusive_timeline",
+    "merge_turns",
     "parse_rttm",
+    "speaker_label",
     "to_rttm",
     "to_webvtt",
     "turns_from_json",
@@ -71,6 +73,24 @@ class Turn:
     @property
     def duration(self) -> float:
         return self.end - self.start
+
+
+def speaker_label(index: int, width: int = 2) -> str:
+    """The label of the speaker numbered `index`: ``SPEAKER_00``, ``SPEAKER_01``... (pyannote's convention),
+    zero-padded to `width` digits."""
+    return f"SPEAKER_{index:0{width}d}"
+
+
+def merge_turns(turns: Iterable[Turn]) -> list[Turn]:
+    """Each speaker's turns joined where they touch or overlap (a turn cut in two becomes one again), sorted."""
+    merged: dict[str, list[Turn]] = {}
+    for turn in sorted(turns):
+        own = merged.setdefault(turn.speaker, [])
+        if own and turn.start <= own[-1].end:
+            own[-1] = Turn(own[-1].start, max(own[-1].end, turn.end), turn.speaker)
+        else:
+            own.append(turn)
+    return sorted(turn for own in merged.values() for turn in own)
 
 
 # -------------------------------------------------------------------------------------- exclusive
@@ -119,14 +139,7 @@ def exclusive_timeline(turns: Iterable[Turn]) -> list[Turn]:
 
 def _speaker_stretches(turns: Iterable[Turn]) -> list[Turn]:
     """Per speaker, the disjoint union of their positive-length turns (touching turns joined)."""
-    stretches: dict[str, list[Turn]] = {}
-    for turn in sorted(t for t in turns if t.end > t.start):
-        own = stretches.setdefault(turn.speaker, [])
-        if own and turn.start <= own[-1].end:
-            own[-1] = Turn(own[-1].start, max(own[-1].end, turn.end), turn.speaker)
-        else:
-            own.append(turn)
-    return sorted(stretch for own in stretches.values() for stretch in own)
+    return merge_turns(t for t in turns if t.end > t.start)
 
 
 def _main_speaker(active: Sequence[Turn]) -> str:

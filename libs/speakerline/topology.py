@@ -6,7 +6,6 @@ The same file is applied to the local emulators by `speakerline stack up` (see `
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -110,16 +109,16 @@ class Topology:
 
 
 def default_path() -> Path:
-    """SPEAKERLINE_TOPOLOGY when set (images ship a copy and set it), else infra/topology.yaml of the checkout
-    the process runs in (the working directory or a folder above it)."""
-    override = os.environ.get("SPEAKERLINE_TOPOLOGY")
-    if override:
-        return Path(override)
+    """infra/topology.yaml of the checkout the process runs in (the working directory or a folder above it). A
+    process given another file (`Settings.topology_file`, SPEAKERLINE_TOPOLOGY: images ship a copy and set it)
+    loads that one: `Settings.topology`."""
     cwd = Path.cwd()
     for folder in (cwd, *cwd.parents):
         if (folder / "infra" / "topology.yaml").is_file():
             return folder / "infra" / "topology.yaml"
-    raise FileNotFoundError("SPEAKERLINE_TOPOLOGY is not set and no infra/topology.yaml is above the working directory")
+    raise FileNotFoundError(
+        "no infra/topology.yaml is above the working directory (elsewhere, name one with SPEAKERLINE_TOPOLOGY)"
+    )
 
 
 def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -191,5 +190,6 @@ def parse(doc: Mapping[str, Any], profile: str | None = None) -> Topology:
 
 @cache
 def load(path: Path | None = None, profile: str | None = None) -> Topology:
+    """The topology in `path` (None: the checkout's, `default_path`), with `profile`'s overrides."""
     with (path or default_path()).open() as f:
         return parse(yaml.safe_load(f), profile)

@@ -1,6 +1,6 @@
 """The upload contract between producers, the HTTP API (which signs upload URLs) and ingest (which reads the
-object): the custom metadata keys an uploaded object may carry (`x-goog-meta-<key>` headers) and the object
-name the API gives an upload."""
+object): the custom metadata keys an uploaded object may carry (`x-goog-meta-<key>` headers) and the safe file
+name of an upload (its object name is `jobpaths.JobPaths.upload`)."""
 
 from __future__ import annotations
 
@@ -58,8 +58,3 @@ def safe_file_name(name: str) -> str:
 
 def _ascii(text: str) -> str:
     return _UNSAFE.sub("_", unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode())
-
-
-def upload_object_name(job_id: str, file_name: str) -> str:
-    """Where the API puts a signed upload: one folder per job, so the name never collides."""
-    return f"api/{job_id}/{safe_file_name(file_name)}"

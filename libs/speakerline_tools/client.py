@@ -3,20 +3,20 @@ Firestore until it ends, fetch the timeline. Used by the `speakerline submit` an
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import google.cloud.storage as gcs
 from google.cloud import firestore
 
-from speakerline import storage, topology
+from speakerline import jobpaths, storage
 from speakerline.jobs import JobStatus, job_id_for_object
+from speakerline.settings import Settings
+from speakerline.speaker_options import Problem, given, problems
 from speakerline.timeline import Turn, turns_from_json
 from speakerline_tools import jobstore
 
@@ -29,12 +29,14 @@ class Submission:
 
 
 def speaker_options(num: int | None, low: int | None, high: int | None) -> dict[str, int]:
-    if num is not None and (low is not None or high is not None):
+    """The options of `--num-speakers`/`--min-speakers`/`--max-speakers`; ValueError says what is wrong. A count's
+    range is left to ingest, which rejects the job with its reason."""
+    found = problems(num, low, high, fewest=None, most=None)
+    if found and found[0].problem is Problem.COUNT_AND_RANGE:
         raise ValueError("give --num-speakers or a --min-speakers/--max-speakers range, not both")
-    if low is not None and high is not None and low > high:
+    if found:
         raise ValueError(f"--min-speakers {low} is greater than --max-speakers {high}")
-    options = {"num_speakers": num, "min_speakers": low, "max_speakers": high}
-    return {k: v for k, v in options.items() if v is not None}
+    return given(num, low, high)
 
 
 def submit(
@@ -47,8 +49,8 @@ def submit(
     bucket: str | None = None,
 ) -> Submission:
     """Upload `path` to the uploads bucket with the job's options as object metadata."""
-    bucket = bucket or os.environ.get("SPEAKERLINE_BUCKET_PREFIX", "") + topology.load().bucket("uploads")
-    name = f"submissions/{uuid.uuid4().hex}/{path.name}"
+    bucket = bucket or Settings().bucket("uploads")
+    name = jobpaths.submission(uuid.uuid4().hex, path.name)
     blob = client.bucket(bucket).blob(name)
     metadata = {key: str(value) for key, value in options.items()}
     metadata.update(filename=path.name, submitted_by="cli")
@@ -102,17 +104,6 @@ def segments(blobs: storage.BlobStore, job: Mapping[str, Any]) -> list[dict[str,
 
 def turns(segments_json: list[dict[str, Any]]) -> list[Turn]:
     return turns_from_json(segments_json)
-
-
-def jsonable(value: Any) -> Any:
-    """Firestore documents hold datetimes; make them JSON."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def format_timeline(turn_list: list[Turn]) -> str:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -41,10 +40,10 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol, cast, get_args
+from typing import Any, Final, Protocol, get_args
 
 from diarization.engines.base import DiarizationEngine, DiarizationOptions
-from diarization.engines.select import EngineConfig, EngineName
+from diarization.engines.select import EngineName
 from speakerline.audio import DECODABLE_FORMATS, SNIFF_BYTES, MediaLimits, Rejection, normalize_file, sniff_format
 
 __all__ = [
@@ -601,7 +600,7 @@ def _stdout_to_stderr() -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     """Run ``eval`` from parsed arguments; returns the exit code."""
     from diarization.engines.base import EngineUnavailable
-    from diarization.engines.select import load_engine
+    from diarization.engines.select import load
     from speakerline import logs
     from speakerline.settings import Settings
 
@@ -622,10 +621,9 @@ def run(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="speakerline-eval-") as tmp, _stdout_to_stderr():
             prepared = prepare(pairs, Path(tmp))
             # the engine's other settings come from the environment, read as the service reads them
-            config = dataclasses.replace(EngineConfig.from_settings(Settings()), engine=cast(EngineName, args.engine))
             started = time.perf_counter()
             try:
-                engine = load_engine(config)
+                engine = load(args.engine, Settings())
             except (EngineUnavailable, ValueError) as exc:
                 return _fail(f"engine {args.engine}: {exc}")
             load_s = time.perf_counter() - started

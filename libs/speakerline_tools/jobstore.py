@@ -1,8 +1,7 @@
 """Read side of the job documents the projector writes, for the CLI and ops: queries and human formatting.
 
-Read-only by design: the projector is the only Firestore writer. The document shape is described in
-`projector.projection`; this module only relies on the field names, so it must not import it
-(shared libs never import a service).
+Read-only by design: the projector is the only Firestore writer. Its fields are read through
+`speakerline.jobdoc`, the reader the API's views share.
 """
 
 from __future__ import annotations
@@ -13,18 +12,8 @@ from typing import Any
 
 from google.cloud import firestore
 
+from speakerline import jobdoc
 from speakerline.jobs import EVENTS_SUBCOLLECTION, JOBS_COLLECTION
-
-# Stage timestamps in pipeline order, with their labels for humans.
-_STAGES: tuple[tuple[str, str], ...] = (
-    ("received_at", "received"),
-    ("ingested_at", "ingested"),
-    ("diarization_started_at", "diarization started"),
-    ("diarized_at", "diarized"),
-    ("completed_at", "completed"),
-    ("rejected_at", "rejected"),
-    ("failed_at", "failed"),
-)
 
 
 def get_job(client: firestore.Client, job_id: str) -> dict[str, Any] | None:
@@ -59,8 +48,7 @@ def _ts(value: Any) -> str:
 
 
 def _input_name(job: Mapping[str, Any]) -> str:
-    request = job.get("request") or {}
-    source = request.get("input") or {}
+    source = jobdoc.input_of(job)
     return str(source.get("filename") or source.get("uri") or "")
 
 
@@ -113,19 +101,18 @@ def format_job_line(job: Mapping[str, Any]) -> str:
 def format_job_detail(job: Mapping[str, Any]) -> str:
     """Everything a human asks about one job, for `speakerline jobs get`."""
     lines = [f"job       {job.get('job_id')}", f"status    {job.get('status')}"]
-    request = job.get("request") or {}
+    request = jobdoc.request_of(job)
     if _input_name(job):
-        lines.append(f"input     {(request.get('input') or {}).get('uri', _input_name(job))}")
+        lines.append(f"input     {jobdoc.input_of(job).get('uri', _input_name(job))}")
     if request.get("correlation_id"):
         lines.append(f"corr. id  {request['correlation_id']}")
     lines.append(f"created   {_ts(job.get('created_at'))}")
     lines.append(f"updated   {_ts(job.get('updated_at'))}")
 
-    stages = job.get("stages") or {}
-    seen = [(label, stages[key]) for key, label in _STAGES if stages.get(key) is not None]
+    seen = jobdoc.stages_reached(job)
     if seen:
         lines.append("stages")
-        lines.extend(f"  {label:<20}{_ts(at)}" for label, at in seen)
+        lines.extend(f"  {label:<20}{_ts(at)}" for _, label, at in seen)
 
     engine = job.get("engine")
     if engine:
@@ -152,9 +139,9 @@ def format_job_detail(job: Mapping[str, Any]) -> str:
                     f"  {speaker.get('speaker'):<12}{float(speaker.get('talk_time_s', 0)):7.1f}s"
                     f"  {float(speaker.get('share', 0)) * 100:5.1f}%  {speaker.get('num_segments')} segments"
                 )
-        for key, label in (("output_uri", "output"), ("rttm_uri", "rttm"), ("vtt_uri", "vtt")):
-            if result.get(key):
-                lines.append(f"{label:<10}{result[key]}")
+        for fmt in jobdoc.result_formats(job):
+            label = "output" if fmt == "json" else fmt
+            lines.append(f"{label:<10}{jobdoc.result_uri(job, fmt)}")
 
     for n in job.get("notifications") or []:
         code = f" ({n['code']})" if n.get("code") else ""

@@ -26,6 +26,7 @@ from typing import Protocol
 from speakerline import topology as topo
 from speakerline import uploads as upload_contract
 from speakerline.apikeys import ApiKey
+from speakerline.settings import Settings
 
 DEFAULT_PROJECT = "speakerline-local"
 STATE_FILE = "stack.json"
@@ -85,7 +86,7 @@ class StackConfig:
     def webhook_signing_key(self) -> str | None:
         """The key the notification service signs webhooks with: the configured one (the stack's service
         environment, else this process's environment), else the generated one."""
-        configured = self.service_env.get(WEBHOOK_KEY_ENV) or os.environ.get(WEBHOOK_KEY_ENV)
+        configured = self.service_env.get(WEBHOOK_KEY_ENV) or Settings().webhook_signing_key
         if configured:
             return configured
         try:
@@ -159,12 +160,12 @@ def components(cfg: StackConfig) -> list[Component]:
         **os.environ,
         "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
         # Services read the topology from the checkout they were started from, whatever their working directory.
-        "SPEAKERLINE_TOPOLOGY": os.environ.get("SPEAKERLINE_TOPOLOGY") or str(topo.default_path().resolve()),
+        "SPEAKERLINE_TOPOLOGY": str(Settings().topology_file or topo.default_path().resolve()),
         # every service's spans and metrics as JSON lines under the stack's folder (`speakerline jobs trace`)
         "SPEAKERLINE_TELEMETRY_DIR": str(cfg.root.resolve()),
     }
     gcloud = _gcloud()
-    topology = topo.load()
+    topology = Settings().topology
     uploads = topology.buckets["uploads"]
     assert uploads.notification is not None
     emulators = [
@@ -291,8 +292,10 @@ def ensure_webhook_key(cfg: StackConfig) -> None:
     """Webhooks work out of the box locally: without a configured signing key (nor a Secret Manager version
     naming one), generate one and keep it with the stack's state, so that it survives restarts and `stack env`
     can show it to receivers. The notification service refuses to start without a key."""
-    configured = {**os.environ, **cfg.service_env}
-    if configured.get(WEBHOOK_KEY_ENV) or configured.get(WEBHOOK_KEY_ENV + "_SECRET"):
+    settings = Settings()
+    if settings.webhook_signing_key or settings.webhook_signing_key_secret:
+        return
+    if cfg.service_env.get(WEBHOOK_KEY_ENV) or cfg.service_env.get(WEBHOOK_KEY_ENV + "_SECRET"):
         return
     if cfg.webhook_key_file.exists():
         return
@@ -450,10 +453,10 @@ def up(cfg: StackConfig, say: Callable[[str], None] = print, timeout_s: float = 
     _ensure(cfg, comps["pubsub"], timeout_s, say)
     _ensure(cfg, comps["firestore"], timeout_s, say)
     # Topics first: fake-gcs-server drops notifications for a topic that does not exist yet.
-    report = provision.apply_pubsub(topo.load(profile="local"), cfg.project)
+    report = provision.apply_pubsub(topo.load(Settings().topology_file, profile="local"), cfg.project)
     say(f"pubsub topology: {len(report.created)} created, {len(report.existing)} already there")
     _ensure(cfg, comps["gcs"], timeout_s, say)
-    sreport = provision.apply_storage(topo.load(), storage.Client(project=cfg.project))
+    sreport = provision.apply_storage(Settings().topology, storage.Client(project=cfg.project))
     say(f"buckets: {len(sreport.created)} created, {len(sreport.existing)} already there")
     for comp in comps.values():
         if comp.kind == "service":
@@ -518,7 +521,7 @@ def topology_applied(cfg: StackConfig) -> list[str]:
     os.environ.update(cfg.emulator_env())
     subscriber = pubsub_v1.SubscriberClient()
     missing = []
-    for sub in topo.load().subscriptions.values():
+    for sub in Settings().topology.subscriptions.values():
         for name in (sub.name, sub.dead_letter_subscription):
             try:
                 subscriber.get_subscription(request={"subscription": subscriber.subscription_path(cfg.project, name)})

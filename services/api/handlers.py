@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from speakerline import storage, uploads
+from speakerline import jobdoc, storage, uploads
 from speakerline.events import AudioUploaded, JobDeleted, models
+from speakerline.jobpaths import JobPaths
 from speakerline.pubsub import EventPublisher
 
 from . import views
@@ -79,7 +80,7 @@ def create_upload(body: UploadRequest, principal: Principal, deps: ApiDeps) -> U
         raise ApiError(422, "file_too_large", f"The file is {_mib(body.size)}; the limit is {_mib(limit)}.")
     job_id = new_job_id()
     file_name = uploads.safe_file_name(body.file_name)
-    uri = storage.uri(deps.config.uploads_bucket, uploads.upload_object_name(job_id, body.file_name))
+    uri = storage.uri(deps.config.uploads_bucket, JobPaths(job_id).upload(body.file_name))
     headers = {
         "content-type": body.content_type,
         # One URL, one object: the PUT may create it but never overwrite it (a second PUT gets 412).
@@ -164,18 +165,12 @@ def _status(deps: ApiDeps, job_id: str) -> Any:
     return doc.get("status") if doc else views.PENDING
 
 
-def _input(doc: Doc | None) -> dict[str, Any]:
-    """The `request.input` of a job document (empty before any event)."""
-    source: dict[str, Any] = ((doc or {}).get("request") or {}).get("input") or {}
-    return source
-
-
 def owned(job_id: str, principal: Principal, deps: ApiDeps) -> tuple[Doc | None, Doc | None]:
     """(job document, claim) of a job of this producer; 404 for any other (unknown, or another producer's)."""
     if not uploads.JOB_ID_PATTERN.match(job_id):
         raise not_found(job_id)
     doc = deps.store.job(job_id)
-    claim = None if doc and (doc.get("request") or {}).get("producer") else deps.store.claim_of(job_id)
+    claim = None if doc and jobdoc.request_of(doc).get("producer") else deps.store.claim_of(job_id)
     if views.owner(doc, claim) != principal.producer:
         raise not_found(job_id)
     return doc, claim
@@ -223,7 +218,7 @@ def signed_result(job_id: str, fmt: str, principal: Principal, deps: ApiDeps) ->
     uri = views.result_uri(doc, fmt) if doc else None
     if status != "COMPLETED" or uri is None:
         raise ApiError(409, "result_not_ready", f"Job {job_id} is {status}: results exist once it is COMPLETED.")
-    stem = uploads.safe_file_name(_input(doc).get("filename") or job_id)
+    stem = uploads.safe_file_name(jobdoc.input_of(doc).get("filename") or job_id)
     stem = stem.rsplit(".", 1)[0]
     return deps.objects.sign_get(uri, deps.config.result_url_ttl_s, download_name=f"{stem}.{fmt}")
 
@@ -232,7 +227,7 @@ def signed_audio(job_id: str, principal: Principal, deps: ApiDeps) -> str:
     doc, _ = owned(job_id, principal, deps)
     if (doc or {}).get("status") == "DELETED":
         raise ApiError(410, "job_deleted", f"Job {job_id} was deleted with its audio.")
-    uri = _input(doc).get("uri")
+    uri = jobdoc.input_of(doc).get("uri")
     if not uri:
         raise ApiError(409, "audio_not_ready", f"Job {job_id} has no uploaded audio yet.")
     return deps.objects.sign_get(str(uri), deps.config.result_url_ttl_s)
@@ -241,12 +236,13 @@ def signed_audio(job_id: str, principal: Principal, deps: ApiDeps) -> str:
 def delete_job(job_id: str, principal: Principal, deps: ApiDeps) -> Accepted:
     """Delete the job's input, work files and results, then announce it (job.deleted: the projector marks it)."""
     doc, _ = owned(job_id, principal, deps)
-    input_uri = _input(doc).get("uri")
+    input_uri = jobdoc.input_of(doc).get("uri")
+    paths = JobPaths(job_id)
     prefixes = [
         # an API upload's own folder, or the producer's object when it was submitted by URI
-        storage.uri(deps.config.uploads_bucket, f"api/{job_id}/"),
-        storage.uri(deps.config.work_bucket, f"jobs/{job_id}/"),
-        storage.uri(deps.config.results_bucket, f"results/{job_id}/"),
+        storage.uri(deps.config.uploads_bucket, paths.upload_folder),
+        storage.uri(deps.config.work_bucket, paths.work_folder),
+        storage.uri(deps.config.results_bucket, paths.results_folder),
     ]
     deleted = [uri for prefix in prefixes for uri in deps.objects.delete_prefix(prefix)]
     # An object submitted by URI is deleted alone: as a prefix it would take its neighbours with it.

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from speakerline import speaker_options
+
 Status = Literal[
     "PENDING", "RECEIVED", "INGESTED", "DIARIZING", "DIARIZED", "COMPLETED", "REJECTED", "FAILED", "DELETED"
 ]
@@ -17,6 +19,7 @@ JOB_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{7,63}$"
 # Request bodies are strict: an unknown field is refused (a typo must not silently drop an option), and so is a
 # value of the wrong JSON type ("size": "10", "num_speakers": true or 3.0), which lax parsing would coerce.
 STRICT = ConfigDict(extra="forbid", strict=True)
+_FEWEST, _MOST = speaker_options.FEWEST, speaker_options.MOST
 
 
 class SpeakerOptions(BaseModel):
@@ -24,9 +27,9 @@ class SpeakerOptions(BaseModel):
 
     model_config = STRICT
 
-    num_speakers: int | None = Field(None, ge=1, le=32, description="Exact number of speakers.")
-    min_speakers: int | None = Field(None, ge=1, le=32, description="Lower bound on the number of speakers.")
-    max_speakers: int | None = Field(None, ge=1, le=32, description="Upper bound on the number of speakers.")
+    num_speakers: int | None = Field(None, ge=_FEWEST, le=_MOST, description="Exact number of speakers.")
+    min_speakers: int | None = Field(None, ge=_FEWEST, le=_MOST, description="Lower bound on the number of speakers.")
+    max_speakers: int | None = Field(None, ge=_FEWEST, le=_MOST, description="Upper bound on the number of speakers.")
     webhook_url: str | None = Field(
         None,
         max_length=2048,
@@ -42,22 +45,22 @@ class SpeakerOptions(BaseModel):
 
     @model_validator(mode="after")
     def _one_way_to_count(self) -> SpeakerOptions:
-        if self.num_speakers is not None and (self.min_speakers is not None or self.max_speakers is not None):
-            raise ValueError("give num_speakers or a min_speakers/max_speakers range, not both")
-        if self.min_speakers is not None and self.max_speakers is not None and self.min_speakers > self.max_speakers:
-            raise ValueError("min_speakers is greater than max_speakers")
+        # Each count's range is its field's (checked before this runs, and shown in the OpenAPI document).
+        found = speaker_options.problems(
+            self.num_speakers, self.min_speakers, self.max_speakers, fewest=None, most=None
+        )
+        if found:
+            raise ValueError(_OPTIONS_MESSAGES[found[0].problem])
         return self
 
     def options(self) -> dict[str, int]:
-        return {
-            k: v
-            for k, v in (
-                ("num_speakers", self.num_speakers),
-                ("min_speakers", self.min_speakers),
-                ("max_speakers", self.max_speakers),
-            )
-            if v is not None
-        }
+        return speaker_options.given(self.num_speakers, self.min_speakers, self.max_speakers)
+
+
+_OPTIONS_MESSAGES: dict[speaker_options.Problem, str] = {
+    speaker_options.Problem.COUNT_AND_RANGE: "give num_speakers or a min_speakers/max_speakers range, not both",
+    speaker_options.Problem.MIN_ABOVE_MAX: "min_speakers is greater than max_speakers",
+}
 
 
 class UploadRequest(SpeakerOptions):

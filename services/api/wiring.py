@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from speakerline.bootstrap import ASGIApp, Platform, Wiring
-from speakerline.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings
+from speakerline.settings import DEFAULT_MAX_UPLOAD_BYTES, Settings, or_default
 
 from . import auth
 from .handlers import ApiConfig, ApiDeps
@@ -27,7 +27,7 @@ def config(settings: Settings, source: str) -> ApiConfig:
         uploads_bucket=settings.bucket("uploads"),
         work_bucket=settings.bucket("work"),
         results_bucket=settings.bucket("results"),
-        max_upload_bytes=settings.max_upload_bytes or DEFAULT_MAX_UPLOAD_BYTES,
+        max_upload_bytes=or_default(settings.max_upload_bytes, DEFAULT_MAX_UPLOAD_BYTES),
         upload_url_ttl_s=settings.api_upload_url_ttl_s,
         result_url_ttl_s=settings.api_result_url_ttl_s,
     )

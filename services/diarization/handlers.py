@@ -25,7 +25,7 @@ import json
 import queue
 import tempfile
 import threading
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +37,6 @@ from diarization.engines.base import (
     DiarizationResult,
     DispatchUnavailable,
     EngineUnavailable,
-    SpeakerTurn,
 )
 from diarization.progress import DEFAULT_INTERVAL_S, ProgressReport, ProgressReporter
 from speakerline import events, failpoints, logs, storage, telemetry
@@ -50,8 +49,9 @@ from speakerline.events import (
     JobFailed,
     models,
 )
+from speakerline.jobpaths import JobPaths
 from speakerline.runtime import Context
-from speakerline.timeline import Turn, to_rttm, turns_to_json
+from speakerline.timeline import to_rttm, turns_to_json
 
 STAGE = "diarization"
 
@@ -163,10 +163,6 @@ def _progress(
     return DiarizationProgress.caused_by(event, data, source=deps.source, discriminator=discriminator)
 
 
-def _turns(engine_turns: Sequence[SpeakerTurn]) -> list[Turn]:
-    return [Turn(t.start, t.end, t.speaker) for t in engine_turns]
-
-
 def _run_engine(
     engine: DiarizationEngine, wav: Path, event: AudioIngested, context: Context, deps: DiarizationDeps
 ) -> Generator[DiarizationProgress, None, DiarizationResult]:
@@ -252,14 +248,14 @@ def _diarize(
         wav = Path(tmp) / "audio.wav"
         deps.blobs.download(data.audio.uri, wav)
         result = yield from _run_engine(engine, wav, event, context, deps)
-    turns = _turns(result.turns)
+    turns = list(result.turns)
     raw: dict[str, Any] = {"segments": turns_to_json(turns)}
-    exclusive = _turns(result.exclusive_turns)
+    exclusive = list(result.exclusive_turns)
     if exclusive:
         raw["exclusive_segments"] = turns_to_json(exclusive)
-    base = f"jobs/{job_id}"
-    turns_uri = storage.uri(deps.work_bucket, f"{base}/turns.json")
-    rttm_uri = storage.uri(deps.work_bucket, f"{base}/raw.rttm")
+    paths = JobPaths(job_id)
+    turns_uri = storage.uri(deps.work_bucket, paths.raw_turns)
+    rttm_uri = storage.uri(deps.work_bucket, paths.raw_rttm)
     deps.blobs.upload_bytes(json.dumps(raw).encode(), turns_uri, "application/json")
     deps.blobs.upload_bytes(to_rttm(turns, job_id).encode(), rttm_uri, "text/plain")
     timings = {k: round(float(v), 3) for k, v in result.timings.items() if k in ("load_s", "inference_s", "rtf")}

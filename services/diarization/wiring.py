@@ -22,7 +22,7 @@ from speakerline import logs
 from speakerline.bootstrap import Platform, Wiring
 from speakerline.events import AudioIngested, DiarizationProgress
 from speakerline.runtime import Route
-from speakerline.settings import Settings
+from speakerline.settings import Settings, or_default
 
 NAME = "diarization"
 HANDLER = "audio_ingested"
@@ -103,7 +103,7 @@ def build_deps(platform: Platform) -> handlers.DiarizationDeps:
         engine_info=partial(_engine_info, config),
         dispatch=_vertex_dispatch(platform) if dispatching else None,
         # least time between two progress events of a job (seconds)
-        progress_interval_s=DEFAULT_INTERVAL_S if interval is None else interval,
+        progress_interval_s=or_default(interval, DEFAULT_INTERVAL_S),
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from ingest.gcs_notification import ObjectFinalized
-from speakerline import failpoints, runtime, storage, uploads
+from speakerline import failpoints, runtime, speaker_options, storage, uploads
 from speakerline.audio import MediaLimits, Rejection, ingest_file
 from speakerline.events import (
     AudioIngested,
@@ -34,6 +34,7 @@ from speakerline.events import (
     job_rejected,
     models,
 )
+from speakerline.jobpaths import JobPaths
 from speakerline.jobs import job_id_for_object
 
 
@@ -70,22 +71,29 @@ def options_from_metadata(metadata: Mapping[str, str]) -> tuple[models.Options, 
             return models.Options(), f"Object metadata {key}={_shown(raw)} is not a whole number."
         value = int(raw)
         values[key] = value
-    # Checked before the model (which would refuse it too), for a message the uploader understands.
-    for key, value in values.items():
-        if not 1 <= value <= 32:
-            return models.Options(), f"{key}={value} is outside 1..32."
+    low, high = values.get(uploads.MIN_SPEAKERS), values.get(uploads.MAX_SPEAKERS)
+    found = speaker_options.problems(values.get(uploads.NUM_SPEAKERS), low, high)
+    # A count out of range is reported before the model (which would refuse it too), for a message the uploader
+    # understands.
+    if found and found[0].problem is speaker_options.Problem.OUT_OF_RANGE:
+        return models.Options(), _options_message(found[0], low, high)
     options = models.Options(**values)
     return options, options_problem(options)
 
 
 def options_problem(options: models.Options) -> str | None:
-    """Why these speaker options cannot be honoured, or None (each value is within 1..32: the schema says so)."""
+    """Why these speaker options cannot be honoured, or None."""
     low, high = options.min_speakers, options.max_speakers
-    if options.num_speakers is not None and (low is not None or high is not None):
+    found = speaker_options.problems(options.num_speakers, low, high)
+    return _options_message(found[0], low, high) if found else None
+
+
+def _options_message(found: speaker_options.OptionsProblem, low: int | None, high: int | None) -> str:
+    if found.problem is speaker_options.Problem.OUT_OF_RANGE:
+        return f"{found.key}={found.value} is outside {speaker_options.FEWEST}..{speaker_options.MOST}."
+    if found.problem is speaker_options.Problem.COUNT_AND_RANGE:
         return "Give num_speakers or a min_speakers/max_speakers range, not both."
-    if low is not None and high is not None and low > high:
-        return f"min_speakers={low} is greater than max_speakers={high}."
-    return None
+    return f"min_speakers={low} is greater than max_speakers={high}."
 
 
 def _shown(value: str, limit: int = 60) -> str:
@@ -200,7 +208,7 @@ def audio_uploaded(
             outcome = ingest_file(src, info.size_bytes, wav, deps.limits)
         if isinstance(outcome, Rejection):
             return [_rejected(event, deps, job_id, request, outcome.code, outcome.message)]
-        audio_uri = storage.uri(deps.work_bucket, f"jobs/{job_id}/audio.wav")
+        audio_uri = storage.uri(deps.work_bucket, JobPaths(job_id).normalized_audio)
         deps.blobs.upload_file(wav, audio_uri, "audio/wav")
     ingested = models.AudioIngestedV1Data(
         job_id=job_id,

@@ -10,16 +10,16 @@ from speakerline.audio import MediaLimits
 from speakerline.bootstrap import Platform, Wiring
 from speakerline.events import AudioUploaded
 from speakerline.runtime import Route
-from speakerline.settings import Settings
+from speakerline.settings import Settings, or_default
 
 
 def media_limits(settings: Settings) -> MediaLimits:
     """The input limits the settings give; one left unset (None) keeps MediaLimits' default."""
     default = MediaLimits()
     return MediaLimits(
-        max_bytes=default.max_bytes if settings.max_upload_bytes is None else settings.max_upload_bytes,
-        min_duration_s=default.min_duration_s if settings.min_duration_s is None else settings.min_duration_s,
-        max_duration_s=default.max_duration_s if settings.max_duration_s is None else settings.max_duration_s,
+        max_bytes=or_default(settings.max_upload_bytes, default.max_bytes),
+        min_duration_s=or_default(settings.min_duration_s, default.min_duration_s),
+        max_duration_s=or_default(settings.max_duration_s, default.max_duration_s),
     )
 
 

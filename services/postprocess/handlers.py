@@ -25,6 +25,7 @@ from postprocess.timeline_rules import (
 )
 from speakerline import events, failpoints, runtime, storage
 from speakerline.events import DiarizationCompleted, Event, JobCompleted, models
+from speakerline.jobpaths import RESULT_FORMATS, JobPaths
 from speakerline.timeline import to_rttm, to_webvtt, turns_from_json
 
 
@@ -56,8 +57,8 @@ def handle(event: DiarizationCompleted, context: runtime.Context, deps: Postproc
         stats=stats,
         exclusive=exclusive,
     )
-    base = f"results/{job_id}/output"
-    uris = {ext: storage.uri(deps.results_bucket, f"{base}.{ext}") for ext in ("json", "rttm", "vtt")}
+    paths = JobPaths(job_id)
+    uris = {fmt: storage.uri(deps.results_bucket, paths.result(fmt)) for fmt in RESULT_FORMATS}
     deps.blobs.upload_bytes(json.dumps(output, indent=2).encode(), uris["json"], "application/json")
     deps.blobs.upload_bytes(to_rttm(turns, job_id).encode(), uris["rttm"], "text/plain")
     deps.blobs.upload_bytes(to_webvtt(turns).encode(), uris["vtt"], "text/vtt")

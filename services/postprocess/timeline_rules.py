@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from speakerline.events import models, to_json
-from speakerline.timeline import Turn, exclusive_timeline, turns_to_json
+from speakerline.timeline import Turn, exclusive_timeline, speaker_label, turns_to_json
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -214,7 +214,7 @@ def _labels(turns: Sequence[Turn]) -> dict[str, str]:
     # Pad to a common width so string order equals numeric order even past 100 speakers; otherwise
     # "SPEAKER_100" < "SPEAKER_99" would reorder ties and break idempotence.
     width = max(2, len(str(len(order) - 1)))
-    return {old: f"SPEAKER_{index:0{width}d}" for old, index in order.items()}
+    return {old: speaker_label(index, width) for old, index in order.items()}
 
 
 def _rename(turns: Iterable[Turn], labels: Mapping[str, str]) -> list[Turn]:

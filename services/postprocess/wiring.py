@@ -9,14 +9,15 @@ from postprocess.timeline_rules import PostprocessConfig
 from speakerline import runtime
 from speakerline.bootstrap import Platform, Wiring
 from speakerline.events import DiarizationCompleted
+from speakerline.settings import or_default
 
 
 def config(merge_gap_s: float | None, min_segment_s: float | None) -> PostprocessConfig:
     """The thresholds from settings; one left unset (None) keeps PostprocessConfig's default, written there."""
     defaults = PostprocessConfig()
     return PostprocessConfig(
-        merge_gap_s=defaults.merge_gap_s if merge_gap_s is None else merge_gap_s,
-        min_segment_s=defaults.min_segment_s if min_segment_s is None else min_segment_s,
+        merge_gap_s=or_default(merge_gap_s, defaults.merge_gap_s),
+        min_segment_s=or_default(min_segment_s, defaults.min_segment_s),
     )
 
 

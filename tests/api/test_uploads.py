@@ -63,14 +63,6 @@ def test_a_non_ascii_name_keeps_its_extension() -> None:
     assert uploads.safe_file_name("日本語.mp3").endswith(".mp3")
 
 
-def test_upload_object_name_is_one_folder_per_job() -> None:
-    assert uploads.upload_object_name("job_0123456789", "/tmp/My Talk.wav") == "api/job_0123456789/My_Talk.wav"
-    assert uploads.upload_object_name("job_0123456789", "") == "api/job_0123456789/audio"
-    long = uploads.upload_object_name("job_0123456789", "z" * 400 + ".mp3")
-    assert long.startswith("api/job_0123456789/") and long.endswith(".mp3")
-    assert len(long.rsplit("/", 1)[1]) <= 200
-
-
 def test_upload_headers_cover_every_metadata_key() -> None:
     assert uploads.UPLOAD_HEADERS[0] == "x-goog-if-generation-match"
     assert set(uploads.UPLOAD_HEADERS[2:]) == {f"x-goog-meta-{k}" for k in uploads.METADATA_KEYS}

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diarization.engines.base import DiarizationOptions, DiarizationResult, SpeakerTurn
+from diarization.engines.base import DiarizationOptions, DiarizationResult
+from speakerline.timeline import Turn
 from speakerline_tools import evaluation
 from speakerline_tools.evaluation import ErrorParts, EvalError, evaluate_dir, find_pairs, format_report
 
@@ -49,7 +50,7 @@ class FakeEngine:
         with wave.open(str(audio_path), "rb") as wav:  # the engine gets 16 kHz mono PCM16 WAV
             assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (RATE, 1, 2)
             duration = round(wav.getnframes() / RATE, 1)
-        turns = tuple(SpeakerTurn(s, e, spk) for s, e, spk in self.turns_by_duration[duration])
+        turns = tuple(Turn(s, e, spk) for s, e, spk in self.turns_by_duration[duration])
         return DiarizationResult(
             turns, "fake", "fake-model", "cpu", timings={"inference_s": duration / 10, "audio_s": duration}
         )

@@ -18,7 +18,7 @@ from google.auth import exceptions as _auth_exceptions
 
 from diarization import handlers, wiring
 from diarization.engines import vertex
-from diarization.engines.base import DiarizationOptions, DiarizationResult, DispatchUnavailable, SpeakerTurn
+from diarization.engines.base import DiarizationOptions, DiarizationResult, DispatchUnavailable
 from diarization.engines.vertex import (
     GPU_DISPATCH_REFUSED,
     GPU_START_FAILED,
@@ -30,6 +30,7 @@ from speakerline import events, runtime
 from speakerline.bootstrap import build_service
 from speakerline.events import AudioIngested, DiarizationCompleted, DiarizationProgress, DiarizationStarted
 from speakerline.settings import Settings
+from speakerline.timeline import Turn
 from tests.fakes import MemoryBlobStore, RecordingPublisher
 
 from . import fake_vertex
@@ -235,7 +236,7 @@ class ScriptedEngine:
             from diarization.engines.base import Progress
 
             progress(Progress(fraction=1.0, stage="clustering"))
-        turns = (SpeakerTurn(0.0, 1.5, "spk_a"), SpeakerTurn(1.5, 3.0, "spk_b"))
+        turns = (Turn(0.0, 1.5, "spk_a"), Turn(1.5, 3.0, "spk_b"))
         return DiarizationResult(turns, "embedded", "segmentation-3.0+campplus", "cpu", {"inference_s": 0.5})
 
 

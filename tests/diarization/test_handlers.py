@@ -17,7 +17,6 @@ from diarization.engines.base import (
     DiarizationResult,
     EngineUnavailable,
     Progress,
-    SpeakerTurn,
 )
 from speakerline import events, runtime
 from speakerline.bootstrap import Platform, build_service
@@ -29,20 +28,20 @@ from speakerline.events import (
     JobFailed,
 )
 from speakerline.settings import Settings
-from speakerline.timeline import parse_rttm
+from speakerline.timeline import Turn, parse_rttm
 from tests.fakes import MemoryBlobStore, RecordingPublisher
 
 
 class ScriptedEngine:
     name = "scripted"
 
-    def __init__(self, exclusive: tuple[SpeakerTurn, ...] = ()) -> None:
+    def __init__(self, exclusive: tuple[Turn, ...] = ()) -> None:
         self.calls: list[tuple[bytes, DiarizationOptions]] = []
         self.exclusive = exclusive
 
     def diarize(self, audio_path: Path, options: DiarizationOptions, progress: object = None) -> DiarizationResult:
         self.calls.append((audio_path.read_bytes(), options))
-        turns = (SpeakerTurn(0.0, 1.5, "spk_a"), SpeakerTurn(1.5, 3.0, "spk_b"))
+        turns = (Turn(0.0, 1.5, "spk_a"), Turn(1.5, 3.0, "spk_b"))
         return DiarizationResult(
             turns, "scripted", "test-model", "cpu", {"inference_s": 0.5, "rtf": 0.1}, exclusive_turns=self.exclusive
         )
@@ -131,7 +130,7 @@ def test_event_ids_are_derived_from_the_cause_attempt_and_worker(blobs, example)
 def test_the_engines_exclusive_timeline_is_stored_beside_the_raw_turns(blobs, example) -> None:
     data = example("audio.ingested")
     blobs.put(data["audio"]["uri"], b"RIFF")
-    exclusive = (SpeakerTurn(0.0, 1.25, "spk_a"), SpeakerTurn(1.25, 2.5, "spk_b"), SpeakerTurn(2.5, 3.0, "spk_a"))
+    exclusive = (Turn(0.0, 1.25, "spk_a"), Turn(1.25, 2.5, "spk_b"), Turn(2.5, 3.0, "spk_a"))
 
     _, out = _run(_ingested(data), _deps(blobs, ScriptedEngine(exclusive)))
 

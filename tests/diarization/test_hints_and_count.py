@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
-from diarization.engines.base import DiarizationOptions, DiarizationResult, SpeakerTurn
+from diarization.engines.base import DiarizationOptions, DiarizationResult
 from diarization.engines.embedded import (
     OVERLAP_THRESHOLD,
     SPEECH_FLOOR,
@@ -25,6 +25,7 @@ from diarization.engines.embedded import (
     soft_speaker_count,
 )
 from diarization.engines.hints import enforce_speaker_hints, speaker_bounds
+from speakerline.timeline import Turn
 
 # soft_speaker_count imports pyannote.audio, whose torchcodec warning starts with a newline
 pytestmark = pytest.mark.filterwarnings(r"ignore:(?s)\s*torchcodec is not installed:UserWarning")
@@ -35,11 +36,11 @@ pytestmark = pytest.mark.filterwarnings(r"ignore:(?s)\s*torchcodec is not instal
 
 
 def make_result(
-    turns: list[tuple[float, float, str]] | tuple[SpeakerTurn, ...],
-    exclusive: list[tuple[float, float, str]] | tuple[SpeakerTurn, ...] = (),
+    turns: list[tuple[float, float, str]] | tuple[Turn, ...],
+    exclusive: list[tuple[float, float, str]] | tuple[Turn, ...] = (),
 ) -> DiarizationResult:
     def as_turns(items):
-        return tuple(t if isinstance(t, SpeakerTurn) else SpeakerTurn(*t) for t in items)
+        return tuple(t if isinstance(t, Turn) else Turn(*t) for t in items)
 
     return DiarizationResult(
         turns=as_turns(turns),
@@ -51,7 +52,7 @@ def make_result(
     )
 
 
-def intervals(turns: tuple[SpeakerTurn, ...]) -> Counter[tuple[float, float]]:
+def intervals(turns: tuple[Turn, ...]) -> Counter[tuple[float, float]]:
     return Counter((t.start, t.end) for t in turns)
 
 
@@ -59,7 +60,7 @@ LABELS = [f"SPEAKER_{i:02d}" for i in range(8)] + ["alice", "bob", "SPEAKER_7", 
 
 
 @st.composite
-def timelines(draw, min_turns: int = 1, max_turns: int = 12) -> tuple[SpeakerTurn, ...]:
+def timelines(draw, min_turns: int = 1, max_turns: int = 12) -> tuple[Turn, ...]:
     """Sorted turns, possibly overlapping, with random (possibly sparse) labels, no exact duplicates."""
     raw = draw(
         st.lists(
@@ -73,12 +74,12 @@ def timelines(draw, min_turns: int = 1, max_turns: int = 12) -> tuple[SpeakerTur
             unique=True,
         )
     )
-    turns = {SpeakerTurn(s / 10, (s + d) / 10, label) for s, d, label in raw}
+    turns = {Turn(s / 10, (s + d) / 10, label) for s, d, label in raw}
     return tuple(sorted(turns, key=lambda t: (t.start, t.end, t.speaker)))
 
 
 @st.composite
-def one_at_a_time(draw, min_turns: int = 1, max_turns: int = 12) -> tuple[SpeakerTurn, ...]:
+def one_at_a_time(draw, min_turns: int = 1, max_turns: int = 12) -> tuple[Turn, ...]:
     """Non-overlapping sorted turns (gaps may be zero), as an exclusive timeline would be."""
     raw = draw(
         st.lists(
@@ -90,7 +91,7 @@ def one_at_a_time(draw, min_turns: int = 1, max_turns: int = 12) -> tuple[Speake
     turns, now = [], 0
     for gap, duration, label in raw:
         start = now + gap
-        turns.append(SpeakerTurn(start / 10, (start + duration) / 10, label))
+        turns.append(Turn(start / 10, (start + duration) / 10, label))
         now = start + duration
     return tuple(turns)
 
@@ -238,13 +239,13 @@ def test_new_label_fills_the_first_gap() -> None:
     before = make_result([(0.0, 4.0, "SPEAKER_00"), (4.0, 5.0, "SPEAKER_02"), (5.0, 9.0, "SPEAKER_02")])
     after = enforce_speaker_hints(before, DiarizationOptions(num_speakers=3))
     assert after.speakers == ("SPEAKER_00", "SPEAKER_01", "SPEAKER_02")
-    assert after.turns[1] == SpeakerTurn(4.0, 5.0, "SPEAKER_01")
+    assert after.turns[1] == Turn(4.0, 5.0, "SPEAKER_01")
 
 
 def test_new_label_next_to_arbitrary_names() -> None:
     before = make_result([(0.0, 4.0, "alice"), (4.0, 5.0, "alice"), (5.0, 6.0, "SPEAKER_00")])
     after = enforce_speaker_hints(before, DiarizationOptions(min_speakers=3))
-    assert after.turns[1] == SpeakerTurn(4.0, 5.0, "SPEAKER_01")
+    assert after.turns[1] == Turn(4.0, 5.0, "SPEAKER_01")
 
 
 def test_exclusive_turns_follow_a_split_where_they_coincide() -> None:
@@ -255,15 +256,15 @@ def test_exclusive_turns_follow_a_split_where_they_coincide() -> None:
     )
     after = enforce_speaker_hints(before, DiarizationOptions(num_speakers=3))
     assert after.turns == (
-        SpeakerTurn(0.0, 10.0, "A"),
-        SpeakerTurn(2.0, 3.0, "B"),
-        SpeakerTurn(12.0, 13.0, "SPEAKER_00"),
+        Turn(0.0, 10.0, "A"),
+        Turn(2.0, 3.0, "B"),
+        Turn(12.0, 13.0, "SPEAKER_00"),
     )
     assert after.exclusive_turns == (
-        SpeakerTurn(0.0, 2.0, "A"),
-        SpeakerTurn(2.0, 3.0, "B"),
-        SpeakerTurn(3.0, 10.0, "A"),
-        SpeakerTurn(12.0, 13.0, "SPEAKER_00"),
+        Turn(0.0, 2.0, "A"),
+        Turn(2.0, 3.0, "B"),
+        Turn(3.0, 10.0, "A"),
+        Turn(12.0, 13.0, "SPEAKER_00"),
     )
 
 
@@ -274,11 +275,11 @@ def test_too_many_speakers_merge_the_quietest_into_the_loudest() -> None:
     )
     after = enforce_speaker_hints(before, DiarizationOptions(max_speakers=2))
     expected = (
-        SpeakerTurn(0.0, 10.0, "A"),
-        SpeakerTurn(10.0, 11.0, "A"),
-        SpeakerTurn(11.0, 16.0, "C"),
-        SpeakerTurn(16.0, 16.5, "A"),
-        SpeakerTurn(16.5, 20.0, "A"),
+        Turn(0.0, 10.0, "A"),
+        Turn(10.0, 11.0, "A"),
+        Turn(11.0, 16.0, "C"),
+        Turn(16.0, 16.5, "A"),
+        Turn(16.5, 20.0, "A"),
     )
     assert after.turns == expected
     assert after.exclusive_turns == expected
@@ -290,7 +291,7 @@ def test_merge_dedupes_turns_that_become_identical() -> None:
     # B and C say the same thing at the same time (an echo); merging C into A leaves one turn there
     before = make_result([(0.0, 10.0, "A"), (10.0, 11.0, "A"), (10.0, 11.0, "C"), (11.0, 14.0, "B")])
     after = enforce_speaker_hints(before, DiarizationOptions(max_speakers=2))
-    assert after.turns == (SpeakerTurn(0.0, 10.0, "A"), SpeakerTurn(10.0, 11.0, "A"), SpeakerTurn(11.0, 14.0, "B"))
+    assert after.turns == (Turn(0.0, 10.0, "A"), Turn(10.0, 11.0, "A"), Turn(11.0, 14.0, "B"))
 
 
 def test_single_turns_cannot_be_split_further() -> None:
@@ -301,10 +302,11 @@ def test_single_turns_cannot_be_split_further() -> None:
 
 
 DUPLICATE_TURNS_SCRIPT = """
-from diarization.engines.base import DiarizationOptions, DiarizationResult, SpeakerTurn
+from diarization.engines.base import DiarizationOptions, DiarizationResult
+from speakerline.timeline import Turn
 from diarization.engines.hints import enforce_speaker_hints
 
-turns = (SpeakerTurn(0.0, 1.0, "A"), SpeakerTurn(0.0, 1.0, "A"))
+turns = (Turn(0.0, 1.0, "A"), Turn(0.0, 1.0, "A"))
 result = DiarizationResult(turns=turns, engine="test", model="m", device="cpu")
 print(len(enforce_speaker_hints(result, DiarizationOptions(num_speakers=2)).speakers))
 """

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from diarization.engines.base import DiarizationOptions, Progress, SpeakerTurn
+from diarization.engines.base import DiarizationOptions, Progress
 from diarization.engines.embedded import EmbeddedEngine
-from diarization.engines.pieces import link_speakers, merge_turns, plan_pieces
+from diarization.engines.pieces import link_speakers, plan_pieces
 
 
 def test_short_recordings_are_one_piece_long_ones_equal_pieces() -> None:
@@ -51,15 +51,6 @@ def test_linking_honours_the_speaker_count_and_keeps_unusable_centroids_apart() 
     assert len({*usable, merged[1]["X"]}) == 3
     assert len(set(link_speakers(pieces, max_speakers=1)[0].values())) == 1
     assert link_speakers([]) == [] and link_speakers([{}]) == [{}]
-
-
-def test_turns_cut_at_a_piece_boundary_are_joined() -> None:
-    turns = [SpeakerTurn(100.0, 120.0, "A"), SpeakerTurn(120.0, 125.5, "A"), SpeakerTurn(119.0, 121.0, "B")]
-    assert merge_turns(turns) == (SpeakerTurn(100.0, 125.5, "A"), SpeakerTurn(119.0, 121.0, "B"))
-    assert merge_turns([SpeakerTurn(0, 1, "A"), SpeakerTurn(1.5, 2, "A")]) == (
-        SpeakerTurn(0, 1, "A"),
-        SpeakerTurn(1.5, 2, "A"),
-    )
 
 
 @pytest.mark.slow

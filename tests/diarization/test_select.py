@@ -214,3 +214,20 @@ def test_real_loaders_report_unavailable_engines(tmp_path: Path) -> None:
     """The default loaders turn missing weights into EngineUnavailable (no fallback loop)."""
     with pytest.raises(EngineUnavailable, match="weights missing"):
         load_engine(EngineConfig(engine="embedded", embedded_weights_dir=tmp_path))
+
+
+def test_load_by_name_takes_the_rest_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from diarization.engines import select
+
+    configs: list[EngineConfig] = []
+
+    def fake_load_engine(config: EngineConfig) -> FakeEngine:
+        configs.append(config)
+        return FakeEngine(config.engine)
+
+    monkeypatch.setattr(select, "load_engine", fake_load_engine)
+    settings = Settings(pyannote_model="gs://models/p", diarization_device="cpu", engine="auto")
+    assert select.load("embedded", settings).name == "embedded"
+    assert configs == [EngineConfig(engine="embedded", pyannote_model="gs://models/p", device="cpu")]
+    with pytest.raises(ValueError, match="unknown engine"):
+        select.load("whisper", settings)

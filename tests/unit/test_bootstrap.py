@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from speakerline import apikeys, bootstrap, events, runtime, topology
-from speakerline.settings import Settings
+from speakerline.settings import Settings, or_default
 from tests.fakes import MemoryBlobStore, MemoryFirestore, RecordingPublisher
 
 SERVICES = sorted(topology.load().services)
@@ -230,3 +230,9 @@ def test_a_handler_generator_publishes_each_event_as_it_is_yielded() -> None:
     outcome = runtime.process(service, sub, runtime.Delivery(body, attributes, "m1", 1))
     assert outcome is runtime.Outcome.NACK
     assert seen_before_failure == [1] and publisher.types() == [events.JobFailed.TYPE]
+
+
+def test_a_tuning_setting_left_none_is_the_services_default() -> None:
+    assert or_default(None, 5.0) == 5.0
+    assert or_default(0.0, 5.0) == 0.0  # a value, not "unset"
+    assert or_default(2.5, 5.0) == 2.5

@@ -19,9 +19,8 @@ def _default_structlog_afterwards() -> Iterator[None]:
     structlog.contextvars.clear_contextvars()
 
 
-def test_json_lines_with_severity_trace_and_job(capsys, example, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "proj-1")
-    logs.configure("ingest", level="INFO")
+def test_json_lines_with_severity_trace_and_job(capsys, example) -> None:  # type: ignore[no-untyped-def]
+    logs.configure("ingest", level="INFO", project="proj-1")
     data = events.models.AudioUploadedV1Data.model_validate(example("audio.uploaded"))
     event = events.AudioUploaded.new(data, source="//t")
     log = logs.get_logger()

@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 from speakerline.timeline import (
     Turn,
     exclusive_timeline,
+    merge_turns,
     parse_rttm,
+    speaker_label,
     to_rttm,
     to_webvtt,
     turns_from_json,
@@ -263,3 +265,15 @@ def test_exclusive_properties(turns):
         own = exclusive_timeline([t for t in turns if t.speaker == speaker])  # the speaker's stretches
         assert len(pieces) <= len(own)  # no stretch is ever fragmented
     assert exclusive_timeline(out) == out
+
+
+def test_merge_turns_joins_a_speakers_touching_and_overlapping_turns():
+    turns = [Turn(100.0, 120.0, "A"), Turn(120.0, 125.5, "A"), Turn(119.0, 121.0, "B")]
+    assert merge_turns(turns) == [Turn(100.0, 125.5, "A"), Turn(119.0, 121.0, "B")]
+    assert merge_turns([Turn(0, 1, "A"), Turn(1.5, 2, "A")]) == [Turn(0, 1, "A"), Turn(1.5, 2, "A")]
+    assert merge_turns([Turn(0, 5, "A"), Turn(1, 2, "A")]) == [Turn(0, 5, "A")]
+
+
+def test_speaker_labels_are_zero_padded():
+    assert [speaker_label(i) for i in (0, 7, 12)] == ["SPEAKER_00", "SPEAKER_07", "SPEAKER_12"]
+    assert speaker_label(3, width=3) == "SPEAKER_003"

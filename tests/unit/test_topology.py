@@ -46,3 +46,14 @@ def test_uploads_bucket_notifies_a_topic_of_the_topology() -> None:
     note = topo.buckets["uploads"].notification
     assert note is not None and note.topic in topo.topics and note.event_types == ("OBJECT_FINALIZE",)
     assert {"uploads", "work", "results"} <= set(topo.buckets)
+
+
+def test_only_settings_read_which_topology_file_to_load(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from speakerline.settings import Settings
+
+    other = tmp_path / "topology.yaml"
+    other.write_text(topology.default_path().read_text())
+    monkeypatch.setenv("SPEAKERLINE_TOPOLOGY", str(other))
+    assert topology.default_path() != other  # the checkout's, whatever the environment says
+    assert Settings().topology_file == other
+    assert Settings().topology == topology.load(other)

@@ -7,7 +7,6 @@ One module per command group (`stack`, `schemas`, `submit`, `jobs`, `apikey`, `d
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -28,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from speakerline import logs
+    from speakerline.settings import Settings
 
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    logs.configure("cli", level=os.environ.get("SPEAKERLINE_LOG_LEVEL", "WARNING"))  # JSON lines on stderr
+    settings = Settings()
+    logs.configure("cli", settings.log_level or "WARNING", project=settings.project)  # JSON lines on stderr
     return int(args.func(args))

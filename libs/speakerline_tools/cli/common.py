@@ -7,6 +7,8 @@ import os
 import sys
 from typing import Any
 
+from speakerline import jobdoc
+from speakerline.settings import Settings
 from speakerline_tools import repo, stack
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_TIMEOUT, EXIT_USAGE = 0, 1, 2, 64
@@ -23,7 +25,7 @@ def use_local_stack_if_running() -> None:
 
 
 def project() -> str:
-    project = os.environ.get("GOOGLE_CLOUD_PROJECT")
+    project = Settings().project
     if not project:
         print("GOOGLE_CLOUD_PROJECT is not set (and no local stack is up: `speakerline stack up`)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
@@ -32,9 +34,7 @@ def project() -> str:
 
 def print_json(value: Any) -> None:
     """A job document (or a list of them) as `--json` prints it: Firestore datetimes as ISO strings."""
-    from speakerline_tools import client
-
-    print(json.dumps(client.jsonable(value), indent=2, sort_keys=True))
+    print(json.dumps(jobdoc.jsonable(value), indent=2, sort_keys=True))
 
 
 def final_document(job: dict[str, Any] | None, job_id: str) -> dict[str, Any]:

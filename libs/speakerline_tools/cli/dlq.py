@@ -105,7 +105,7 @@ def _filter(args: argparse.Namespace) -> Filter:
 
 def _queue(args: argparse.Namespace, names: list[str]) -> tuple[Topology, Filter, DeadLetterQueue] | str:
     """The topology, the filter and the queue; or why not (an unknown subscription, a bad option)."""
-    from speakerline import topology
+    from speakerline.settings import Settings
     from speakerline_tools import deadletters
 
     limit = getattr(args, "limit", None)
@@ -118,7 +118,7 @@ def _queue(args: argparse.Namespace, names: list[str]) -> tuple[Topology, Filter
     except ValueError as exc:
         return str(exc)
     common.use_local_stack_if_running()
-    topo = topology.load()
+    topo = Settings().topology
     unknown = [s for s in names if s not in topo.subscriptions]
     if unknown:
         return f"unknown subscription(s) {unknown}; known: {', '.join(topo.subscriptions)}"

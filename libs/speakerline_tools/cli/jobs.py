@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,9 +77,10 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _trace(args: argparse.Namespace) -> int:
+    from speakerline.settings import Settings
     from speakerline_tools import repo, traces
 
-    folder = args.dir or Path(os.environ.get("SPEAKERLINE_TELEMETRY_DIR") or repo.stack_dir())
+    folder = args.dir or Settings().telemetry_dir or repo.stack_dir()
     found = traces.job_traces(traces.load_spans(folder), args.job_id)
     if not found:
         print(

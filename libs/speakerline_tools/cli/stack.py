@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from speakerline_tools import repo
@@ -58,12 +57,14 @@ def _provision(args: argparse.Namespace) -> int:
     from google.cloud import storage as gcs_client
 
     from speakerline import topology
+    from speakerline.settings import Settings
     from speakerline_tools import provision
 
-    env_project = os.environ.get("GOOGLE_CLOUD_PROJECT", local.DEFAULT_PROJECT)
-    report = provision.apply_pubsub(topology.load(profile="local"), env_project)
+    settings = Settings()
+    env_project = settings.project or local.DEFAULT_PROJECT
+    report = provision.apply_pubsub(topology.load(settings.topology_file, profile="local"), env_project)
     print(f"pubsub topology: {len(report.created)} created, {len(report.existing)} already there")
-    sreport = provision.apply_storage(topology.load(), gcs_client.Client(project=env_project))
+    sreport = provision.apply_storage(settings.topology, gcs_client.Client(project=env_project))
     print(f"buckets: {len(sreport.created)} created, {len(sreport.existing)} already there")
     return 0
 

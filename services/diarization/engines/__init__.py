@@ -13,7 +13,6 @@ from .base import (
     DiarizationOptions,
     DiarizationResult,
     EngineUnavailable,
-    SpeakerTurn,
 )
 from .select import EngineConfig, EngineName, load_engine, resolve_hf_token
 from .vertex import VertexAIDispatcher, VertexConfig, build_custom_job_request
@@ -31,7 +30,6 @@ __all__ = [
     "EngineName",
     "EngineUnavailable",
     "PyannoteEngine",
-    "SpeakerTurn",
     "VertexAIDispatcher",
     "VertexConfig",
     "build_custom_job_request",

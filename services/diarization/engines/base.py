@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from speakerline import speaker_options
+from speakerline.timeline import Turn
+
 __all__ = [
     "DiarizationEngine",
     "DiarizationOptions",
@@ -15,7 +18,6 @@ __all__ = [
     "EngineUnavailable",
     "Progress",
     "ProgressCallback",
-    "SpeakerTurn",
 ]
 
 
@@ -42,19 +44,6 @@ class DispatchUnavailable(Exception):
 
 
 @dataclass(frozen=True)
-class SpeakerTurn:
-    """One speaker turn, in seconds from the start of the audio."""
-
-    start: float
-    end: float
-    speaker: str
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
-
-
-@dataclass(frozen=True)
 class DiarizationOptions:
     """Optional constraints on the number of speakers (``num_speakers`` wins when set)."""
 
@@ -63,12 +52,14 @@ class DiarizationOptions:
     max_speakers: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("num_speakers", "min_speakers", "max_speakers"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if self.min_speakers is not None and self.max_speakers is not None and self.min_speakers > self.max_speakers:
-            raise ValueError(f"min_speakers ({self.min_speakers}) > max_speakers ({self.max_speakers})")
+        # An engine takes any count from one up (an evaluation set may hold more speakers than a job may ask for),
+        # and num_speakers with a range is not an error here: num_speakers wins.
+        found = speaker_options.problems(self.num_speakers, self.min_speakers, self.max_speakers, most=None)
+        for problem in found:
+            if problem.problem is speaker_options.Problem.OUT_OF_RANGE:
+                raise ValueError(f"{problem.key} must be >= {speaker_options.FEWEST}, got {problem.value}")
+            if problem.problem is speaker_options.Problem.MIN_ABOVE_MAX:
+                raise ValueError(f"min_speakers ({self.min_speakers}) > max_speakers ({self.max_speakers})")
 
 
 @dataclass(frozen=True)
@@ -94,12 +85,12 @@ class DiarizationResult:
     and ``rtf`` (inference seconds per second of audio).
     """
 
-    turns: tuple[SpeakerTurn, ...]
+    turns: tuple[Turn, ...]
     engine: str
     model: str
     device: str
     timings: dict[str, float] = field(default_factory=dict)
-    exclusive_turns: tuple[SpeakerTurn, ...] = ()
+    exclusive_turns: tuple[Turn, ...] = ()
 
     @property
     def speakers(self) -> tuple[str, ...]:

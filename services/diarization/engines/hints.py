@@ -21,7 +21,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import replace
 
-from .base import DiarizationOptions, DiarizationResult, SpeakerTurn
+from speakerline.timeline import Turn, speaker_label
+
+from .base import DiarizationOptions, DiarizationResult
 
 __all__ = ["enforce_speaker_hints", "speaker_bounds"]
 
@@ -35,12 +37,12 @@ def speaker_bounds(options: DiarizationOptions) -> tuple[int, int | None]:
 
 def _new_label(existing: set[str]) -> str:
     index = 0
-    while f"SPEAKER_{index:02d}" in existing:
+    while speaker_label(index) in existing:
         index += 1
-    return f"SPEAKER_{index:02d}"
+    return speaker_label(index)
 
 
-def _talk_time(turns: tuple[SpeakerTurn, ...]) -> dict[str, float]:
+def _talk_time(turns: tuple[Turn, ...]) -> dict[str, float]:
     totals: dict[str, float] = defaultdict(float)
     for turn in turns:
         totals[turn.speaker] += turn.duration
@@ -56,7 +58,7 @@ def _split_off_shortest(result: DiarizationResult) -> DiarizationResult | None:
     moved_index = result.turns.index(moved)  # only this one: identical copies stay behind
     label = _new_label(set(counts))
 
-    def relabel(turn: SpeakerTurn) -> SpeakerTurn:
+    def relabel(turn: Turn) -> Turn:
         inside = turn.start < moved.end and turn.end > moved.start
         return replace(turn, speaker=label) if turn.speaker == moved.speaker and inside else turn
 
@@ -72,7 +74,7 @@ def _merge_smallest(result: DiarizationResult) -> DiarizationResult:
     smallest = min(totals, key=lambda s: (totals[s], s))
     largest = max(totals, key=lambda s: (totals[s], s))
 
-    def relabel(turns: tuple[SpeakerTurn, ...]) -> tuple[SpeakerTurn, ...]:
+    def relabel(turns: tuple[Turn, ...]) -> tuple[Turn, ...]:
         merged = [replace(t, speaker=largest) if t.speaker == smallest else t for t in turns]
         return tuple(sorted(set(merged), key=lambda t: (t.start, t.end, t.speaker)))
 

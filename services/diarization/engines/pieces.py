@@ -9,8 +9,9 @@ speaker centroids (the mean embedding of each piece-local speaker, which the pip
 decides which local speakers are the same voice, so a voice keeps its label at minute 5 and at
 hour 5. Recordings shorter than 1.5 pieces go through in one piece, exactly as before.
 
-Pure parts (:func:`plan_pieces`, :func:`link_speakers`, :func:`merge_turns`) are unit-tested; the
-engines call :func:`..pyannote.run_pipeline`, which uses them.
+Pure parts (:func:`plan_pieces`, :func:`link_speakers`) are unit-tested; the engines call
+:func:`..pyannote.run_pipeline`, which uses them (and `speakerline.timeline.merge_turns` to join turns cut at a
+piece boundary).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .base import SpeakerTurn
+from speakerline.timeline import speaker_label
 
-__all__ = ["DEFAULT_PIECE_S", "LINK_THRESHOLD", "link_speakers", "merge_turns", "plan_pieces"]
+__all__ = ["DEFAULT_PIECE_S", "LINK_THRESHOLD", "link_speakers", "plan_pieces"]
 
 #: Length of a piece of a long recording (seconds). Short pieces bound memory (a piece's waveform,
 #: segmentation, embeddings and clustering take tens of MB) and also count better: on
@@ -97,7 +98,7 @@ def link_speakers(
     mappings: list[dict[str, str]] = [{} for _ in centroids]
     for (piece, label), cluster in zip(keys, cluster_of, strict=True):
         if int(cluster) not in names:
-            names[int(cluster)] = f"SPEAKER_{len(names):02d}"
+            names[int(cluster)] = speaker_label(len(names))
         mappings[piece][label] = names[int(cluster)]
     return mappings
 
@@ -110,19 +111,3 @@ def _wanted_count(found: int, available: int, num: int | None, low: int | None, 
     if high is not None and found > high:
         return high
     return None
-
-
-def merge_turns(turns: Sequence[SpeakerTurn], gap_s: float = 0.0) -> tuple[SpeakerTurn, ...]:
-    """Sorted turns with touching (or overlapping, or ``gap_s``-close) turns of one speaker joined:
-    a turn cut by a piece boundary becomes one turn again."""
-    merged: dict[str, list[SpeakerTurn]] = {}
-    for turn in sorted(turns, key=lambda t: (t.speaker, t.start, t.end)):
-        runs = merged.setdefault(turn.speaker, [])
-        if runs and turn.start <= runs[-1].end + gap_s:
-            last = runs[-1]
-            runs[-1] = SpeakerTurn(last.start, max(last.end, turn.end), turn.speaker)
-        else:
-            runs.append(turn)
-    out = [turn for runs in merged.values() for turn in runs]
-    out.sort(key=lambda t: (t.start, t.end, t.speaker))
-    return tuple(out)

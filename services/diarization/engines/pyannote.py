@@ -13,16 +13,18 @@ import numpy as np
 import soundfile as sf
 import structlog
 
+from speakerline.settings import DEFAULT_PYANNOTE_MODEL
+from speakerline.timeline import Turn, merge_turns
+
 from .base import (
     DiarizationOptions,
     DiarizationResult,
     EngineUnavailable,
     Progress,
     ProgressCallback,
-    SpeakerTurn,
 )
 from .hints import enforce_speaker_hints
-from .pieces import DEFAULT_PIECE_S, link_speakers, merge_turns, plan_pieces
+from .pieces import DEFAULT_PIECE_S, link_speakers, plan_pieces
 
 if TYPE_CHECKING:
     import torch
@@ -39,7 +41,6 @@ __all__ = [
 
 log = structlog.get_logger()
 
-DEFAULT_PYANNOTE_MODEL = "pyannote/speaker-diarization-3.1"
 SAMPLE_RATE = 16_000
 
 #: ``downloader(gs_uri, local_dir)`` copies every object under ``gs://bucket/prefix`` into
@@ -73,14 +74,14 @@ def read_wav(audio_path: Path, start: int = 0, stop: int | None = None) -> tuple
     return np.ascontiguousarray(data.mean(axis=1), dtype=np.float32), int(sample_rate)
 
 
-def _annotation_turns(annotation: Any, audio_s: float) -> tuple[SpeakerTurn, ...]:
+def _annotation_turns(annotation: Any, audio_s: float) -> tuple[Turn, ...]:
     """pyannote ``Annotation`` -> turns clipped to the audio, sorted by (start, end, speaker)."""
     turns = []
     for segment, _, label in annotation.itertracks(yield_label=True):
         start = max(0.0, float(segment.start))
         end = min(audio_s, float(segment.end))
         if end > start:
-            turns.append(SpeakerTurn(round(start, 3), round(end, 3), str(label)))
+            turns.append(Turn(round(start, 3), round(end, 3), str(label)))
     turns.sort(key=lambda t: (t.start, t.end, t.speaker))
     return tuple(turns)
 
@@ -196,9 +197,7 @@ def _diarize_waveform(
     return pipeline(file, hook=hook, **kwargs)
 
 
-def _whole_turns(
-    outputs: list[tuple[float, float, Any]], audio_s: float
-) -> tuple[tuple[SpeakerTurn, ...], tuple[SpeakerTurn, ...]]:
+def _whole_turns(outputs: list[tuple[float, float, Any]], audio_s: float) -> tuple[tuple[Turn, ...], tuple[Turn, ...]]:
     if not outputs:
         return (), ()
     _, _, output = outputs[0]
@@ -210,7 +209,7 @@ def _whole_turns(
 
 def _piece_turns(
     outputs: list[tuple[float, float, Any]], options: DiarizationOptions
-) -> tuple[tuple[SpeakerTurn, ...], tuple[SpeakerTurn, ...]]:
+) -> tuple[tuple[Turn, ...], tuple[Turn, ...]]:
     """Turns of every piece on the recording's clock, labelled by the linked global speakers."""
     centroids: list[dict[str, np.ndarray]] = []
     for _, _, output in outputs:
@@ -227,8 +226,8 @@ def _piece_turns(
         min_speakers=options.min_speakers,
         max_speakers=options.max_speakers,
     )
-    turns: list[SpeakerTurn] = []
-    exclusive: list[SpeakerTurn] = []
+    turns: list[Turn] = []
+    exclusive: list[Turn] = []
     for (offset, duration, output), mapping in zip(outputs, mappings, strict=True):
         for target, annotation in (
             (turns, getattr(output, "speaker_diarization", output)),
@@ -238,8 +237,8 @@ def _piece_turns(
                 continue
             for turn in _annotation_turns(annotation, duration):
                 speaker = mapping.get(turn.speaker, turn.speaker)
-                target.append(SpeakerTurn(round(turn.start + offset, 3), round(turn.end + offset, 3), speaker))
-    return merge_turns(turns), merge_turns(exclusive)
+                target.append(Turn(round(turn.start + offset, 3), round(turn.end + offset, 3), speaker))
+    return tuple(merge_turns(turns)), tuple(merge_turns(exclusive))
 
 
 def download_gcs_prefix(gs_uri: str, local_dir: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,11 +10,11 @@ from typing import Literal, cast, get_args
 
 import structlog
 
-from speakerline.settings import DEFAULT_PYANNOTE_MODEL, Settings
+from speakerline.settings import DEFAULT_PYANNOTE_MODEL, Settings, read_secret
 
 from .base import DiarizationEngine, EngineUnavailable
 
-__all__ = ["EngineConfig", "EngineName", "load_engine", "resolve_hf_token"]
+__all__ = ["EngineConfig", "EngineName", "load", "load_engine", "resolve_hf_token"]
 
 log = structlog.get_logger()
 
@@ -85,19 +86,6 @@ class EngineConfig:
         )
 
 
-def fetch_secret(resource_name: str) -> str:  # pragma: no cover - needs GCP
-    """Read a Secret Manager secret (``.../versions/latest`` is appended if missing)."""
-    try:
-        from google.cloud import secretmanager  # type: ignore[attr-defined,unused-ignore]
-    except ImportError as exc:
-        raise EngineUnavailable("google-cloud-secret-manager is needed to read the HF token") from exc
-    if "/versions/" not in resource_name:
-        resource_name += "/versions/latest"
-    client = secretmanager.SecretManagerServiceClient()
-    response = client.access_secret_version(name=resource_name)
-    return str(response.payload.data.decode("utf-8")).strip()
-
-
 def resolve_hf_token(config: EngineConfig, fetcher: SecretFetcher | None = None) -> str | None:
     """The HF token: ``config.hf_token``, else the Secret Manager secret, else ``None``."""
     if config.hf_token:
@@ -105,9 +93,9 @@ def resolve_hf_token(config: EngineConfig, fetcher: SecretFetcher | None = None)
     if not config.hf_token_secret:
         return None
     try:
-        return (fetcher or fetch_secret)(config.hf_token_secret) or None
-    except EngineUnavailable:
-        raise
+        return (fetcher or read_secret)(config.hf_token_secret).strip() or None
+    except ImportError as exc:
+        raise EngineUnavailable("google-cloud-secret-manager is needed to read the HF token") from exc
     except Exception as exc:
         raise EngineUnavailable(
             f"cannot read HF token secret {config.hf_token_secret}: {type(exc).__name__}: {exc}"
@@ -126,6 +114,13 @@ def _load_embedded(config: EngineConfig) -> DiarizationEngine:
     from .embedded import EmbeddedEngine
 
     return EmbeddedEngine.from_pretrained(config.embedded_weights_dir, device=config.device)
+
+
+def load(name: str, settings: Settings) -> DiarizationEngine:
+    """Engine `name` (``auto``, ``pyannote`` or ``embedded``) with the rest of its configuration (model, token,
+    device, caches) from `settings`, as the service reads them: for a process that picks the engine itself (the
+    ``speakerline eval`` command). ``ValueError`` for an unknown name; `load_engine` says what else is raised."""
+    return load_engine(dataclasses.replace(EngineConfig.from_settings(settings), engine=cast(EngineName, name)))
 
 
 def load_engine(

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 import structlog
 
 from speakerline import events
-from speakerline.settings import Settings
+from speakerline.settings import DEFAULT_PYANNOTE_MODEL, Settings, or_default
 
 from .base import DispatchUnavailable
 
@@ -119,7 +119,7 @@ class VertexConfig:
     timeout_s: int = 3600
     #: engine the GPU job runs: ``auto`` = pyannote when loadable, else embedded (on the GPU)
     worker_engine: str = "auto"
-    pyannote_model: str = "pyannote/speaker-diarization-3.1"
+    pyannote_model: str = DEFAULT_PYANNOTE_MODEL
     #: Secret Manager resource name, e.g. ``projects/p/secrets/hf-token/versions/latest``
     hf_token_secret: str | None = None
     #: extra non-secret environment for the worker (engine config, log level, ...)
@@ -154,9 +154,7 @@ class VertexConfig:
             hf_token_secret=settings.hf_token_secret or None,
             env={name: str(value) for name, value in passthrough.items() if value},
             api_endpoint=settings.vertex_api_endpoint or None,
-            start_timeout_s=(
-                DEFAULT_START_TIMEOUT_S if settings.gpu_start_timeout_s is None else settings.gpu_start_timeout_s
-            ),
+            start_timeout_s=or_default(settings.gpu_start_timeout_s, DEFAULT_START_TIMEOUT_S),
         )
 
     @property
