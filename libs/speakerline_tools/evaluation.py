@@ -63,7 +63,6 @@ __all__ = [
     "find_pairs",
     "format_report",
     "load_reference",
-    "main",
     "prepare",
     "run",
     "score_turns",
@@ -572,7 +571,7 @@ def format_report(report: EvalReport, *, title: str | None = None) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``eval`` options (``speakerline eval``, :func:`main`)."""
+    """The ``eval`` options (``speakerline eval``)."""
     parser.add_argument("directory", type=Path, metavar="DIR", help="audio files with <name>.rttm references beside")
     parser.add_argument(
         "--engine",
@@ -666,9 +665,3 @@ def _print_progress(score: FileScore) -> None:
 def _fail(message: str) -> int:
     print(f"speakerline eval: {message}", file=sys.stderr)
     return EXIT_INPUT_ERROR
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="speakerline eval", description=DESCRIPTION)
-    add_arguments(parser)
-    return run(parser.parse_args(argv))

@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 from google.api_core.datetime_helpers import DatetimeWithNanoseconds
-from google.cloud import firestore
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from projector.handlers import ProjectorDeps, handle
 from projector.projection import STATUS_RANK, project
-from projector.store import identical, replacing
+from projector.store import changes, identical
 from projector.wiring import CONCURRENCY
 from speakerline import events
 from speakerline.bootstrap import build_service
@@ -510,24 +509,23 @@ def test_the_producer_is_kept_from_the_request() -> None:
     assert job["request"]["producer"] == "newsroom"
 
 
-def test_replacing_sets_every_changed_field_whole_and_deletes_the_dropped_ones() -> None:
+def test_changes_sets_every_changed_field_whole_and_deletes_the_dropped_ones() -> None:
     """The store writes a new job version with `update` (the write that takes a precondition): every changed field of
-    the new version whole, quoted where its name is not a plain identifier, a delete for each field it dropped, and
-    nothing for the fields it kept as they were."""
+    the new version whole, each field it dropped deleted, and nothing for the fields it kept as they were."""
     at = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
     kept = {"request": {"input": {"uri": "gs://b/o"}, "options": {}}, "created_at": at, "notifications": [{"n": 1}]}
-    updates = replacing(
+    fields, deleted = changes(
         {"status": "DIARIZING", "stale": 1, "odd.name": 1, "count": 1, **kept},
         {"status": "COMPLETED", "stages": {"a": 1}, "odd.name": 2, "count": 1.0, **copy.deepcopy(kept)},
     )
-    assert updates == {
+    assert fields == {
         "status": "COMPLETED",
         "stages": {"a": 1},
-        "`odd.name`": 2,
+        "odd.name": 2,
         "count": 1.0,  # equal in Python, a double and not an integer in the document
-        "stale": firestore.DELETE_FIELD,
     }
-    assert isinstance(updates["count"], float)
+    assert isinstance(fields["count"], float)
+    assert deleted == ["stale"]
 
 
 def test_identical_is_equality_of_values_and_types_all_the_way_down() -> None:
