@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from diarization.engines.vertex import (
+from diarization.engines.vertex import VertexAIDispatcher
+from diarization.engines.vertex_job import (
     ENV_ENVELOPE_JSON,
     JOB_COMMAND,
-    VertexAIDispatcher,
     VertexConfig,
     build_custom_job_request,
     push_envelope,
