@@ -1,4 +1,4 @@
-"""The pure parts of the load benchmark (tests/bench/load.py): percentiles, the backlog curve, duplicate detection."""
+"""The pure parts of the load benchmark (speakerline_tools.bench.load): percentiles, backlog curve, duplicates."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from speakerline.events import DiarizationCompleted, DiarizationStarted, JobCompleted, JobFailed, JobRejected
-from tests.bench import load
+from speakerline_tools.bench import load
 
 
 def _event(kind: str, event_id: str) -> dict[str, str]:

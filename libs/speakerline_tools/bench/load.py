@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Many uploads at once through the whole local stack: throughput, latency, nothing lost (`make bench-load`).
 
-    python tests/bench/load.py                                      # 100 short + 10 long (120 s) uploads
-    python tests/bench/load.py --short 6 --long 1 --long-s 60       # a quick look
-    python tests/bench/load.py --json out.json --timeout-s 3600
+    python -m speakerline_tools.bench.load                          # 100 short + 10 long (120 s) uploads
+    python -m speakerline_tools.bench.load --short 6 --long 1 --long-s 60   # a quick look
+    python -m speakerline_tools.bench.load --json out.json --timeout-s 3600
 
 Brings up its own stack (emulators, every service as a process, the embedded CPU engine) on free ports under
 `.stack/bench-load/` (logs stay there afterwards), builds distinct clips of real speech cut from the bundled
@@ -19,8 +19,7 @@ JSON, every ~30 s in the table: `--table-every-s`), the counts, the machine and 
 
 Exit status: 0 when every job completed exactly once; 1 when a job is lost (not terminal in time, or its upload
 failed) or duplicated (more than one terminal or diarization.completed event); 2 when none is lost or duplicated
-but some ended FAILED or REJECTED. A benchmark, not a test: pytest does not collect it (no ``test_`` prefix); its
-pure parts are unit-tested in test_load_stats.py.
+but some ended FAILED or REJECTED. Its pure parts are unit-tested in tests/bench/test_load_stats.py.
 """
 
 from __future__ import annotations
@@ -48,11 +47,12 @@ from typing import TYPE_CHECKING, Any
 
 from speakerline.events import DiarizationCompleted, JobCompleted, JobFailed, JobRejected
 from speakerline.jobs import JobStatus
+from speakerline_tools import repo
 
 if TYPE_CHECKING:
     from speakerline_tools.stack import StackConfig
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = repo.root()
 SAMPLE = REPO / "tests" / "data" / "sample" / "conversation.flac"
 RATE = 16000
 

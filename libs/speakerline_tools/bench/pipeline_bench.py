@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """One job at a time through the whole local stack: time, memory and overhead by audio length (not in `make test`).
 
-    python tests/bench/pipeline_bench.py                                    # 1, 5, 15, 60 min (~25 min of CPU)
-    python tests/bench/pipeline_bench.py --lengths 0.5,1 --overhead-runs 1 --hop-jobs 5    # a quick look
-    python tests/bench/pipeline_bench.py --json out.json --plot out.png
+    python -m speakerline_tools.bench.pipeline_bench                        # 1, 5, 15, 60 min (~25 min of CPU)
+    python -m speakerline_tools.bench.pipeline_bench --lengths 0.5,1 --overhead-runs 1 --hop-jobs 5    # a quick look
+    python -m speakerline_tools.bench.pipeline_bench --json out.json --plot out.png
 
 Brings up its own stack (emulators, every service as a process, the embedded CPU engine, spans written as JSON
 lines under `<root>/traces/`) on free ports under `.stack/bench-pipeline/stack/` (logs stay there afterwards) and
@@ -11,7 +11,7 @@ runs every job alone: upload, wait for COMPLETED, next (so each figure is that j
 (8 s), not counted. Then:
 
 1. scaling: per length, a recording of real speech: conversations of the 251 LibriSpeech voices of
-   `../shared/data/librispeech-voices` made by `tests/data/make_voices_set.py` (its 24 conversation designs with
+   `../shared/data/librispeech-voices` made by `speakerline_tools.datasets.voices_set` (its 24 conversation designs with
    seeds of their own and a rotated voice pool per round), concatenated to the length (seeded, deterministic;
    cached as FLAC under `<out>/recordings/`). Per job: end to end (upload finished -> the job's `completed_at`),
    engine seconds (`timings.inference_s` of diarization.completed), RTF (engine seconds / audio seconds), the
@@ -28,8 +28,8 @@ runs every job alone: upload, wait for COMPLETED, next (so each figure is that j
    where it exists).
 4. a plot (`--plot`): end-to-end and engine seconds, and peak RSS per service, against the audio length.
 
-Written as JSON (default `.stack/bench-pipeline.json`). Exit status 1 when a job did not complete. A benchmark, not a
-test: pytest does not collect it (no ``test_`` prefix); its pure parts are unit-tested in test_pipeline_stats.py.
+Written as JSON (default `.stack/bench-pipeline.json`). Exit status 1 when a job did not complete. Its pure parts
+are unit-tested in tests/bench/test_pipeline_stats.py.
 """
 
 from __future__ import annotations
@@ -51,11 +51,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if not __package__:  # run as a script: the repository root on the path, for the `tests.` imports below
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tests.bench import load
-from tests.data import make_voices_set as voices_set
+from speakerline_tools.bench import load
+from speakerline_tools.datasets import voices_set
 
 if TYPE_CHECKING:
     from google.cloud import firestore

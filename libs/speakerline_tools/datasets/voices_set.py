@@ -22,7 +22,7 @@ How
    No piece is used twice in a conversation. Speaker balance is set per file (balanced, one dominant speaker,
    a minor speaker with only a few seconds).
 4. The reference is the voiced regions of every placed clean piece (pauses < 0.25 s bridged, the convention
-   of ``make_eval_set.py``); overlaps appear in it wherever two speakers' regions overlap.
+   of ``speakerline_tools.datasets.eval_set``); overlaps appear in it wherever two speakers' regions overlap.
 5. The audio: each voice levelled to the same active speech level, then per-speaker gains (3-10 dB spread),
    optional per-speaker reverb (exponentially decaying noise impulse response), additive noise at a per-file
    SNR (pink, brown, or babble of voices not in the conversation), optional telephone channel (300-3400 Hz
@@ -37,8 +37,8 @@ libsndfile versions. ``--only`` regenerates a subset with exactly the same bytes
 
 Usage
 -----
-    python tests/data/make_voices_set.py                    # writes .stack/eval-voices
-    python tests/data/make_voices_set.py --out DIR --only lv2_a,lv8_tel
+    python -m speakerline_tools.datasets.voices_set          # writes .stack/eval-voices
+    python -m speakerline_tools.datasets.voices_set --out DIR --only lv2_a,lv8_tel
 
 Needs numpy, scipy and soundfile only (no external tools).
 """
@@ -60,12 +60,13 @@ import soundfile as sf
 from scipy import fft as sp_fft
 from scipy import signal
 
+from speakerline_tools import repo
+
 SR = 16_000
 HOP = 160  # 10 ms frames
 FRAME_S = HOP / SR
-HERE = Path(__file__).resolve().parent
-VOICES_DIR = HERE / "voices"
-DEFAULT_OUT = HERE.parents[1] / ".stack" / "eval-voices"
+VOICES_DIR = repo.root() / "tests" / "data" / "voices"
+DEFAULT_OUT = repo.root() / ".stack" / "eval-voices"
 
 PEAK_RANGE_DB = 38.0  # voiced: frame energy within this many dB of the utterance's loudest frame ...
 ABS_FLOOR_DBFS = -60.0  # ... and above this absolute level ...

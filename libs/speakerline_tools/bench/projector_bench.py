@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """How many events a second the projector sustains into the Firestore emulator (`projector_events_per_s`).
 
-    python tests/bench/projector_bench.py                          # 3000 events of 300 jobs, one round
-    python tests/bench/projector_bench.py --rounds 3 --baseline /tmp/base   # side by side with another checkout
-    python tests/bench/projector_bench.py --profile /tmp/projector.json     # py-spy speedscope of one drain
+    python -m speakerline_tools.bench.projector_bench                               # 3000 events of 300 jobs
+    python -m speakerline_tools.bench.projector_bench --rounds 3 --baseline /tmp/b  # beside another checkout
+    python -m speakerline_tools.bench.projector_bench --profile /tmp/projector.json # py-spy speedscope of a drain
 
 Brings up its own Pub/Sub and Firestore emulators (nothing else) on free ports under `.stack/bench-projector/`,
 applies the topology, publishes the events of `jobs` jobs (each the sequence a real job produces: audio.uploaded,
@@ -23,7 +23,6 @@ drain (seconds of CPU per second of drain).
 `--baseline DIR` runs the same rounds, alternating, with the projector and the runtime imported from DIR (a copy
 of another commit: `mkdir DIR && git archive HEAD libs services | tar -x -C DIR`); figures are medians over the
 rounds. A short unreported round first warms the emulators up (their JVMs run the first writes slower).
-A benchmark, not a test: pytest does not collect it (no ``test_`` prefix).
 """
 
 from __future__ import annotations
@@ -50,7 +49,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from speakerline_tools import repo
+
+REPO = repo.root()
 SCHEMAS = REPO / "schemas" / "events"
 ROOT = REPO / ".stack" / "bench-projector"
 PROJECT = "speakerline-bench-projector"
@@ -419,6 +420,7 @@ def store_only(project: str, events: int, jobs: int, threads: Sequence[int] = TH
 def run_store_only(cfg: Any, events: int, jobs: int, src: Path | None = None) -> dict[str, float]:
     """`store_only` in a process of its own, importing the store from `src` when given."""
     env = {**os.environ, **cfg.emulator_env(), **_code_env(src)}
+    # this file run as a script: a baseline checkout on PYTHONPATH need not have this module
     argv = [sys.executable, __file__, "--store-only", "--events", str(events), "--jobs", str(jobs)]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)
     if done.returncode != 0:
