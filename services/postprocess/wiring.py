@@ -29,9 +29,9 @@ def wire(platform: Platform) -> Wiring:
         config=config(settings.merge_gap_s, settings.min_segment_s),
     )
     route = runtime.Route(
-        partial(handlers.handle, deps=deps),
+        partial(handlers.on_diarization_completed, deps=deps),
         accepts=(DiarizationCompleted,),
         on_exhausted=partial(handlers.on_exhausted, deps=deps),
     )
-    # "diarization": the handler of the postprocess-diarization subscription in infra/topology.yaml
-    return Wiring(routes={"diarization": route})
+    # "on_diarization_completed": the handler of the postprocess-diarization subscription in infra/topology.yaml
+    return Wiring(routes={"on_diarization_completed": route})

@@ -359,7 +359,7 @@ def test_the_wired_worker_falls_back_on_a_refusing_and_on_a_never_starting_verte
     engine = ScriptedEngine()
     with fake_vertex.serve(behaviour) as fake:
         service = _service(monkeypatch, fake.url, engine)
-        route = service.routes["audio_ingested"]
+        route = service.routes["on_audio_ingested"]
         assert route.concurrency == wiring.DISPATCH_CONCURRENCY > 1 and service.warm_up is None
         deps = route.handler.keywords["deps"]  # type: ignore[attr-defined]
         assert deps.dispatch is not None

@@ -14,7 +14,7 @@ from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projector.handlers import ProjectorDeps, handle
+from projector.handlers import ProjectorDeps, on_job_event
 from projector.projection import STATUS_RANK, project
 from projector.store import changes, identical
 from projector.wiring import CONCURRENCY
@@ -438,18 +438,18 @@ def test_handler_projects_and_publishes_nothing_even_for_duplicates() -> None:
     store = InMemoryJobStore()
     deps = ProjectorDeps(store=store)
     event = make("audio.uploaded", "job_handler1")
-    assert handle(event, _context(), deps) == []
-    assert handle(event, _context(attempt=2), deps) == []
+    assert on_job_event(event, _context(), deps) == []
+    assert on_job_event(event, _context(attempt=2), deps) == []
     assert store.jobs["job_handler1"]["event_count"] == 1
 
 
-def test_the_service_projects_every_event_type_on_its_project_route(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_service_projects_every_event_type_on_its_one_route(monkeypatch: pytest.MonkeyPatch) -> None:
     # The Firestore client is made at wiring time; pointed at an emulator address it needs no credentials (and it
     # connects only on first use, which this test never makes).
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:1")
     service = build_service("projector", Settings(project="p"), publisher=RecordingPublisher())
-    assert set(service.routes) == {"project"}
-    route = service.routes["project"]
+    assert set(service.routes) == {"on_job_event"}
+    route = service.routes["on_job_event"]
     assert {cls.TYPE for cls in route.accepts} == set(events.EVENT_CLASSES)
     assert all(route.takes(make(name, "job_wiring01")) for name in OFFSETS)
     assert route.concurrency == CONCURRENCY >= 64  # events wait together for one group commit
