@@ -28,11 +28,9 @@ rounds. A short unreported round first warms the emulators up (their JVMs run th
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -40,93 +38,24 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from speakerline_tools import repo
+from speakerline_tools.bench import projector_workload
+from speakerline_tools.bench.projector_workload import interleaved, workload
 
 REPO = repo.root()
-SCHEMAS = REPO / "schemas" / "events"
 ROOT = REPO / ".stack" / "bench-projector"
 PROJECT = "speakerline-bench-projector"
 TARGET = 300
-THREADS = (1, 4, 16)
 PROJECTED = "event projected"
 DUPLICATE = "duplicate event; already projected"
-
-# Seconds after a job's start of each of its events (progress reports are spread between start and completion).
-OFFSETS = {
-    "audio.uploaded": 0.0,
-    "audio.ingested": 7.0,
-    "diarization.started": 21.0,
-    "diarization.completed": 58.0,
-    "job.completed": 65.0,
-    "notification.delivered": 70.0,
-}
-
-
-# --- events ------------------------------------------------------------------------------------------------------
-
-
-def _example(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((SCHEMAS / name / "v1.example.json").read_text())["data"]
-    return data
-
-
-def job_events(job_id: str, start: datetime, progress: int) -> list[Any]:
-    """The events one job produces, in the order it produces them, with fresh event ids."""
-    from speakerline import events
-    from speakerline.events.wire import new_traceparent
-
-    classes = {events.event_name(t): cls for t, cls in events.EVENT_CLASSES.items()}
-    trace = new_traceparent()
-
-    def build(name: str, at: float, **changes: Any) -> Any:
-        data = copy.deepcopy(_example(name))
-        data["job_id"] = job_id
-        data.update(changes)
-        cls = classes[name]
-        return cls(
-            data=cls.DATA.model_validate(data),
-            source="//speakerline/bench",
-            time=start + timedelta(seconds=at),
-            subject=f"jobs/{job_id}",
-            traceparent=trace,
-        )
-
-    report = _example("diarization.progress")["progress"]
-    out = [build(name, OFFSETS[name]) for name in ("audio.uploaded", "audio.ingested", "diarization.started")]
-    for k in range(progress):
-        fraction = round((k + 1) / (progress + 1), 4)
-        step = {**report, "fraction": fraction, "processed_audio_s": round(report["audio_s"] * fraction, 1)}
-        out.append(
-            build("diarization.progress", 24.0 + 30.0 * k / max(progress, 1), progress={**step, "sequence": k + 1})
-        )
-    out += [build(name, OFFSETS[name]) for name in ("diarization.completed", "job.completed", "notification.delivered")]
-    return out
-
-
-def workload(events: int, jobs: int, seed: int = 7, prefix: str = "bench") -> dict[str, list[Any]]:
-    """`jobs` jobs of about `events / jobs` events each (at least one progress report), by job id."""
-    progress = max(1, round(events / jobs) - 6)
-    rng = random.Random(seed)
-    now = datetime.now(UTC).replace(microsecond=0)
-    tag = f"{rng.getrandbits(32):08x}"
-    return {
-        job_id: job_events(job_id, now + timedelta(seconds=2 * i), progress)
-        for i, job_id in enumerate(f"job_{prefix}_{tag}_{i:05d}" for i in range(jobs))
-    }
-
-
-def interleaved(by_job: Mapping[str, Sequence[Any]]) -> list[Any]:
-    """Every job's events in the order they would be published: jobs overlap, each job's events in their order."""
-    return sorted((e for evs in by_job.values() for e in evs), key=lambda e: (e.time, e.id))
 
 
 # --- pure parts --------------------------------------------------------------------------------------------------
@@ -373,55 +302,11 @@ def check_documents(cfg: Any, by_job: Mapping[str, Sequence[Any]]) -> int:
     return bad
 
 
-# --- store only --------------------------------------------------------------------------------------------------
-
-
-def store_only(project: str, events: int, jobs: int, threads: Sequence[int] = THREADS) -> dict[str, float]:
-    """Events per second of `FirestoreJobStore.apply` called directly from each number of threads (fresh jobs for
-    each); runs in this process against the emulators named by the environment."""
-    import queue
-
-    from google.cloud import firestore
-
-    from projector.store import FirestoreJobStore
-
-    store = FirestoreJobStore(firestore.Client(project=project))
-    rates: dict[str, float] = {}
-    for n_threads in threads:
-        pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        work = interleaved(workload(events, jobs, seed=n_threads, prefix=f"store{n_threads}"))
-        for event in work:
-            pending.put(event)
-        failures: list[BaseException] = []
-
-        def drain(pending: queue.SimpleQueue[Any] = pending, failures: list[BaseException] = failures) -> None:
-            while True:
-                try:
-                    event = pending.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    store.apply(event)
-                except BaseException as error:
-                    failures.append(error)
-
-        pool = [threading.Thread(target=drain) for _ in range(n_threads)]
-        started = time.perf_counter()
-        for thread in pool:
-            thread.start()
-        for thread in pool:
-            thread.join()
-        rates[str(n_threads)] = round(len(work) / (time.perf_counter() - started), 1)
-        if failures:
-            raise RuntimeError(f"{len(failures)} applies failed: {failures[0]!r}")
-    return rates
-
-
 def run_store_only(cfg: Any, events: int, jobs: int, src: Path | None = None) -> dict[str, float]:
     """`store_only` in a process of its own, importing the store from `src` when given."""
     env = {**os.environ, **cfg.emulator_env(), **_code_env(src)}
-    # this file run as a script: a baseline checkout on PYTHONPATH need not have this module
-    argv = [sys.executable, __file__, "--store-only", "--events", str(events), "--jobs", str(jobs)]
+    # a file of its own, run as a script: a baseline checkout on PYTHONPATH need not have the benchmarks
+    argv = [sys.executable, projector_workload.__file__, "--events", str(events), "--jobs", str(jobs)]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"store-only run failed:\n{done.stderr[-2000:]}")
@@ -521,12 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--profile-idle", action="store_true", help="profile wall time (idle threads too), not the GIL holder"
     )
-    parser.add_argument("--store-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-
-    if args.store_only:  # the child of run_store_only
-        print(json.dumps(store_only(os.environ["GOOGLE_CLOUD_PROJECT"], args.events, args.jobs)))
-        return 0
 
     from speakerline_tools import stack
 
