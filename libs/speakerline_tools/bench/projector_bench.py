@@ -219,16 +219,16 @@ def run_projector(
     timeout_s: float = 600.0,
 ) -> dict[str, Any]:
     """Start the projector, wait until it has projected `n` events (or the timeout), stop it; its figures."""
-    from speakerline_tools import stack
+    from speakerline_tools import stack, stack_processes
 
     comp = next(c for c in stack.components(cfg) if c.name == "projector")
     comp = dataclasses.replace(comp, env={**comp.env, **_code_env(src)})
     log = cfg.logs / "projector.log"
     offset = log.stat().st_size if log.exists() else 0
     (cfg.run / "projector.ready").unlink(missing_ok=True)
-    emulator_pids = {name: stack._read_pid(cfg, name) for name in ("pubsub", "firestore")}
+    emulator_pids = {name: stack_processes._read_pid(cfg, name) for name in ("pubsub", "firestore")}
     started = time.time()
-    pid = stack._start(cfg, comp)
+    pid = stack_processes._start(cfg, comp)
     spy: subprocess.Popen[bytes] | None = None
     lines: list[str] = []
     projected: list[float] = []
@@ -249,7 +249,7 @@ def run_projector(
             new, offset = _read_lines(log, offset)
             lines += new
             projected += log_times(new, PROJECTED)
-            if len(projected) >= n or not stack._alive(pid):
+            if len(projected) >= n or not stack_processes._alive(pid):
                 break
             time.sleep(0.2)
         cpu_after = {"projector": _cpu_s(pid), **{k: _cpu_s(v) for k, v in emulator_pids.items() if v}}
@@ -263,7 +263,7 @@ def run_projector(
                 spy.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 spy.kill()
-        stack._stop_group(pid)
+        stack_processes._stop_group(pid)
     first, last = (min(projected), max(projected)) if projected else (None, None)
     drain_s = (last - first) if first is not None and last is not None else None
     window = max(time.time() - started, 1e-9) if drain_s is None else max(drain_s, 1e-9)
