@@ -114,7 +114,8 @@ def jobs_per_minute(completed: int, start: float, end: float | None) -> float | 
 
 
 def short_type(event_type: str) -> str:
-    """`io.speakerline.job.completed.v1` -> `job.completed`."""
+    """An event type without its prefix and major version (`job.completed`), as `events.event_name` gives it, but
+    any other string as it is (a report must not fail on what the store recorded)."""
     parts = event_type.split(".")
     return ".".join(parts[2:-1]) if len(parts) > 3 else event_type
 
