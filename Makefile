@@ -85,7 +85,7 @@ run: install
 # jobs (time, peak RSS per service), three 5-minute runs (pipeline overhead) and 30 short jobs (hop latency from
 # the traces); the cost model on top. ~35 min on 2 cores. Writes .speakerline/bench.json, bench.md, bench.png.
 bench: install
-	$(BIN)/python tests/bench/bench.py
+	$(BIN)/python -m speakerline_tools.bench.suite
 
 # The micro-benchmarks (pytest-benchmark): normalizing an hour of MP3, the event codec, the engine on the sample.
 bench-micro: install
@@ -94,24 +94,23 @@ bench-micro: install
 		--benchmark-columns=min,mean,max,rounds --benchmark-json=.stack/bench.json
 
 # Long recordings (issue 7): peak RSS, RTF, DER and voices found for 5 min, 1 h and 6 h built from the synthetic set's
-# recurring voices. About 1.5 h of CPU time; `python tests/diarization/bench_long.py --minutes 10,30` for a quick look.
+# recurring voices. About 1.5 h of CPU time; `python -m speakerline_tools.bench.long_audio --minutes 10,30` for a look.
 bench-long: install
-	$(BIN)/python tests/diarization/bench_long.py --minutes 5,60,360 --json .stack/bench-long.json
+	$(BIN)/python -m speakerline_tools.bench.long_audio --minutes 5,60,360 --json .stack/bench-long.json
 
 # Load (issue 10): 100 short uploads and 10 long (2 min) ones at once through a stack of its own (free ports,
 # .stack/bench-load/); every job must complete exactly once. Prints jobs/min, p50/p95 time to COMPLETED and the
-# backlog curve; JSON in .stack/bench-load.json. `python tests/bench/load.py --short 6 --long 1 --long-s 60` for a look.
+# backlog curve; JSON in .stack/bench-load.json. `python -m speakerline_tools.bench.load --short 6 --long 1 --long-s 60`.
 bench-load: install
-	$(BIN)/python tests/bench/load.py
+	$(BIN)/python -m speakerline_tools.bench.load
 
 # DER tables of the embedded engine (no collar, overlap scored, whole file; `speakerline eval --help`): the real
-# meeting excerpts, the synthetic set, and the LibriSpeech-voices set generated into .stack/ when its generator exists.
+# meeting excerpts, the synthetic set, and the LibriSpeech-voices set generated into .stack/.
 eval: install
 	$(BIN)/speakerline eval tests/data/real-dev
 	$(BIN)/speakerline eval tests/data/eval
-	if test -f tests/data/make_voices_set.py; then \
-		$(BIN)/python tests/data/make_voices_set.py --out .stack/eval-voices && $(BIN)/speakerline eval .stack/eval-voices; \
-	fi
+	$(BIN)/python -m speakerline_tools.datasets.voices_set --out .stack/eval-voices
+	$(BIN)/speakerline eval .stack/eval-voices
 
 # The tools of the deployment checks: Debian's docker-compose (parses the compose file without a Docker engine;
 # installed from Debian's archive when missing, which needs root, as on CI) and checkov in a venv of its own (its

@@ -101,12 +101,6 @@ class Topology:
     def bucket(self, key: str) -> str:
         return self.buckets[key].name
 
-    def subscription_for_dead_letter_topic(self, topic: str) -> Subscription | None:
-        for sub in self.subscriptions.values():
-            if sub.dead_letter_topic == topic:
-                return sub
-        return None
-
 
 def default_path() -> Path:
     """infra/topology.yaml of the checkout the process runs in (the working directory or a folder above it). A

@@ -8,13 +8,10 @@ create-if-missing.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -27,6 +24,15 @@ from speakerline import topology as topo
 from speakerline import uploads as upload_contract
 from speakerline.apikeys import ApiKey
 from speakerline.settings import Settings
+from speakerline_tools.stack_processes import (
+    _alive,
+    _group_alive,
+    _pid_file,
+    _read_pid,
+    _ready,
+    _start,
+    _stop_group,
+)
 
 DEFAULT_PROJECT = "speakerline-local"
 STATE_FILE = "stack.json"
@@ -335,73 +341,6 @@ def _webhook_key_env(cfg: StackConfig) -> dict[str, str]:
     return {WEBHOOK_KEY_ENV: key} if key else {}
 
 
-def _ready(ready_file: Path) -> Callable[[], bool]:
-    def check() -> bool:
-        if not ready_file.exists():
-            return False
-        try:
-            return _alive(int(ready_file.read_text().strip()))
-        except ValueError:
-            return False
-
-    return check
-
-
-def _pid_file(cfg: StackConfig, name: str) -> Path:
-    return cfg.run / f"{name}.pid"
-
-
-def _read_pid(cfg: StackConfig, name: str) -> int | None:
-    try:
-        return int(_pid_file(cfg, name).read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _alive(pid: int) -> bool:
-    _reap(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _group_alive(pgid: int) -> bool:
-    _reap(pgid)
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _start(cfg: StackConfig, comp: Component) -> int:
-    cfg.logs.mkdir(parents=True, exist_ok=True)
-    cfg.run.mkdir(parents=True, exist_ok=True)
-    log = (cfg.logs / f"{comp.name}.log").open("ab")
-    proc = subprocess.Popen(
-        comp.argv,
-        env=comp.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: `down` stops the Java children too
-    )
-    log.close()
-    _pid_file(cfg, comp.name).write_text(str(proc.pid))
-    return proc.pid
-
-
 def _wait_healthy(cfg: StackConfig, comp: Component, pid: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -468,19 +407,6 @@ def up(cfg: StackConfig, say: Callable[[str], None] = print, timeout_s: float = 
 
         key = ensure_studio_key(cfg, FirestoreApiKeys(firestore.Client(project=cfg.project)))
         say(f"studio: {cfg.studio_link(key)}  (signed in as producer {LOCAL_PRODUCER!r})")
-
-
-def _stop_group(pgid: int, timeout_s: float = 15.0) -> None:
-    for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _group_alive(pgid):
-                return
-            time.sleep(0.1)
 
 
 def down(cfg: StackConfig, say: Callable[[str], None] = print) -> None:

@@ -25,7 +25,7 @@ from speakerline.runtime import Route
 from speakerline.settings import Settings, or_default
 
 NAME = "diarization"
-HANDLER = "audio_ingested"
+HANDLER = "on_audio_ingested"
 # The client extends a job's lease while it runs, for up to this long: a 24-hour recording (ingest's limit)
 # takes about 5 h on one CPU thread (RTF ~0.2, `make bench-long`) and well under 1 h on a GPU; the rest is
 # margin for a shared or slow machine. Past this, Pub/Sub redelivers the job to another worker.

@@ -1,12 +1,14 @@
-"""Ingest handlers: plain functions `handle(event, context, deps) -> the events to publish`.
+"""Ingest handlers: plain functions `on_<event>(event, context, deps) -> the events to publish`, each named as its
+route in infra/topology.yaml (`handler:`).
 
-- `gcs_upload`: an upload landed in the uploads bucket (`ObjectFinalized`) → announce it as `AudioUploaded` (the
-  job id is derived from bucket/object/generation, so a repeated notification is the same job; options come from
-  the object's custom metadata), or `JobRejected` when that metadata is invalid.
-- `upload_exhausted`: the last delivery attempt of `gcs_upload` failed → `JobFailed`, so the upload is not lost.
-- `audio_uploaded`: validate the file by its content and normalize it to 16 kHz mono WAV in the work bucket
+- `on_object_finalized`: an upload landed in the uploads bucket (`ObjectFinalized`) → announce it as `AudioUploaded`
+  (the job id is derived from bucket/object/generation, so a repeated notification is the same job; options come
+  from the object's custom metadata), or `JobRejected` when that metadata is invalid.
+- `upload_exhausted`: the last delivery attempt of `on_object_finalized` failed → `JobFailed`, so the upload is not
+  lost.
+- `on_audio_uploaded`: validate the file by its content and normalize it to 16 kHz mono WAV in the work bucket
   → `AudioIngested`, or `JobRejected` with a machine-readable code and a human message.
-- `on_exhausted`: the last delivery attempt of `audio_uploaded` failed → `JobFailed`.
+- `on_exhausted`: the last delivery attempt of `on_audio_uploaded` failed → `JobFailed`.
 """
 
 from __future__ import annotations
@@ -118,7 +120,9 @@ def _metadata_job_id(metadata: Mapping[str, str]) -> str | None:
     return value if value and uploads.JOB_ID_PATTERN.match(value) else None
 
 
-def gcs_upload(event: ObjectFinalized, context: runtime.Context, deps: IngestDeps) -> list[AudioUploaded | JobRejected]:
+def on_object_finalized(
+    event: ObjectFinalized, context: runtime.Context, deps: IngestDeps
+) -> list[AudioUploaded | JobRejected]:
     obj = event.data
     metadata = obj.metadata or {}
     job_id = _metadata_job_id(metadata) or job_id_for_object(obj.bucket, obj.name, obj.generation)
@@ -185,7 +189,7 @@ def upload_exhausted(
     ]
 
 
-def audio_uploaded(
+def on_audio_uploaded(
     event: AudioUploaded, context: runtime.Context, deps: IngestDeps
 ) -> list[AudioIngested | JobRejected]:
     job_id, request = event.data.job_id, event.data.request

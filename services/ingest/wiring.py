@@ -37,13 +37,13 @@ def wire(platform: Platform) -> Wiring:
     deps = build_deps(platform)
     return Wiring(
         routes={
-            "gcs_upload": Route(
-                partial(handlers.gcs_upload, deps=deps),
+            "on_object_finalized": Route(
+                partial(handlers.on_object_finalized, deps=deps),
                 accepts=(gcs_notification.ObjectFinalized,),
                 on_exhausted=partial(handlers.upload_exhausted, deps=deps),
             ),
-            "audio_uploaded": Route(
-                partial(handlers.audio_uploaded, deps=deps),
+            "on_audio_uploaded": Route(
+                partial(handlers.on_audio_uploaded, deps=deps),
                 accepts=(AudioUploaded,),
                 on_exhausted=partial(handlers.on_exhausted, deps=deps),
                 concurrency=2,

@@ -1,7 +1,7 @@
 """Notification: tell the producer's webhook and the team's Discord/Slack how a job ended.
 
 Every channel is vetted by the URL policy (no loopback/private/link-local targets unless allowed), webhook
-bodies are signed. `handle` is a generator: each channel's report (`notification.delivered`, or
+bodies are signed. `on_job_outcome` is a generator: each channel's report (`notification.delivered`, or
 `notification.failed` for a refusal or a non-retriable failure such as a 404) is yielded, and so published by the
 runtime, as soon as that channel is settled. A channel that fails in a retriable way is tried again through
 Pub/Sub's backoff: after every channel was tried, `RetriableDeliveryFailure` is raised, once the settled channels'
@@ -191,7 +191,7 @@ def _failed(
     )
 
 
-def handle(event: JobOutcomeEvent, context: runtime.Context, deps: NotificationDeps) -> Iterator[Event[Any]]:
+def on_job_outcome(event: JobOutcomeEvent, context: runtime.Context, deps: NotificationDeps) -> Iterator[Event[Any]]:
     """Notify every channel of a job outcome, yielding each channel's report as soon as it is settled."""
     retry: list[PendingChannel] = []
     for index, channel in enumerate(channels_for(event, deps)):

@@ -44,9 +44,9 @@ def build_deps(platform: Platform) -> handlers.NotificationDeps:
 def wire(platform: Platform) -> Wiring:
     deps = build_deps(platform)
     route = runtime.Route(
-        partial(handlers.handle, deps=deps),
+        partial(handlers.on_job_outcome, deps=deps),
         accepts=(JobCompleted, JobFailed, JobRejected),
         on_exhausted=partial(handlers.on_exhausted, deps=deps),
     )
-    # "job_outcome": the handler of the notification-job-outcomes subscription in infra/topology.yaml
-    return Wiring(routes={"job_outcome": route})
+    # "on_job_outcome": the handler of the notification-job-outcomes subscription in infra/topology.yaml
+    return Wiring(routes={"on_job_outcome": route})

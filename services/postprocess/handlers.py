@@ -37,7 +37,9 @@ class PostprocessDeps:
     config: PostprocessConfig
 
 
-def handle(event: DiarizationCompleted, context: runtime.Context, deps: PostprocessDeps) -> list[Event[Any]]:
+def on_diarization_completed(
+    event: DiarizationCompleted, context: runtime.Context, deps: PostprocessDeps
+) -> list[Event[Any]]:
     """diarization.completed → output.json, RTTM and WebVTT in the results bucket, and job.completed."""
     data = event.data
     job_id = data.job_id

@@ -35,9 +35,9 @@ def build_deps(platform: Platform) -> handlers.PostprocessDeps:
 def wire(platform: Platform) -> Wiring:
     deps = build_deps(platform)
     route = runtime.Route(
-        partial(handlers.handle, deps=deps),
+        partial(handlers.on_diarization_completed, deps=deps),
         accepts=(DiarizationCompleted,),
         on_exhausted=partial(handlers.on_exhausted, deps=deps),
     )
-    # "diarization": the handler of the postprocess-diarization subscription in infra/topology.yaml
-    return Wiring(routes={"diarization": route})
+    # "on_diarization_completed": the handler of the postprocess-diarization subscription in infra/topology.yaml
+    return Wiring(routes={"on_diarization_completed": route})

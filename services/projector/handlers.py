@@ -18,7 +18,7 @@ class ProjectorDeps:
     store: JobStore
 
 
-def handle(event: Event[Any], context: Context, deps: ProjectorDeps) -> list[Event[Any]]:
+def on_job_event(event: Event[Any], context: Context, deps: ProjectorDeps) -> list[Event[Any]]:
     """Project `event` (any speakerline event, an `events.AnyEvent`). A redelivery (same event id) is acknowledged
     without changing anything. Returns no events: the projector is a pure consumer."""
     applied = deps.store.apply(event)

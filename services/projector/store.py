@@ -29,7 +29,6 @@ from typing import Any, Protocol
 
 import google.api_core.exceptions as gexc
 from google.cloud import firestore
-from google.cloud.firestore_v1.field_path import FieldPath
 
 from speakerline import failpoints
 from speakerline.events import Event
@@ -207,15 +206,6 @@ def _fail(items: list[_Pending], error: BaseException) -> None:
         if not item.done:
             item.error, item.done = error, True
             item.wake.set()
-
-
-def replacing(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
-    """The field updates that turn document `before` into `after` exactly, as `update` takes them (it reads keys as
-    field paths, hence the quoting): see `changes`."""
-    fields, deleted = changes(before, after)
-    updates: dict[str, Any] = {FieldPath(key).to_api_repr(): value for key, value in fields.items()}
-    updates.update({FieldPath(key).to_api_repr(): firestore.DELETE_FIELD for key in deleted})
-    return updates
 
 
 def changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -27,6 +27,6 @@ def wire(platform: Platform) -> Wiring:
     deps = build_deps(platform)
     # Every speakerline event type is projected; the runtime already refused anything outside the catalog.
     route = runtime.Route(
-        partial(handlers.handle, deps=deps), accepts=tuple(events.EVENT_CLASSES.values()), concurrency=CONCURRENCY
+        partial(handlers.on_job_event, deps=deps), accepts=tuple(events.EVENT_CLASSES.values()), concurrency=CONCURRENCY
     )
-    return Wiring(routes={"project": route})
+    return Wiring(routes={"on_job_event": route})

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from ingest.bench_media import bench_normalize
 from speakerline import events
+from speakerline_tools.bench.media import bench_normalize
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "tests" / "data" / "sample" / "conversation.flac"

@@ -1,4 +1,4 @@
-"""The pure parts of the load benchmark (tests/bench/load.py): percentiles, the backlog curve, duplicate detection."""
+"""The pure parts of the load benchmark (speakerline_tools.bench.stats and load): percentiles, backlog, duplicates."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from speakerline.events import DiarizationCompleted, DiarizationStarted, JobCompleted, JobFailed, JobRejected
-from tests.bench import load
+from speakerline_tools.bench import load, stats
 
 
 def _event(kind: str, event_id: str) -> dict[str, str]:
@@ -17,30 +17,30 @@ def _event(kind: str, event_id: str) -> dict[str, str]:
 
 def test_percentiles_interpolate_between_ranks_like_numpy() -> None:
     values = [3.0, 1.0, 2.0, 4.0, 10.0]
-    assert load.percentile(values, 50) == 3.0
-    assert load.percentile(values, 0) == 1.0
-    assert load.percentile(values, 100) == 10.0
-    assert load.percentile(values, 95) == pytest.approx(8.8)  # numpy.percentile(values, 95)
-    assert load.percentile([1.0, 2.0], 50) == 1.5
-    assert load.percentile([7.0], 95) == 7.0
+    assert stats.percentile(values, 50) == 3.0
+    assert stats.percentile(values, 0) == 1.0
+    assert stats.percentile(values, 100) == 10.0
+    assert stats.percentile(values, 95) == pytest.approx(8.8)  # numpy.percentile(values, 95)
+    assert stats.percentile([1.0, 2.0], 50) == 1.5
+    assert stats.percentile([7.0], 95) == 7.0
 
 
 def test_percentile_of_nothing_is_none_and_out_of_range_is_refused() -> None:
-    assert load.percentile([], 50) is None
+    assert stats.percentile([], 50) is None
     with pytest.raises(ValueError):
-        load.percentile([1.0], 101)
+        stats.percentile([1.0], 101)
 
 
 def test_latency_summary() -> None:
-    assert load.latency_summary([2.0, 4.0]) == {"n": 2, "p50_s": 3.0, "p95_s": 3.9, "max_s": 4.0, "mean_s": 3.0}
-    assert load.latency_summary([]) == {"n": 0, "p50_s": None, "p95_s": None, "max_s": None, "mean_s": None}
+    assert stats.latency_summary([2.0, 4.0]) == {"n": 2, "p50_s": 3.0, "p95_s": 3.9, "max_s": 4.0, "mean_s": 3.0}
+    assert stats.latency_summary([]) == {"n": 0, "p50_s": None, "p95_s": None, "max_s": None, "mean_s": None}
 
 
 def test_backlog_point_counts_jobs_not_terminal_by_status() -> None:
     statuses = {"a": None, "b": "RECEIVED", "c": "DIARIZING", "d": "DIARIZING", "e": "COMPLETED", "f": "FAILED"}
-    point = load.backlog_point(12.34, statuses)
+    point = stats.backlog_point(12.34, statuses)
     assert point == {"t": 12.3, "backlog": 4, "by_status": {"DIARIZING": 2, "RECEIVED": 1, "SUBMITTED": 1}}
-    assert load.backlog_point(0, {"x": "REJECTED", "y": "DELETED"})["backlog"] == 0
+    assert stats.backlog_point(0, {"x": "REJECTED", "y": "DELETED"})["backlog"] == 0
 
 
 def _curve(*backlogs: int, step: float = 1.0) -> list[dict[str, object]]:
@@ -49,22 +49,22 @@ def _curve(*backlogs: int, step: float = 1.0) -> list[dict[str, object]]:
 
 def test_sample_curve_keeps_first_one_per_interval_and_last() -> None:
     curve = _curve(*range(95))  # t = 0..94
-    assert [p["t"] for p in load.sample_curve(curve, 30)] == [0, 30, 60, 90, 94]
-    assert [p["t"] for p in load.sample_curve(curve[:31], 30)] == [0, 30]
-    assert load.sample_curve([], 30) == []
+    assert [p["t"] for p in stats.sample_curve(curve, 30)] == [0, 30, 60, 90, 94]
+    assert [p["t"] for p in stats.sample_curve(curve[:31], 30)] == [0, 30]
+    assert stats.sample_curve([], 30) == []
 
 
 def test_sample_curve_with_missed_ticks_takes_the_first_point_past_each_multiple() -> None:
     curve = [{"t": t, "backlog": 1, "by_status": {}} for t in (0.0, 1.0, 29.0, 31.5, 33.0, 95.0, 96.0)]
-    assert [p["t"] for p in load.sample_curve(curve, 30)] == [0.0, 31.5, 95.0, 96.0]
+    assert [p["t"] for p in stats.sample_curve(curve, 30)] == [0.0, 31.5, 95.0, 96.0]
 
 
 def test_backlog_summary_peak_drain_and_area() -> None:
     curve = _curve(2, 5, 5, 3, 0, 0)
-    assert load.backlog_summary(curve) == {"peak": 5, "peak_t": 1.0, "drained_t": 4.0, "job_seconds": 15.0}
-    never = load.backlog_summary(_curve(1, 2, 2))
+    assert stats.backlog_summary(curve) == {"peak": 5, "peak_t": 1.0, "drained_t": 4.0, "job_seconds": 15.0}
+    never = stats.backlog_summary(_curve(1, 2, 2))
     assert never["drained_t"] is None and never["peak"] == 2
-    assert load.backlog_summary([])["peak"] == 0
+    assert stats.backlog_summary([])["peak"] == 0
 
 
 def test_one_completion_is_fine() -> None:
@@ -73,17 +73,17 @@ def test_one_completion_is_fine() -> None:
         _event(DiarizationCompleted.TYPE, "e2"),
         _event(JobCompleted.TYPE, "e3"),
     ]
-    assert load.event_problems(events) == []
+    assert stats.event_problems(events) == []
 
 
 def test_two_terminal_events_are_a_duplicate() -> None:
     twice = [_event(JobCompleted.TYPE, "e1"), _event(JobCompleted.TYPE, "e2")]
-    problems = load.event_problems(twice)
+    problems = stats.event_problems(twice)
     assert problems == ["terminal events: job.completed x2"]
-    assert load.is_duplicated(problems)
-    both = load.event_problems([_event(JobCompleted.TYPE, "e1"), _event(JobFailed.TYPE, "e2")])
+    assert stats.is_duplicated(problems)
+    both = stats.event_problems([_event(JobCompleted.TYPE, "e1"), _event(JobFailed.TYPE, "e2")])
     assert both == ["terminal events: job.completed x1, job.failed x1"]
-    assert load.event_problems([_event(JobRejected.TYPE, "r1")]) == []
+    assert stats.event_problems([_event(JobRejected.TYPE, "r1")]) == []
 
 
 def test_a_second_diarization_result_is_a_duplicate() -> None:
@@ -92,27 +92,27 @@ def test_a_second_diarization_result_is_a_duplicate() -> None:
         _event(DiarizationCompleted.TYPE, "d2"),
         _event(JobCompleted.TYPE, "c1"),
     ]
-    problems = load.event_problems(events)
+    problems = stats.event_problems(events)
     assert problems == ["diarization.completed x2"]
-    assert load.is_duplicated(problems)
+    assert stats.is_duplicated(problems)
 
 
 def test_the_same_event_id_twice_is_reported() -> None:
-    problems = load.event_problems([_event(JobCompleted.TYPE, "e1"), _event(JobCompleted.TYPE, "e1")])
+    problems = stats.event_problems([_event(JobCompleted.TYPE, "e1"), _event(JobCompleted.TYPE, "e1")])
     assert problems[0] == "event ids recorded more than once: e1"
-    assert load.is_duplicated(problems)
+    assert stats.is_duplicated(problems)
 
 
 def test_no_terminal_event_is_not_a_duplicate() -> None:
-    problems = load.event_problems([_event(DiarizationStarted.TYPE, "e1")])
+    problems = stats.event_problems([_event(DiarizationStarted.TYPE, "e1")])
     assert problems == ["no terminal event"]
-    assert not load.is_duplicated(problems)
+    assert not stats.is_duplicated(problems)
 
 
 def test_jobs_per_minute() -> None:
-    assert load.jobs_per_minute(110, 1000.0, 1000.0 + 330) == 20.0
-    assert load.jobs_per_minute(0, 1000.0, None) is None
-    assert load.jobs_per_minute(3, 1000.0, 1000.0) is None
+    assert stats.jobs_per_minute(110, 1000.0, 1000.0 + 330) == 20.0
+    assert stats.jobs_per_minute(0, 1000.0, None) is None
+    assert stats.jobs_per_minute(3, 1000.0, 1000.0) is None
 
 
 def _upload(job_id: str, kind: str, finished: float) -> load.Upload:

@@ -1,4 +1,4 @@
-"""The pure parts of the pipeline benchmark (tests/bench/pipeline_bench.py): lengths, overhead by stage, tables."""
+"""The pure parts of the pipeline benchmark (speakerline_tools.bench.pipeline_bench): lengths, overhead, tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.bench import pipeline_bench as bench
+from speakerline_tools.bench import pipeline_bench as bench
 
 
 def test_lengths_are_positive_minutes_in_the_order_given() -> None:

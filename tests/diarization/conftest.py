@@ -69,13 +69,7 @@ def embedded_engine() -> Any:
 
 @pytest.fixture(scope="session")
 def voices_generator() -> Any:
-    """tests/data/make_voices_set.py as a module (it is a script, not a package)."""
-    import importlib.util
-    import sys
+    """The real-voices set generator (`speakerline_tools.datasets.voices_set`)."""
+    from speakerline_tools.datasets import voices_set
 
-    spec = importlib.util.spec_from_file_location("make_voices_set", DATA_DIR / "make_voices_set.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return voices_set

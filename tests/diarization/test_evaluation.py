@@ -14,7 +14,7 @@ import pytest
 
 from diarization.engines.base import DiarizationOptions, DiarizationResult
 from speakerline.timeline import Turn
-from speakerline_tools import evaluation
+from speakerline_tools import cli, evaluation
 from speakerline_tools.evaluation import ErrorParts, EvalError, evaluate_dir, find_pairs, format_report
 
 RATE = 16_000
@@ -185,7 +185,7 @@ def test_bad_inputs_are_eval_errors(tmp_path: Path) -> None:
         find_pairs(tmp_path)
 
 
-def test_main_exit_codes_and_json(
+def test_cli_exit_codes_and_json(
     eval_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import diarization.engines.select as select
@@ -193,16 +193,16 @@ def test_main_exit_codes_and_json(
 
     monkeypatch.setattr(select, "load_engine", lambda config: FakeEngine({10.0: HYP_10, 4.0: []}))
     monkeypatch.setattr(logs, "configure", lambda *args, **kwargs: None)  # leave this process' logging alone
-    assert evaluation.main([str(eval_dir), "--json", "--max-der", "0.5"]) == evaluation.EXIT_OK
+    assert cli.main(["eval", str(eval_dir), "--json", "--max-der", "0.5"]) == evaluation.EXIT_OK
     out = capsys.readouterr()
     doc = json.loads(out.out)  # stdout holds only the report
     assert doc["overall"]["der"] == pytest.approx(0.4) and doc["passed"] is True and doc["max_der"] == 0.5
     assert "ten: DER 25.0%" in out.err  # progress goes to stderr
 
-    assert evaluation.main([str(eval_dir), "--max-der", "0.39"]) == evaluation.EXIT_DER_ABOVE_MAX
+    assert cli.main(["eval", str(eval_dir), "--max-der", "0.39"]) == evaluation.EXIT_DER_ABOVE_MAX
     out = capsys.readouterr()
     assert out.out.splitlines()[0].startswith("engine fake (fake-model, cpu)")
     assert "overall DER 40.0% is above --max-der 39.0%" in out.err
 
-    assert evaluation.main([str(eval_dir / "missing")]) == evaluation.EXIT_INPUT_ERROR
+    assert cli.main(["eval", str(eval_dir / "missing")]) == evaluation.EXIT_INPUT_ERROR
     assert "no such directory" in capsys.readouterr().err

@@ -363,7 +363,7 @@ def test_the_wired_worker_falls_back_on_a_refusing_and_on_a_never_starting_verte
     with fake_vertex.serve(behaviour) as fake:
         blobs = MemoryBlobStore()
         service = _service(monkeypatch, fake.url, engine, blobs)
-        route = service.routes["audio_ingested"]
+        route = service.routes["on_audio_ingested"]
         assert route.concurrency == wiring.DISPATCH_CONCURRENCY > 1 and service.warm_up is None
         outcomes = {}
         for job_id in ("job_refuse_0001", "job_pending_0001"):

@@ -294,7 +294,7 @@ def test_a_failing_progress_publish_does_not_fail_the_job(blobs, example) -> Non
     service = runtime.ServiceDef(
         name="diarization",
         routes={
-            "audio_ingested": runtime.Route(
+            "on_audio_ingested": runtime.Route(
                 lambda e, c: handlers.on_audio_ingested(e, c, deps),
                 (AudioIngested,),
                 best_effort=wiring_route().best_effort,
@@ -313,7 +313,7 @@ def test_a_failing_progress_publish_does_not_fail_the_job(blobs, example) -> Non
 def wiring_route() -> runtime.Route:
     settings = Settings(project="p", engine="embedded")
     return build_service("diarization", settings, publisher=RecordingPublisher(), blobs=MemoryBlobStore()).routes[
-        "audio_ingested"
+        "on_audio_ingested"
     ]
 
 
@@ -321,8 +321,8 @@ def test_build_service_wires_the_audio_ingested_route_with_the_configured_interv
     settings = Settings(project="p", engine="embedded", progress_interval_s=0.5)
     service = build_service("diarization", settings, publisher=RecordingPublisher(), blobs=MemoryBlobStore())
 
-    route = service.routes["audio_ingested"]
-    assert set(service.routes) == {"audio_ingested"}
+    route = service.routes["on_audio_ingested"]
+    assert set(service.routes) == {"on_audio_ingested"}
     assert route.accepts == (AudioIngested,)
     assert route.concurrency == 1 and route.max_lease_s == wiring.MAX_LEASE_S == 12 * 3600
     assert route.best_effort == (DiarizationProgress,)

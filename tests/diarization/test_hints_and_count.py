@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pyannote.core import SlidingWindow, SlidingWindowFeature
 
 from diarization.engines.base import DiarizationOptions, DiarizationResult
-from diarization.engines.embedded import (
+from diarization.engines.embedded_pipeline import (
     OVERLAP_THRESHOLD,
     SPEECH_FLOOR,
     SPEECH_RELATIVE,

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from diarization.engines.vertex import (
+from diarization.engines.vertex import VertexAIDispatcher
+from diarization.engines.vertex_job import (
     ENV_ENVELOPE_JSON,
     JOB_COMMAND,
-    VertexAIDispatcher,
     VertexConfig,
     build_custom_job_request,
     push_envelope,
@@ -263,9 +263,9 @@ def test_the_dispatched_envelope_is_what_the_worker_handles(tmp_path: Path) -> N
     service = bootstrap.build_service(
         "diarization", Settings(project="p", engine="embedded"), publisher=RecordingPublisher(), blobs=MemoryBlobStore()
     )
-    route = service.routes["audio_ingested"]
+    route = service.routes["on_audio_ingested"]
     probe = runtime.Route(lambda e, c: seen.append((e, c)) or [], route.accepts)
-    service.routes = {"audio_ingested": probe}
+    service.routes = {"on_audio_ingested": probe}
     event = ingested()
     assert runtime.handle_push_envelope(service, push_envelope(event, SUBSCRIPTION)) is runtime.Outcome.ACK
     ((received, context),) = seen
@@ -334,7 +334,7 @@ def test_a_vertex_worker_dispatches_through_the_topologys_subscription(monkeypat
     monkeypatch.setattr(vertex, "default_job_client", lambda config: client)
     settings = Settings(project="acme-prod", vertex_dispatch=True, vertex_region="europe-west4", vertex_image="img:1")
     service = bootstrap.build_service("diarization", settings, publisher=RecordingPublisher(), blobs=MemoryBlobStore())
-    route = service.routes["audio_ingested"]
+    route = service.routes["on_audio_ingested"]
     assert service.warm_up is None  # nothing to load: the custom job diarizes
     event = ingested()
 
@@ -345,5 +345,5 @@ def test_a_vertex_worker_dispatches_through_the_topologys_subscription(monkeypat
     (request,) = client.requests
     envelope = json.loads(env_of(request)[ENV_ENVELOPE_JSON])
     (sub,) = settings.topology.subscriptions_of("diarization")
-    assert envelope == push_envelope(event, sub.name) and sub.handler == "audio_ingested"
+    assert envelope == push_envelope(event, sub.name) and sub.handler == "on_audio_ingested"
     assert env_of(request)["SPEAKERLINE_VERTEX_DISPATCH"] == "false"

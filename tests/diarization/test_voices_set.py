@@ -1,4 +1,4 @@
-"""The real-voices evaluation set generator (tests/data/make_voices_set.py): determinism and exact references.
+"""The real-voices evaluation set generator (speakerline_tools.datasets.voices_set): determinism and exact references.
 
 Pure logic, no engine: plans for every conversation, audio for two of them.
 """
@@ -15,7 +15,6 @@ import pytest
 import soundfile as sf
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
-SCRIPT = DATA_DIR / "make_voices_set.py"
 VOICES = DATA_DIR / "voices"
 GENERATED = ["lv2_tel", "lv3_minor"]  # telephone (8 kHz, mu-law) and reverb paths, one minor speaker
 
@@ -45,7 +44,7 @@ def _read_rttm(path: Path) -> list[tuple[float, float, str]]:
 
 
 def test_script_reads_only_the_committed_voices(gen) -> None:
-    text = SCRIPT.read_text()
+    text = Path(gen.__file__).read_text()
     assert "shared" not in text and "librispeech-voices" not in text
     assert gen.VOICES_DIR == VOICES
     with (VOICES / "speakers.tsv").open(newline="") as f:

@@ -8,7 +8,7 @@ from typing import Any
 import google.cloud.pubsub_v1 as pubsub_v1
 import pytest
 
-from speakerline import events, runtime, topology
+from speakerline import events, logs, runtime, topology
 from speakerline.pubsub import PubSubPublisher
 from speakerline_tools import provision
 from speakerline_tools.stack import StackConfig
@@ -222,7 +222,7 @@ def test_a_dead_workers_message_comes_back_within_its_lease(emulators: StackConf
         return list(subscriber.pull(request={"subscription": path, "max_messages": 1}, timeout=10).received_messages)
 
     taken = wait_for(take, timeout_s=30)
-    leases = runtime.Leases(subscriber, runtime.logs.get_logger(), lease_s=3)
+    leases = runtime.Leases(subscriber, logs.get_logger(), lease_s=3)
     leases.hold(path, [taken[0].ack_id], max_lease_s=60)  # what the worker does on receipt, then it "dies"
     began = time.monotonic()
     again = wait_for(take, timeout_s=30)

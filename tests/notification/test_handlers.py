@@ -61,7 +61,7 @@ def _outcome(example, kind: str, webhook: str | None) -> handlers.JobOutcomeEven
 
 
 def _run(event: handlers.JobOutcomeEvent, deps: handlers.NotificationDeps, attempt: int = 1) -> list:
-    return list(handlers.handle(event, _context(attempt), deps))
+    return list(handlers.on_job_outcome(event, _context(attempt), deps))
 
 
 def test_completed_job_is_posted_signed_to_the_webhook_and_to_discord(webhook_receiver, example) -> None:
@@ -92,7 +92,7 @@ def test_completed_job_is_posted_signed_to_the_webhook_and_to_discord(webhook_re
 def test_reports_are_yielded_in_channel_order_as_each_channel_is_settled(webhook_receiver, example) -> None:
     event = _outcome(example, "job.completed", webhook_receiver.url("/hook"))
     deps = _deps(discord=webhook_receiver.url("/discord"), slack=webhook_receiver.url("/slack"))
-    reports = handlers.handle(event, _context(), deps)
+    reports = handlers.on_job_outcome(event, _context(), deps)
     first = next(reports)
     # Yielded before the next channel is even tried: the runtime publishes it at once.
     assert first.data.channel == "webhook" and [p for p, _, _ in webhook_receiver.requests] == ["/hook"]
@@ -140,7 +140,7 @@ def test_a_retriable_failure_still_yields_the_channels_that_succeeded(webhook_re
         deps = _deps(discord=flaky.url("/discord"), slack=webhook_receiver.url("/slack"))
         yielded = []
         with pytest.raises(handlers.RetriableDeliveryFailure) as exc:
-            for report in handlers.handle(event, _context(), deps):
+            for report in handlers.on_job_outcome(event, _context(), deps):
                 yielded.append(report)
         # The flaky channel neither hides nor holds back the others: both are yielded, in channel order.
         assert [(type(r), r.data.channel) for r in yielded] == [
@@ -180,7 +180,7 @@ def test_a_redelivery_does_not_send_again_to_channels_that_got_the_event(webhook
     deps = dataclasses.replace(
         _deps(slack=webhook_receiver.url("/slack"), ledger=ledger), between_channels=reached.append
     )
-    reports = handlers.handle(event, _context(), deps)
+    reports = handlers.on_job_outcome(event, _context(), deps)
     first = next(reports)  # the webhook is delivered; the worker "dies" before the next channel
     reports.close()
     assert reached == [] and [p for p, _, _ in webhook_receiver.requests] == ["/hook"]
@@ -221,7 +221,7 @@ def test_build_service_wires_the_route_and_the_settings(webhook_receiver, exampl
         )
         ledger = MemoryFirestore()  # the delivery ledger's Firestore: given to the platform, as every adapter
         service = build_service("notification", settings, publisher=publisher, firestore=ledger)
-        route = service.routes["job_outcome"]
+        route = service.routes["on_job_outcome"]
         assert route.accepts == (events.JobCompleted, events.JobFailed, events.JobRejected)
         deps = notification.wiring.build_deps(Platform("notification", settings))
         assert (deps.signing_secret, deps.discord_url, deps.slack_url) == ("k3y", None, flaky.url("/slack"))

@@ -52,7 +52,7 @@ def test_completed_diarization_becomes_a_clean_result(blobs, example) -> None:
     data["audio"]["duration_s"] = 12.0
     event = _completed(data)
 
-    (out,) = handlers.handle(event, _context(), _deps(blobs))
+    (out,) = handlers.on_diarization_completed(event, _context(), _deps(blobs))
     assert isinstance(out, events.JobCompleted)
     assert out.TYPE == events.JobCompleted.TYPE
     result = out.data.result
@@ -91,7 +91,7 @@ def test_completed_diarization_becomes_a_clean_result(blobs, example) -> None:
     assert {"silence_s"} <= document.keys()
     assert all({"share_of_audio", "first_start_s", "last_end_s"} <= s.keys() for s in document["speakers"])
     # Derived from the input: a redelivered diarization.completed yields the very same job.completed.
-    (again,) = handlers.handle(event, _context(attempt=2), _deps(blobs))
+    (again,) = handlers.on_diarization_completed(event, _context(attempt=2), _deps(blobs))
     assert again.id == out.id
     out.to_cloudevent()  # valid against the job.completed schema
 
@@ -113,7 +113,7 @@ def test_the_engines_exclusive_timeline_is_cleaned_and_labelled_like_the_segment
     }
     blobs.put(data["result"]["turns_uri"], json.dumps(raw).encode())
 
-    (out,) = handlers.handle(_completed(data), _context(), _deps(blobs))
+    (out,) = handlers.on_diarization_completed(_completed(data), _context(), _deps(blobs))
     assert isinstance(out, events.JobCompleted)
     result = out.data.result
     output = json.loads(blobs.read_bytes(result.output_uri))
@@ -146,7 +146,7 @@ def test_build_service_wires_the_route_and_the_settings(example) -> None:
     publisher, blobs = RecordingPublisher(), MemoryBlobStore()
     settings = Settings(project="p", merge_gap_s=1.25, bucket_prefix="p-")
     service = build_service("postprocess", settings, publisher=publisher, blobs=blobs)
-    route = service.routes["diarization"]
+    route = service.routes["on_diarization_completed"]
     # A diarization.completed from its subscription goes through the route and its job.completed is published.
     data = example("diarization.completed")
     blobs.put(data["result"]["turns_uri"], json.dumps({"segments": []}).encode())
@@ -163,7 +163,7 @@ def test_build_service_wires_the_route_and_the_settings(example) -> None:
     assert deps.source == "//speakerline/services/postprocess"
     assert service.publisher is publisher
     assert handlers.PostprocessDeps is type(deps)
-    assert [sub.handler for sub in settings.topology.subscriptions_of("postprocess")] == ["diarization"]
+    assert [sub.handler for sub in settings.topology.subscriptions_of("postprocess")] == ["on_diarization_completed"]
 
 
 @pytest.mark.parametrize(("merge_gap_s", "min_segment_s"), [(None, None), (0.0, 0.0), (2.0, 1.0)])
@@ -183,7 +183,7 @@ def test_the_engines_fallback_is_carried_into_job_completed_and_output_json(blob
     data["engine"] = {"name": "embedded", "model": "segmentation-3.0+campplus", "device": "cpu", "fallback": fallback}
     blobs.put(data["result"]["turns_uri"], json.dumps({"segments": []}).encode())
 
-    (out,) = handlers.handle(_completed(data), _context(), _deps(blobs))
+    (out,) = handlers.on_diarization_completed(_completed(data), _context(), _deps(blobs))
 
     assert out.payload()["engine"] == data["engine"]
     assert out.data.engine.fallback is not None and out.data.engine.fallback.reason == "gpu_start_timeout"

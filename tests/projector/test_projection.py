@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 from google.api_core.datetime_helpers import DatetimeWithNanoseconds
-from google.cloud import firestore
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projector.handlers import ProjectorDeps, handle
+from projector.handlers import ProjectorDeps, on_job_event
 from projector.projection import STATUS_RANK, project
-from projector.store import identical, replacing
+from projector.store import changes, identical
 from projector.wiring import CONCURRENCY
 from speakerline import events
 from speakerline.bootstrap import build_service
@@ -439,18 +438,18 @@ def test_handler_projects_and_publishes_nothing_even_for_duplicates() -> None:
     store = InMemoryJobStore()
     deps = ProjectorDeps(store=store)
     event = make("audio.uploaded", "job_handler1")
-    assert handle(event, _context(), deps) == []
-    assert handle(event, _context(attempt=2), deps) == []
+    assert on_job_event(event, _context(), deps) == []
+    assert on_job_event(event, _context(attempt=2), deps) == []
     assert store.jobs["job_handler1"]["event_count"] == 1
 
 
-def test_the_service_projects_every_event_type_on_its_project_route(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_service_projects_every_event_type_on_its_one_route(monkeypatch: pytest.MonkeyPatch) -> None:
     # The Firestore client is made at wiring time; pointed at an emulator address it needs no credentials (and it
     # connects only on first use, which this test never makes).
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:1")
     service = build_service("projector", Settings(project="p"), publisher=RecordingPublisher())
-    assert set(service.routes) == {"project"}
-    route = service.routes["project"]
+    assert set(service.routes) == {"on_job_event"}
+    route = service.routes["on_job_event"]
     assert {cls.TYPE for cls in route.accepts} == set(events.EVENT_CLASSES)
     assert all(route.takes(make(name, "job_wiring01")) for name in OFFSETS)
     assert route.concurrency == CONCURRENCY >= 64  # events wait together for one group commit
@@ -510,24 +509,23 @@ def test_the_producer_is_kept_from_the_request() -> None:
     assert job["request"]["producer"] == "newsroom"
 
 
-def test_replacing_sets_every_changed_field_whole_and_deletes_the_dropped_ones() -> None:
+def test_changes_sets_every_changed_field_whole_and_deletes_the_dropped_ones() -> None:
     """The store writes a new job version with `update` (the write that takes a precondition): every changed field of
-    the new version whole, quoted where its name is not a plain identifier, a delete for each field it dropped, and
-    nothing for the fields it kept as they were."""
+    the new version whole, each field it dropped deleted, and nothing for the fields it kept as they were."""
     at = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
     kept = {"request": {"input": {"uri": "gs://b/o"}, "options": {}}, "created_at": at, "notifications": [{"n": 1}]}
-    updates = replacing(
+    fields, deleted = changes(
         {"status": "DIARIZING", "stale": 1, "odd.name": 1, "count": 1, **kept},
         {"status": "COMPLETED", "stages": {"a": 1}, "odd.name": 2, "count": 1.0, **copy.deepcopy(kept)},
     )
-    assert updates == {
+    assert fields == {
         "status": "COMPLETED",
         "stages": {"a": 1},
-        "`odd.name`": 2,
+        "odd.name": 2,
         "count": 1.0,  # equal in Python, a double and not an integer in the document
-        "stale": firestore.DELETE_FIELD,
     }
-    assert isinstance(updates["count"], float)
+    assert isinstance(fields["count"], float)
+    assert deleted == ["stale"]
 
 
 def test_identical_is_equality_of_values_and_types_all_the_way_down() -> None:

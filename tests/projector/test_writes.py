@@ -10,9 +10,10 @@ from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud import firestore
 from google.cloud.firestore_v1 import _helpers
 from google.cloud.firestore_v1.base_batch import BaseBatch
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from projector import writes
-from projector.store import changes, event_record, replacing
+from projector.store import changes, event_record
 
 from .jobevents import fold, full_job
 
@@ -55,8 +56,13 @@ def library_create(ref: Any, data: dict[str, Any]) -> list[bytes]:
 
 
 def library_update(ref: Any, before: dict[str, Any], after: dict[str, Any], at: datetime) -> list[bytes]:
+    """The library's `update(ref, updates, option=write_option(...))` of the same changes: `update` reads its keys as
+    field paths, hence the quoting."""
+    fields, deleted = changes(before, after)
+    updates: dict[str, Any] = {FieldPath(key).to_api_repr(): value for key, value in fields.items()}
+    updates.update({FieldPath(key).to_api_repr(): firestore.DELETE_FIELD for key in deleted})
     option = firestore.Client.write_option(last_update_time=at)
-    pbs = _helpers.pbs_for_update(ref._document_path, replacing(before, after), option)
+    pbs = _helpers.pbs_for_update(ref._document_path, updates, option)
     return [w._pb.SerializeToString(deterministic=True) for w in pbs]
 
 

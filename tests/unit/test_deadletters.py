@@ -18,7 +18,7 @@ from speakerline_tools.deadletters import (
     DeadLetter,
     DeadLetterQueue,
     Filter,
-    RateLimiter,
+    Pacer,
     Report,
     excerpt,
     parse_since,
@@ -169,34 +169,34 @@ class FakeClock:
         self.now += seconds
 
 
-def test_rate_limiter_spaces_goes_by_one_over_the_rate() -> None:
+def test_pacer_spaces_goes_by_one_over_the_rate() -> None:
     clock = FakeClock()
-    limiter = RateLimiter(4.0, clock, clock.sleep)
+    pacer = Pacer(4.0, clock, clock.sleep)
     times = []
     for _ in range(5):
-        limiter.wait()
+        pacer.wait()
         times.append(clock.now)
     assert times == [100.0, 100.25, 100.5, 100.75, 101.0]  # 5 goes at 4/s take (5 - 1) / 4 s
     # Time spent elsewhere counts: a slow go is followed at once, but never by a burst to catch up.
     clock.now += 3.0
-    limiter.wait()
-    limiter.wait()
+    pacer.wait()
+    pacer.wait()
     assert clock.sleeps[-1] == pytest.approx(0.25) and clock.now == pytest.approx(104.25)
 
 
-def test_rate_limiter_unlimited_never_sleeps_and_a_long_wait_keeps_calling_back() -> None:
+def test_an_unlimited_pacer_never_sleeps_and_a_long_wait_keeps_calling_back() -> None:
     clock = FakeClock()
-    unlimited = RateLimiter(None, clock, clock.sleep)
+    unlimited = Pacer(None, clock, clock.sleep)
     for _ in range(3):
         unlimited.wait()
     assert clock.sleeps == []
-    slow = RateLimiter(0.05, clock, clock.sleep)  # one per 20 s
+    slow = Pacer(0.05, clock, clock.sleep)  # one per 20 s
     calls: list[float] = []
     slow.wait(lambda: calls.append(clock.now), max_sleep_s=5.0)
     slow.wait(lambda: calls.append(clock.now), max_sleep_s=5.0)
     assert clock.sleeps == [5.0, 5.0, 5.0, 5.0] and calls == [105.0, 110.0, 115.0, 120.0]
     with pytest.raises(ValueError):
-        RateLimiter(0, clock, clock.sleep)
+        Pacer(0, clock, clock.sleep)
 
 
 def test_report_status_and_audit_record() -> None:

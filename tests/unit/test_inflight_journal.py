@@ -6,7 +6,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from speakerline import runtime
+from speakerline import logs, runtime
+from speakerline.runtime import pull
 
 
 def _delivery(message_id: str, attempt: int | None = 1) -> runtime.Delivery:
@@ -90,7 +91,7 @@ def test_a_started_worker_resumes_its_predecessors_message_first_and_hands_back_
         go_on.wait(5)  # the slot stays taken while the take-over goes on
         return runtime.Outcome.ACK
 
-    monkeypatch.setattr(runtime, "process", process)
+    monkeypatch.setattr(pull, "process", process)  # the worker calls it by this name
     worker = runtime.PullWorker.__new__(runtime.PullWorker)
     subscriber = _Subscriber()
     worker.__dict__.update(
@@ -98,7 +99,7 @@ def test_a_started_worker_resumes_its_predecessors_message_first_and_hands_back_
         project="p",
         subscriber=subscriber,
         journal=journal,
-        log=runtime.logs.get_logger(),
+        log=logs.get_logger(),
         _slots={"work": threading.Semaphore(1)},
         _running=set(),
         _running_lock=threading.Lock(),

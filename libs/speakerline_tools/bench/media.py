@@ -1,9 +1,9 @@
 """Benchmark: normalize throughput (x realtime) and peak memory for a long MP3.
 
-Called by ``make bench`` (not by the tests)::
+Called by ``make bench-micro`` (tests/bench/test_benchmarks.py) and by hand::
 
-    python -m ingest.bench_media            # 1 hour, prints one JSON object
-    python -m ingest.bench_media --minutes 10
+    python -m speakerline_tools.bench.media            # 1 hour, prints one JSON object
+    python -m speakerline_tools.bench.media --minutes 10
 
 The input is a real 44.1 kHz stereo 128 kbit/s MP3 of a speech-like signal: one minute is encoded with LAME
 (bit reservoir off, no ID3/Xing header, so minutes join cleanly) and written back to back into a temporary

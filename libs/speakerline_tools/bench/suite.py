@@ -1,23 +1,23 @@
 #!/usr/bin/env python3
 """`make bench`: every benchmark, against the real local stack, into one report with the target beside each figure.
 
-    python tests/bench/bench.py                         # everything (~35 min on 2 cores: the 1-hour job is ~13)
-    python tests/bench/bench.py --quick                 # 0.5/1/5-minute jobs, fewer runs: a look in ~10 min
+    python -m speakerline_tools.bench.suite             # everything (~35 min on 2 cores: the 1-hour job is ~13)
+    python -m speakerline_tools.bench.suite --quick     # 0.5/1/5-minute jobs, fewer runs: a look in ~10 min
 
 Writes `.speakerline/bench.json` (every key below, always: a figure that could not be measured says why under
 `"skipped"`, never a number), `.speakerline/bench.md` (the table, also printed) and `.speakerline/bench.png` (time and
 peak memory against audio length). In order, each part on its own (no two share the CPU):
 
 - `der`, `engine_rtf`: `speakerline eval` on the real meeting excerpts and the synthetic set; the embedded engine's
-  real-time factor on real speech with one and two torch threads (`tests/diarization/bench_engines.py`); pyannote on
+  real-time factor on real speech with one and two torch threads (`speakerline_tools.bench.engines`); pyannote on
   CUDA when `torch.cuda.is_available()`;
-- `projector_events_per_s`: `tests/bench/projector_bench.py` (the projector draining a backlog into Firestore);
-- `scaling`, `peak_rss_mb`, `pipeline_overhead`, `hop_latency_ms`: `tests/bench/pipeline_bench.py` (one stack,
+- `projector_events_per_s`: `speakerline_tools.bench.projector_bench` (the projector draining a backlog into Firestore);
+- `scaling`, `peak_rss_mb`, `pipeline_overhead`, `hop_latency_ms`: `speakerline_tools.bench.pipeline_bench` (one stack,
   one job at a time: 1, 5, 15, 60 minutes of real speech, three 5-minute runs, 30 short jobs for the hops, whose
   queue waits come from the services' traces);
 - `cost_per_audio_hour_usd`: `speakerline_tools.costs` on the figures above and list prices.
 
-Not collected by pytest (no ``test_`` prefix); `make bench-long` adds the 6-hour figures (`.stack/bench-long.json`).
+`make bench-long` adds the 6-hour figures (`.stack/bench-long.json`).
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from speakerline_tools import costs, repo, traces
+from speakerline_tools.bench import load, pipeline_bench, projector_bench
 
-from speakerline_tools import costs, traces  # noqa: E402
-from tests.bench import load, pipeline_bench, projector_bench  # noqa: E402
+REPO = repo.root()
 
 OUT = REPO / ".speakerline"
 LONG = REPO / ".stack" / "bench-long.json"
@@ -76,8 +75,17 @@ def der_by_suite() -> dict[str, Any]:
 def _engine_run(threads: int, folder: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "engine.json"
-        script = REPO / "tests/diarization/bench_engines.py"
-        argv = [sys.executable, str(script), "--rounds", "1", "--threads", str(threads), "--dir", str(folder)]
+        argv = [
+            sys.executable,
+            "-m",
+            "speakerline_tools.bench.engines",
+            "--rounds",
+            "1",
+            "--threads",
+            str(threads),
+            "--dir",
+            str(folder),
+        ]
         subprocess.run([*argv, "--json", str(out)], check=True, capture_output=True, timeout=1800, cwd=REPO)
         report = json.loads(out.read_text())
     return {

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Real-time factor and peak memory of the embedded engine (plain script, for `make bench`).
 
-    python tests/diarization/bench_engines.py                 # every eval file + the sample
-    python tests/diarization/bench_engines.py --rounds 3 --json out.json
-    python tests/diarization/bench_engines.py --dir tests/data/real-dev --threads 2
+    python -m speakerline_tools.bench.engines                 # every eval file + the sample
+    python -m speakerline_tools.bench.engines --rounds 3 --json out.json
+    python -m speakerline_tools.bench.engines --dir tests/data/real-dev --threads 2
 
 Each file is diarized ``--rounds`` times after one warm-up run; RTF = inference seconds per
 second of audio (best and median round). Peak memory is the process's max RSS (ru_maxrss),
-which includes loading torch and both models. Not collected by pytest (no ``test_`` prefix).
+which includes loading torch and both models.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ import time
 import warnings
 from pathlib import Path
 
+from speakerline_tools import repo
+
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = repo.root() / "tests" / "data"
 
 
 def peak_rss_mib() -> float:

@@ -27,8 +27,8 @@ flite / espeak-ng / sox versions (Debian 12: flite 2.2, espeak-ng 1.51, sox 14.4
 Usage
 -----
     apt-get update && apt-get install -y espeak-ng flite sox
-    python tests/data/make_eval_set.py            # writes into tests/data/{eval,sample}
-    python tests/data/make_eval_set.py --out DIR  # somewhere else
+    python -m speakerline_tools.datasets.eval_set            # writes into tests/data/{eval,sample}
+    python -m speakerline_tools.datasets.eval_set --out DIR  # somewhere else
 
 Needs numpy and soundfile (both are diarization runtime dependencies).
 """
@@ -46,8 +46,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from speakerline_tools import repo
+
 SR = 16_000
-HERE = Path(__file__).resolve().parent
+DATA_DIR = repo.root() / "tests" / "data"
 
 # Sentences: the Harvard sentences (IEEE 1969, public domain) and plain conversational lines.
 SENTENCES = [
@@ -364,7 +366,7 @@ def write_rttm(path: Path, uri: str, turns: list[tuple[float, float, str]]) -> N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=HERE, help="root (default: tests/data)")
+    parser.add_argument("--out", type=Path, default=DATA_DIR, help="root (default: tests/data)")
     args = parser.parse_args()
     for tool in ("flite", "espeak-ng", "sox"):
         if shutil.which(tool) is None:

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """How many events a second the projector sustains into the Firestore emulator (`projector_events_per_s`).
 
-    python tests/bench/projector_bench.py                          # 3000 events of 300 jobs, one round
-    python tests/bench/projector_bench.py --rounds 3 --baseline /tmp/base   # side by side with another checkout
-    python tests/bench/projector_bench.py --profile /tmp/projector.json     # py-spy speedscope of one drain
+    python -m speakerline_tools.bench.projector_bench                               # 3000 events of 300 jobs
+    python -m speakerline_tools.bench.projector_bench --rounds 3 --baseline /tmp/b  # beside another checkout
+    python -m speakerline_tools.bench.projector_bench --profile /tmp/projector.json # py-spy speedscope of a drain
 
 Brings up its own Pub/Sub and Firestore emulators (nothing else) on free ports under `.stack/bench-projector/`,
 applies the topology, publishes the events of `jobs` jobs (each the sequence a real job produces: audio.uploaded,
@@ -23,17 +23,14 @@ drain (seconds of CPU per second of drain).
 `--baseline DIR` runs the same rounds, alternating, with the projector and the runtime imported from DIR (a copy
 of another commit: `mkdir DIR && git archive HEAD libs services | tar -x -C DIR`); figures are medians over the
 rounds. A short unreported round first warms the emulators up (their JVMs run the first writes slower).
-A benchmark, not a test: pytest does not collect it (no ``test_`` prefix).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -41,91 +38,24 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-SCHEMAS = REPO / "schemas" / "events"
+from speakerline_tools import repo
+from speakerline_tools.bench import projector_workload
+from speakerline_tools.bench.projector_workload import interleaved, workload
+
+REPO = repo.root()
 ROOT = REPO / ".stack" / "bench-projector"
 PROJECT = "speakerline-bench-projector"
 TARGET = 300
-THREADS = (1, 4, 16)
 PROJECTED = "event projected"
 DUPLICATE = "duplicate event; already projected"
-
-# Seconds after a job's start of each of its events (progress reports are spread between start and completion).
-OFFSETS = {
-    "audio.uploaded": 0.0,
-    "audio.ingested": 7.0,
-    "diarization.started": 21.0,
-    "diarization.completed": 58.0,
-    "job.completed": 65.0,
-    "notification.delivered": 70.0,
-}
-
-
-# --- events ------------------------------------------------------------------------------------------------------
-
-
-def _example(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((SCHEMAS / name / "v1.example.json").read_text())["data"]
-    return data
-
-
-def job_events(job_id: str, start: datetime, progress: int) -> list[Any]:
-    """The events one job produces, in the order it produces them, with fresh event ids."""
-    from speakerline import events
-    from speakerline.events.wire import new_traceparent
-
-    classes = {events.event_name(t): cls for t, cls in events.EVENT_CLASSES.items()}
-    trace = new_traceparent()
-
-    def build(name: str, at: float, **changes: Any) -> Any:
-        data = copy.deepcopy(_example(name))
-        data["job_id"] = job_id
-        data.update(changes)
-        cls = classes[name]
-        return cls(
-            data=cls.DATA.model_validate(data),
-            source="//speakerline/bench",
-            time=start + timedelta(seconds=at),
-            subject=f"jobs/{job_id}",
-            traceparent=trace,
-        )
-
-    report = _example("diarization.progress")["progress"]
-    out = [build(name, OFFSETS[name]) for name in ("audio.uploaded", "audio.ingested", "diarization.started")]
-    for k in range(progress):
-        fraction = round((k + 1) / (progress + 1), 4)
-        step = {**report, "fraction": fraction, "processed_audio_s": round(report["audio_s"] * fraction, 1)}
-        out.append(
-            build("diarization.progress", 24.0 + 30.0 * k / max(progress, 1), progress={**step, "sequence": k + 1})
-        )
-    out += [build(name, OFFSETS[name]) for name in ("diarization.completed", "job.completed", "notification.delivered")]
-    return out
-
-
-def workload(events: int, jobs: int, seed: int = 7, prefix: str = "bench") -> dict[str, list[Any]]:
-    """`jobs` jobs of about `events / jobs` events each (at least one progress report), by job id."""
-    progress = max(1, round(events / jobs) - 6)
-    rng = random.Random(seed)
-    now = datetime.now(UTC).replace(microsecond=0)
-    tag = f"{rng.getrandbits(32):08x}"
-    return {
-        job_id: job_events(job_id, now + timedelta(seconds=2 * i), progress)
-        for i, job_id in enumerate(f"job_{prefix}_{tag}_{i:05d}" for i in range(jobs))
-    }
-
-
-def interleaved(by_job: Mapping[str, Sequence[Any]]) -> list[Any]:
-    """Every job's events in the order they would be published: jobs overlap, each job's events in their order."""
-    return sorted((e for evs in by_job.values() for e in evs), key=lambda e: (e.time, e.id))
 
 
 # --- pure parts --------------------------------------------------------------------------------------------------
@@ -289,16 +219,16 @@ def run_projector(
     timeout_s: float = 600.0,
 ) -> dict[str, Any]:
     """Start the projector, wait until it has projected `n` events (or the timeout), stop it; its figures."""
-    from speakerline_tools import stack
+    from speakerline_tools import stack, stack_processes
 
     comp = next(c for c in stack.components(cfg) if c.name == "projector")
     comp = dataclasses.replace(comp, env={**comp.env, **_code_env(src)})
     log = cfg.logs / "projector.log"
     offset = log.stat().st_size if log.exists() else 0
     (cfg.run / "projector.ready").unlink(missing_ok=True)
-    emulator_pids = {name: stack._read_pid(cfg, name) for name in ("pubsub", "firestore")}
+    emulator_pids = {name: stack_processes._read_pid(cfg, name) for name in ("pubsub", "firestore")}
     started = time.time()
-    pid = stack._start(cfg, comp)
+    pid = stack_processes._start(cfg, comp)
     spy: subprocess.Popen[bytes] | None = None
     lines: list[str] = []
     projected: list[float] = []
@@ -319,7 +249,7 @@ def run_projector(
             new, offset = _read_lines(log, offset)
             lines += new
             projected += log_times(new, PROJECTED)
-            if len(projected) >= n or not stack._alive(pid):
+            if len(projected) >= n or not stack_processes._alive(pid):
                 break
             time.sleep(0.2)
         cpu_after = {"projector": _cpu_s(pid), **{k: _cpu_s(v) for k, v in emulator_pids.items() if v}}
@@ -333,7 +263,7 @@ def run_projector(
                 spy.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 spy.kill()
-        stack._stop_group(pid)
+        stack_processes._stop_group(pid)
     first, last = (min(projected), max(projected)) if projected else (None, None)
     drain_s = (last - first) if first is not None and last is not None else None
     window = max(time.time() - started, 1e-9) if drain_s is None else max(drain_s, 1e-9)
@@ -372,54 +302,11 @@ def check_documents(cfg: Any, by_job: Mapping[str, Sequence[Any]]) -> int:
     return bad
 
 
-# --- store only --------------------------------------------------------------------------------------------------
-
-
-def store_only(project: str, events: int, jobs: int, threads: Sequence[int] = THREADS) -> dict[str, float]:
-    """Events per second of `FirestoreJobStore.apply` called directly from each number of threads (fresh jobs for
-    each); runs in this process against the emulators named by the environment."""
-    import queue
-
-    from google.cloud import firestore
-
-    from projector.store import FirestoreJobStore
-
-    store = FirestoreJobStore(firestore.Client(project=project))
-    rates: dict[str, float] = {}
-    for n_threads in threads:
-        pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        work = interleaved(workload(events, jobs, seed=n_threads, prefix=f"store{n_threads}"))
-        for event in work:
-            pending.put(event)
-        failures: list[BaseException] = []
-
-        def drain(pending: queue.SimpleQueue[Any] = pending, failures: list[BaseException] = failures) -> None:
-            while True:
-                try:
-                    event = pending.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    store.apply(event)
-                except BaseException as error:
-                    failures.append(error)
-
-        pool = [threading.Thread(target=drain) for _ in range(n_threads)]
-        started = time.perf_counter()
-        for thread in pool:
-            thread.start()
-        for thread in pool:
-            thread.join()
-        rates[str(n_threads)] = round(len(work) / (time.perf_counter() - started), 1)
-        if failures:
-            raise RuntimeError(f"{len(failures)} applies failed: {failures[0]!r}")
-    return rates
-
-
 def run_store_only(cfg: Any, events: int, jobs: int, src: Path | None = None) -> dict[str, float]:
     """`store_only` in a process of its own, importing the store from `src` when given."""
     env = {**os.environ, **cfg.emulator_env(), **_code_env(src)}
-    argv = [sys.executable, __file__, "--store-only", "--events", str(events), "--jobs", str(jobs)]
+    # a file of its own, run as a script: a baseline checkout on PYTHONPATH need not have the benchmarks
+    argv = [sys.executable, projector_workload.__file__, "--events", str(events), "--jobs", str(jobs)]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"store-only run failed:\n{done.stderr[-2000:]}")
@@ -519,12 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--profile-idle", action="store_true", help="profile wall time (idle threads too), not the GIL holder"
     )
-    parser.add_argument("--store-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-
-    if args.store_only:  # the child of run_store_only
-        print(json.dumps(store_only(os.environ["GOOGLE_CLOUD_PROJECT"], args.events, args.jobs)))
-        return 0
 
     from speakerline_tools import stack
 

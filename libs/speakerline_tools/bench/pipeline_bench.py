@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """One job at a time through the whole local stack: time, memory and overhead by audio length (not in `make test`).
 
-    python tests/bench/pipeline_bench.py                                    # 1, 5, 15, 60 min (~25 min of CPU)
-    python tests/bench/pipeline_bench.py --lengths 0.5,1 --overhead-runs 1 --hop-jobs 5    # a quick look
-    python tests/bench/pipeline_bench.py --json out.json --plot out.png
+    python -m speakerline_tools.bench.pipeline_bench                        # 1, 5, 15, 60 min (~25 min of CPU)
+    python -m speakerline_tools.bench.pipeline_bench --lengths 0.5,1 --overhead-runs 1 --hop-jobs 5    # a quick look
+    python -m speakerline_tools.bench.pipeline_bench --json out.json --plot out.png
 
 Brings up its own stack (emulators, every service as a process, the embedded CPU engine, spans written as JSON
 lines under `<root>/traces/`) on free ports under `.stack/bench-pipeline/stack/` (logs stay there afterwards) and
@@ -11,7 +11,7 @@ runs every job alone: upload, wait for COMPLETED, next (so each figure is that j
 (8 s), not counted. Then:
 
 1. scaling: per length, a recording of real speech: conversations of the 251 LibriSpeech voices of
-   `../shared/data/librispeech-voices` made by `tests/data/make_voices_set.py` (its 24 conversation designs with
+   `../shared/data/librispeech-voices` made by `speakerline_tools.datasets.voices_set` (its 24 conversation designs with
    seeds of their own and a rotated voice pool per round), concatenated to the length (seeded, deterministic;
    cached as FLAC under `<out>/recordings/`). Per job: end to end (upload finished -> the job's `completed_at`),
    engine seconds (`timings.inference_s` of diarization.completed), RTF (engine seconds / audio seconds), the
@@ -28,34 +28,27 @@ runs every job alone: upload, wait for COMPLETED, next (so each figure is that j
    where it exists).
 4. a plot (`--plot`): end-to-end and engine seconds, and peak RSS per service, against the audio length.
 
-Written as JSON (default `.stack/bench-pipeline.json`). Exit status 1 when a job did not complete. A benchmark, not a
-test: pytest does not collect it (no ``test_`` prefix); its pure parts are unit-tested in test_pipeline_stats.py.
+Written as JSON (default `.stack/bench-pipeline.json`). Exit status 1 when a job did not complete. Its pure parts
+are unit-tested in tests/bench/test_pipeline_stats.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
-import itertools
 import json
 import math
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-if not __package__:  # run as a script: the repository root on the path, for the `tests.` imports below
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tests.bench import load
-from tests.data import make_voices_set as voices_set
+from speakerline_tools.bench import load, stats
+from speakerline_tools.bench.speech_recordings import VOICES_SOURCE, build_speech
 
 if TYPE_CHECKING:
     from google.cloud import firestore
@@ -63,7 +56,6 @@ if TYPE_CHECKING:
     from speakerline_tools.stack import StackConfig
 
 REPO = load.REPO
-VOICES_SOURCE = REPO.parent / "shared" / "data" / "librispeech-voices"
 DEFAULT_OUT = REPO / ".stack" / "bench-pipeline"
 MB = 2**20
 SAMPLE_EVERY_S = 0.2
@@ -106,7 +98,7 @@ def stage_breakdown(upload_finished: float, stages: Mapping[str, float | None], 
         seconds = None if a is None or b is None else b - a
         if seconds is not None and name == "diarization_outside_engine":
             seconds -= engine_s
-        parts[f"{name}_s"] = load._round(seconds, 3)
+        parts[f"{name}_s"] = stats.rounded(seconds, 3)
     return parts
 
 
@@ -114,14 +106,14 @@ def overhead_summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """p50 of the overhead (seconds and share of end to end) and of each stage part over the completed runs."""
     done = [r for r in runs if r.get("overhead_s") is not None]
     parts = {
-        f"{name}_s": load._round(
-            load.percentile([r["stages"][f"{name}_s"] for r in done if r["stages"][f"{name}_s"] is not None], 50), 3
+        f"{name}_s": stats.rounded(
+            stats.percentile([r["stages"][f"{name}_s"] for r in done if r["stages"][f"{name}_s"] is not None], 50), 3
         )
         for name, _, _ in OVERHEAD_PARTS
     }
     return {
-        "seconds_p50": load._round(load.percentile([r["overhead_s"] for r in done], 50), 3),
-        "ratio_p50": load._round(load.percentile([r["overhead_s"] / r["e2e_s"] for r in done], 50), 4),
+        "seconds_p50": stats.rounded(stats.percentile([r["overhead_s"] for r in done], 50), 3),
+        "ratio_p50": stats.rounded(stats.percentile([r["overhead_s"] / r["e2e_s"] for r in done], 50), 4),
         "stages_p50": parts,
         "n": len(done),
         "runs": list(runs),
@@ -150,73 +142,6 @@ def hop_latencies(telemetry_dir: Path, since: float = 0.0) -> dict[str, Any]:
 def hop_lengths(n: int) -> list[int]:
     """The length in seconds of each hop clip: 5, 6, ... 10, 5, ..."""
     return [HOP_SECONDS[k % len(HOP_SECONDS)] for k in range(n)]
-
-
-# --- recordings of real speech -------------------------------------------------------------------------------
-
-
-@functools.cache
-def _voices(source: Path, cache: Path) -> dict[str, voices_set.Voice]:
-    """The LibriSpeech voices, analysed by make_voices_set (which reads a `speakers.tsv` beside the FLACs: made
-    under `cache` from SPEAKERS.TXT, with links to the files)."""
-    import soundfile as sf
-
-    folder = cache / "voices"
-    folder.mkdir(parents=True, exist_ok=True)
-    sexes = {}
-    for line in (source / "SPEAKERS.TXT").read_text().splitlines():
-        fields = [f.strip() for f in line.split("|")]
-        if not line.startswith(";") and len(fields) >= 2:
-            sexes[fields[0]] = fields[1]
-    rows = ["speaker\tsex\tfile"]
-    for flac in sorted(source.glob("*.flac")):
-        if not voices_set.voiced_mask(sf.read(str(flac), dtype="float64")[0]).any():
-            continue  # no pause anywhere (2 of the 251: noise as loud as the voice), so no voiced frame found
-        link = folder / flac.name
-        if not link.exists():
-            link.symlink_to(flac.resolve())
-        speaker = flac.name.split("-")[0]
-        rows.append(f"{speaker}\t{sexes[speaker]}\t{flac.name}")
-    (folder / "speakers.tsv").write_text("\n".join(rows) + "\n")
-    return voices_set.load_voices(folder)
-
-
-def conversations(
-    seed: int, voices: Mapping[str, voices_set.Voice]
-) -> Iterator[tuple[voices_set.Conversation, dict[str, voices_set.Voice]]]:
-    """Endless rounds of make_voices_set's conversation designs, each round in a seeded order, with seeds of
-    their own and the voice pool rotated (so other voices are picked), as (conversation, voices) pairs."""
-    ids = list(voices)
-    for round_ in itertools.count():
-        shift = (seed * 31 + round_ * 37) % len(ids)
-        pool = {v: voices[v] for v in ids[shift:] + ids[:shift]}
-        order = np.random.default_rng([seed, round_]).permutation(len(voices_set.CONVERSATIONS))
-        for i in order:
-            conv = voices_set.CONVERSATIONS[int(i)]
-            yield dataclasses.replace(conv, seed=conv.seed * 10_000 + seed * 100 + round_), pool
-
-
-def build_speech(minutes: float, seed: int, cache: Path, source: Path = VOICES_SOURCE) -> Path:
-    """A FLAC of `minutes` of real-speech conversations (cached: the same minutes and seed give the same file)."""
-    import soundfile as sf
-
-    path = cache / "recordings" / f"speech-{minutes:g}min-seed{seed}.flac"
-    if path.exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    voices = _voices(source, cache)
-    target = round(minutes * 60 * voices_set.SR)
-    partial = path.with_name(path.stem + ".partial.flac")
-    written = 0
-    with sf.SoundFile(partial, "w", voices_set.SR, 1, subtype="PCM_16", format="FLAC") as out:
-        for conv, pool in conversations(seed, voices):
-            audio = voices_set.render(voices_set.plan_conversation(conv, pool), pool)[: target - written]
-            out.write(audio)
-            written += len(audio)
-            if written >= target:
-                break
-    partial.rename(path)
-    return path
 
 
 # --- the run -----------------------------------------------------------------------------------------------------
@@ -391,7 +316,7 @@ def measure(
             "jobs": len(hops),
             "completed": len(completed),
             "events": sum(h["events"] for h in hops),
-            "e2e": load.latency_summary(completed),
+            "e2e": stats.latency_summary(completed),
             "audio_s": [round(h["audio_min"] * 60, 1) for h in hops],
         },
         "warmup": warmup.path.name,

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Many uploads at once through the whole local stack: throughput, latency, nothing lost (`make bench-load`).
 
-    python tests/bench/load.py                                      # 100 short + 10 long (120 s) uploads
-    python tests/bench/load.py --short 6 --long 1 --long-s 60       # a quick look
-    python tests/bench/load.py --json out.json --timeout-s 3600
+    python -m speakerline_tools.bench.load                          # 100 short + 10 long (120 s) uploads
+    python -m speakerline_tools.bench.load --short 6 --long 1 --long-s 60   # a quick look
+    python -m speakerline_tools.bench.load --json out.json --timeout-s 3600
 
 Brings up its own stack (emulators, every service as a process, the embedded CPU engine) on free ports under
 `.stack/bench-load/` (logs stay there afterwards), builds distinct clips of real speech cut from the bundled
@@ -19,14 +19,12 @@ JSON, every ~30 s in the table: `--table-every-s`), the counts, the machine and 
 
 Exit status: 0 when every job completed exactly once; 1 when a job is lost (not terminal in time, or its upload
 failed) or duplicated (more than one terminal or diarization.completed event); 2 when none is lost or duplicated
-but some ended FAILED or REJECTED. A benchmark, not a test: pytest does not collect it (no ``test_`` prefix); its
-pure parts are unit-tested in test_load_stats.py.
+but some ended FAILED or REJECTED. Its pure figures are `speakerline_tools.bench.stats`.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import os
@@ -46,130 +44,31 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from speakerline.events import DiarizationCompleted, JobCompleted, JobFailed, JobRejected
 from speakerline.jobs import JobStatus
+from speakerline_tools import repo
+from speakerline_tools.bench.stats import (
+    TERMINAL,
+    backlog_point,
+    backlog_summary,
+    event_problems,
+    is_duplicated,
+    jobs_per_minute,
+    latency_summary,
+    rounded,
+    sample_curve,
+    short_type,
+)
 
 if TYPE_CHECKING:
     from speakerline_tools.stack import StackConfig
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = repo.root()
 SAMPLE = REPO / "tests" / "data" / "sample" / "conversation.flac"
 RATE = 16000
 
-#: A job whose upload finished but whose document the projector has not written yet.
-SUBMITTED = "SUBMITTED"
-TERMINAL_TYPES = (JobCompleted.TYPE, JobFailed.TYPE, JobRejected.TYPE)
-TERMINAL = frozenset(status.value for status in JobStatus if status.terminal)
 COMPLETED = JobStatus.COMPLETED.value
 #: The services' environment in a benchmark stack: the embedded CPU engine, nothing downloaded.
 SERVICE_ENV = {"SPEAKERLINE_ENGINE": "embedded", "PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}
-
-
-# --- pure parts (unit-tested in test_load_stats.py) --------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile (0..100) with linear interpolation between closest ranks (numpy's default); None when
-    there are no values."""
-    if not values:
-        return None
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile {q} outside 0..100")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def latency_summary(values: Sequence[float]) -> dict[str, Any]:
-    """n, p50, p95, max and mean of a list of seconds (None for an empty list)."""
-    return {
-        "n": len(values),
-        "p50_s": _round(percentile(values, 50)),
-        "p95_s": _round(percentile(values, 95)),
-        "max_s": _round(max(values)) if values else None,
-        "mean_s": _round(sum(values) / len(values)) if values else None,
-    }
-
-
-def backlog_point(t: float, statuses: Mapping[str, str | None]) -> dict[str, Any]:
-    """One sample of the backlog curve: at `t` seconds, the jobs not yet terminal, by status. A status of None
-    (uploaded, no job document yet) counts as SUBMITTED."""
-    by_status = Counter(status or SUBMITTED for status in statuses.values() if status not in TERMINAL)
-    return {"t": round(t, 1), "backlog": sum(by_status.values()), "by_status": dict(sorted(by_status.items()))}
-
-
-def sample_curve(curve: Sequence[Mapping[str, Any]], every_s: float) -> list[Mapping[str, Any]]:
-    """The curve thinned for a table: the first point, the first point at or past each multiple of `every_s`,
-    and the last point."""
-    if not curve:
-        return []
-    picked = [curve[0]]
-    next_t = (math.floor(curve[0]["t"] / every_s) + 1) * every_s
-    for point in curve[1:]:
-        if point["t"] >= next_t:
-            picked.append(point)
-            next_t = (math.floor(point["t"] / every_s) + 1) * every_s
-    if picked[-1] is not curve[-1]:
-        picked.append(curve[-1])
-    return picked
-
-
-def backlog_summary(curve: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Peak backlog and when, when it drained (the first point at zero after the peak: None if it never did),
-    and the job-seconds spent waiting (area under the curve, in steps)."""
-    if not curve:
-        return {"peak": 0, "peak_t": None, "drained_t": None, "job_seconds": 0.0}
-    peak = max(curve, key=lambda point: point["backlog"])
-    peak_index = list(curve).index(peak)
-    drained = next((p for p in curve[peak_index:] if p["backlog"] == 0), None)
-    area = sum(a["backlog"] * (b["t"] - a["t"]) for a, b in itertools.pairwise(curve))
-    return {
-        "peak": peak["backlog"],
-        "peak_t": peak["t"],
-        "drained_t": drained["t"] if drained else None,
-        "job_seconds": round(area, 1),
-    }
-
-
-def event_problems(events: Sequence[Mapping[str, Any]]) -> list[str]:
-    """What is wrong with one job's recorded events, if anything: a job must have exactly one terminal event and
-    at most one diarization.completed (each distinct id is a separate event; the same id twice is a store bug)."""
-    problems = []
-    ids = Counter(str(event.get("id")) for event in events)
-    repeated = sorted(event_id for event_id, n in ids.items() if n > 1)
-    if repeated:
-        problems.append(f"event ids recorded more than once: {', '.join(repeated)}")
-    types = Counter(str(event.get("type")) for event in events)
-    terminal = {kind: types[kind] for kind in TERMINAL_TYPES if types[kind]}
-    if sum(terminal.values()) == 0:
-        problems.append("no terminal event")
-    elif sum(terminal.values()) > 1:
-        problems.append("terminal events: " + ", ".join(f"{_short(k)} x{n}" for k, n in terminal.items()))
-    if types[DiarizationCompleted.TYPE] > 1:
-        problems.append(f"{_short(DiarizationCompleted.TYPE)} x{types[DiarizationCompleted.TYPE]}")
-    return problems
-
-
-def is_duplicated(problems: Sequence[str]) -> bool:
-    """Whether event_problems' findings mean the job (or a stage of it) happened twice."""
-    return any(problem != "no terminal event" for problem in problems)
-
-
-def jobs_per_minute(completed: int, start: float, end: float | None) -> float | None:
-    if end is None or end <= start:
-        return None
-    return round(completed * 60 / (end - start), 2)
-
-
-def _short(event_type: str) -> str:
-    """`io.speakerline.job.completed.v1` -> `job.completed`."""
-    parts = event_type.split(".")
-    return ".".join(parts[2:-1]) if len(parts) > 3 else event_type
-
-
-def _round(value: float | None, digits: int = 2) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 # --- the run -----------------------------------------------------------------------------------------------------
@@ -378,11 +277,11 @@ def job_row(upload: Upload, doc: Mapping[str, Any], events: Sequence[Mapping[str
         "status": doc.get("status"),
         "upload_s": round(upload.finished - upload.started, 3),
         "upload_finished": upload.finished,
-        "to_diarization_start_s": _round(started_at - upload.finished) if started_at else None,
-        "to_completed_s": _round(completed_at - upload.finished) if completed_at else None,
+        "to_diarization_start_s": rounded(started_at - upload.finished) if started_at else None,
+        "to_completed_s": rounded(completed_at - upload.finished) if completed_at else None,
         "completed_at": completed_at,
         "error": doc.get("error"),
-        "events": dict(Counter(_short(str(e.get("type"))) for e in events)),
+        "events": dict(Counter(short_type(str(e.get("type"))) for e in events)),
         "problems": event_problems(events),
     }
 
@@ -412,8 +311,8 @@ def summarize(
             "lost": len(lost) + len(errors),
             "duplicated": len(duplicated),
         },
-        "uploads_window_s": _round(max((u.finished for u in uploads), default=t0) - t0),
-        "wall_s": _round(last - t0) if last else None,
+        "uploads_window_s": rounded(max((u.finished for u in uploads), default=t0) - t0),
+        "wall_s": rounded(last - t0) if last else None,
         "jobs_per_minute": jobs_per_minute(len(completed), t0, last),
         "time_to_completed": {"all": latencies(None), "short": latencies("short"), "long": latencies("long")},
         "time_to_diarization_start": latency_summary(

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Long recordings: peak memory, speed and label consistency of the embedded engine (`make bench-long`).
 
-    python tests/diarization/bench_long.py                       # 5, 60 and 360 minutes (over an hour of CPU)
-    python tests/diarization/bench_long.py --minutes 10,30 --json out.json
+    python -m speakerline_tools.bench.long_audio                 # 5, 60 and 360 minutes (over an hour of CPU)
+    python -m speakerline_tools.bench.long_audio --minutes 10,30 --json out.json
 
 Each recording is built from the synthetic evaluation set (`tests/data/eval`: 7 conversations, 10 recurring
 voices): the conversations are concatenated in a seeded shuffled order, again and again, up to the length asked.
@@ -11,7 +11,7 @@ Every length runs in its own process, so its peak RSS (ru_maxrss, torch and both
 
 Printed per length: peak RSS, RTF (inference seconds per audio second, one torch thread), DER (no collar,
 overlap scored) and voices found; and the mean DER of the parts (each conversation diarized on its own), which
-the long file's DER is compared with. Not collected by pytest (no ``test_`` prefix).
+the long file's DER is compared with.
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from speakerline_tools import repo
+
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore")
 
-EVAL = Path(__file__).resolve().parents[1] / "data" / "eval"
+EVAL = repo.root() / "tests" / "data" / "eval"
 
 
 def _parts() -> list[tuple[Any, Any]]:
@@ -170,7 +172,10 @@ def main() -> int:
     rows = []
     for minutes in (float(m) for m in args.minutes.split(",")):
         child = subprocess.run(
-            [sys.executable, __file__, "--one", str(minutes)], capture_output=True, text=True, check=True
+            [sys.executable, "-m", "speakerline_tools.bench.long_audio", "--one", str(minutes)],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
         row = rows[-1]
