@@ -128,7 +128,7 @@ def test_every_mode_starts_with_the_same_sequence(mode: bootstrap.Mode, monkeypa
     settings = Settings(project="p", failpoints_file=Path("fp.json"))
     built = bootstrap.start("postprocess", mode, settings, **_doubles())
     assert steps == ["telemetry postprocess", "failpoints fp.json", "wire", "warm-up"]
-    assert set(built.service.routes) == {"diarization"}
+    assert set(built.service.routes) == {"on_diarization_completed"}
 
 
 def test_start_refuses_a_missing_project_and_the_wrong_mode_before_anything_else(

@@ -13,7 +13,8 @@ from speakerline import bootstrap, topology
 from speakerline.settings import Settings
 from tests.fakes import MemoryBlobStore, RecordingPublisher
 
-SERVICES = sorted(topology.load().services)
+# services fed by subscriptions (an http-only service, the API, routes no events)
+SERVICES = sorted({sub.service for sub in topology.load().subscriptions.values()})
 
 
 def _snake(class_name: str) -> str:
