@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PYANNOTE_METRICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install browsers test test-faults unit integration e2e lint typecheck run up down status bench bench-micro bench-long bench-load eval schemas infra-tools infra-check image-sizes deploy clean
+.PHONY: install browsers test test-faults coverage unit integration e2e lint typecheck run up down status bench bench-micro bench-long bench-load eval schemas infra-tools infra-check image-sizes deploy clean
 
 install: $(STAMP)
 
@@ -38,8 +38,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+# The inner loop: pure logic only (no emulator, no stack, no real model, no deployment tool), on two workers.
+UNIT := not integration and not e2e and not engine and not infra
 unit: install
-	$(BIN)/pytest tests -m "not integration and not e2e"
+	$(BIN)/pytest tests -m "$(UNIT)" -n 2 -q
 
 integration: install
 	$(BIN)/pytest tests -m integration
@@ -47,15 +49,25 @@ integration: install
 e2e: install browsers
 	$(BIN)/pytest tests -m e2e
 
+# pytest-xdist workers of make test: most of the suite waits on emulators and service processes, so more workers
+# than cores pay off; every e2e test runs on one of them, on one shared stack (tests/conftest.py).
+TEST_WORKERS ?= 4
+
 # The whole suite: static checks (code and deployment), contracts, unit, integration (emulators), end-to-end
 # (every service, the API and the studio in a headless browser).
 test: lint typecheck browsers infra-tools
 	$(BIN)/speakerline schemas check
-	$(BIN)/pytest tests --durations=25
+	$(BIN)/pytest tests -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # The fault tests alone (also part of `make test`): every service SIGKILLed inside its handler at once, each job
 # checked for one completion, one delivery per channel and recovery within 60 s; storage away; duplicates; poison;
 # a failing webhook (README: Faults).
+# Line coverage of libs/ and services/ by the whole suite, in-process (the services the e2e tests start as processes
+# are not traced): a table, and .stack/coverage.json.
+coverage: install browsers infra-tools
+	$(BIN)/pytest tests -n $(TEST_WORKERS) --dist loadgroup -q --cov=libs --cov=services --cov-report=term \
+		--cov-report=json:.stack/coverage.json
+
 test-faults: install
 	$(BIN)/pytest tests/e2e/test_faults.py -s
 

@@ -22,6 +22,41 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Fixtures whose tests run a real diarization model (seconds each): such a test is marked `engine`, and `make unit`
+# (the inner loop: pure logic) leaves it to `make test`.
+ENGINE_FIXTURES = frozenset({"embedded_engine", "pipeline_dir"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers by what a test needs, declared once here instead of in every file: `infra` for the deployment checks
+    (terraform, checkov, compose: `make infra-tools`), `engine` for the real model; and for pytest-xdist, every e2e
+    test in one group, so that one worker runs them all on one shared stack (`pipeline`) instead of each worker
+    starting a stack of its own, and the engine's tests in another. Runs before xdist reads the groups (tryfirst)."""
+    for item in items:
+        path = Path(str(item.fspath)).resolve()
+        if path.is_relative_to(REPO / "tests" / "infra"):
+            item.add_marker(pytest.mark.infra)
+        if ENGINE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.engine)
+        if item.get_closest_marker("engine") is not None:
+            # one worker loads the model once (a few seconds and 1.5 GB each) and keeps one core busy with it
+            item.add_marker(pytest.mark.xdist_group("engine"))
+        if item.get_closest_marker("e2e") is not None:
+            item.add_marker(pytest.mark.xdist_group("stack"))
+    # The longest-running work first, so that the other workers share out the short tests meanwhile instead of
+    # waiting for the stack's group at the end (a stable sort: each file keeps its own order).
+    items.sort(key=_start_order)
+
+
+def _start_order(item: pytest.Item) -> int:
+    if item.get_closest_marker("e2e") is not None:
+        return 0
+    if item.get_closest_marker("integration") is not None or item.get_closest_marker("engine") is not None:
+        return 1
+    return 2
+
+
 @pytest.fixture(scope="session")
 def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.StackConfig]:
     """Pub/Sub + Firestore emulators and fake-gcs-server with the topology applied; no services yet."""

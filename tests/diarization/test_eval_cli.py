@@ -22,7 +22,7 @@ def speakerline(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.slow
+@pytest.mark.engine
 def test_eval_one_real_file_as_json(tmp_path: Path) -> None:
     for suffix in (".flac", ".rttm"):
         shutil.copy(REAL_DEV / f"ami_trn03{suffix}", tmp_path)  # 2 speakers, 30 s: a clear case

@@ -53,7 +53,7 @@ def test_linking_honours_the_speaker_count_and_keeps_unusable_centroids_apart() 
     assert link_speakers([]) == [] and link_speakers([{}]) == [{}]
 
 
-@pytest.mark.slow
+@pytest.mark.engine
 def test_recurring_voices_keep_their_labels_across_pieces(
     embedded_engine: Any, sample_dir: Path, tmp_path: Path
 ) -> None:
