@@ -340,7 +340,7 @@ def test_a_fallback_without_a_cpu_engine_fails_the_job_as_retriable(blobs: Memor
 def _service(
     monkeypatch: pytest.MonkeyPatch, endpoint: str, engine: ScriptedEngine, blobs: MemoryBlobStore
 ) -> runtime.ServiceDef:
-    monkeypatch.setattr(wiring, "_engine", lambda config: engine if config.engine == "embedded" else None)
+    monkeypatch.setattr(wiring, "_engine", lambda name, settings: engine if name == "embedded" else None)
     settings = Settings(
         project="p",
         engine="vertex",
