@@ -77,9 +77,6 @@ class VertexConfig:
     labels: Mapping[str, str] = field(default_factory=dict)
     network: str | None = None
     display_name_prefix: str = "speakerline-diarize"
-    #: API endpoint; None: ``<region>-aiplatform.googleapis.com``. ``http://...``: a local fake of the REST API,
-    #: called without credentials (tests only)
-    api_endpoint: str | None = None
     #: how long a created job may take to reach JOB_STATE_RUNNING before the worker runs the job itself
     start_timeout_s: float = DEFAULT_START_TIMEOUT_S
     #: time between two looks at the job's state while waiting for it to start
@@ -103,13 +100,8 @@ class VertexConfig:
             pyannote_model=settings.pyannote_model,
             hf_token_secret=settings.hf_token_secret or None,
             env={name: str(value) for name, value in passthrough.items() if value},
-            api_endpoint=settings.vertex_api_endpoint or None,
             start_timeout_s=or_default(settings.gpu_start_timeout_s, DEFAULT_START_TIMEOUT_S),
         )
-
-    @property
-    def endpoint(self) -> str:
-        return self.api_endpoint or f"{self.region}-aiplatform.googleapis.com"
 
     def __post_init__(self) -> None:
         for name in ("project", "region", "image_uri"):
