@@ -62,6 +62,49 @@ class SecretManagerVersions:
         return secret
 
 
+class VertexJobs(Protocol):
+    """The calls diarization's dispatcher makes of Vertex AI's job service (`aiplatform_v1.JobServiceClient`)."""
+
+    def create_custom_job(self, *, request: Any, timeout: float) -> Any: ...
+
+    def get_custom_job(self, *, name: str, timeout: float) -> Any: ...
+
+    def cancel_custom_job(self, *, name: str, timeout: float) -> Any: ...
+
+
+class VertexJobService:
+    """`VertexJobs` on the Vertex AI API at `endpoint`, its client made on first use: a client needs credentials,
+    and one that cannot be made fails the call (the dispatcher takes that as Vertex AI refusing the job) rather
+    than the worker's start. An `http://` endpoint is a local fake of the REST API, called without credentials
+    (tests only)."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+
+    @cached_property
+    def _client(self) -> Any:
+        from google.cloud import aiplatform_v1  # type: ignore[attr-defined,unused-ignore]
+
+        if self.endpoint.startswith("http://"):
+            from google.auth.credentials import AnonymousCredentials
+
+            return aiplatform_v1.JobServiceClient(
+                transport="rest",
+                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                client_options={"api_endpoint": self.endpoint},
+            )
+        return aiplatform_v1.JobServiceClient(client_options={"api_endpoint": self.endpoint})  # pragma: no cover
+
+    def create_custom_job(self, *, request: Any, timeout: float) -> Any:
+        return self._client.create_custom_job(request=request, timeout=timeout)
+
+    def get_custom_job(self, *, name: str, timeout: float) -> Any:
+        return self._client.get_custom_job(name=name, timeout=timeout)
+
+    def cancel_custom_job(self, *, name: str, timeout: float) -> Any:
+        return self._client.cancel_custom_job(name=name, timeout=timeout)
+
+
 class Adapters(TypedDict, total=False):
     """Adapters a `Platform` is given instead of making them (tests pass doubles here, and only here)."""
 
@@ -72,8 +115,8 @@ class Adapters(TypedDict, total=False):
     #: a google.cloud.firestore.Client
     firestore: Any
     secrets: SecretVersions
-    #: a google.cloud.aiplatform_v1.JobServiceClient (diarization's Vertex AI dispatch); None: made on first use
-    vertex_jobs: Any
+    #: Vertex AI's job service (diarization's dispatch to a GPU custom job)
+    vertex_jobs: VertexJobs
 
 
 class Platform:
@@ -114,8 +157,9 @@ class Platform:
         return SecretManagerVersions()
 
     @cached_property
-    def vertex_jobs(self) -> Any:
-        return None  # the dispatcher makes its client on first use, for the endpoint its settings name
+    def vertex_jobs(self) -> VertexJobs:
+        settings = self.settings
+        return VertexJobService(settings.vertex_api_endpoint or f"{settings.vertex_region}-aiplatform.googleapis.com")
 
     def secret(self, name: str) -> str | None:
         """A secret setting: its value when set, else the file its `<name>_file` field names (if it has one), else

@@ -20,6 +20,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from speakerline import topology as topo
 
 DEFAULT_PYANNOTE_MODEL = "pyannote/speaker-diarization-3.1"
+#: Where an engine runs: "auto" is CUDA when there is one, else the CPU.
+DEFAULT_DIARIZATION_DEVICE = "auto"
+#: The Vertex AI custom job's machine, one NVIDIA L4 by default, and the engine it runs ("auto": pyannote when it
+#: loads, else the embedded engine).
+DEFAULT_VERTEX_MACHINE_TYPE = "g2-standard-8"
+DEFAULT_VERTEX_ACCELERATOR = "NVIDIA_L4"
+DEFAULT_VERTEX_ACCELERATOR_COUNT = 1
+DEFAULT_VERTEX_WORKER_ENGINE = "auto"
 #: The largest upload accepted (ingest's MediaLimits, and the API before it signs an upload URL):
 #: 24 hours of 16 kHz mono WAV (2.6 GiB) or of 320 kbit/s MP3 (3.2 GiB) fit.
 DEFAULT_MAX_UPLOAD_BYTES = 4 * 1024**3
@@ -78,17 +86,23 @@ class Settings(BaseSettings):
     pyannote_model: str = Field(DEFAULT_PYANNOTE_MODEL, validation_alias=_env("SPEAKERLINE_PYANNOTE_MODEL"))
     hf_token: str | None = Field(None, validation_alias=_env("SPEAKERLINE_HF_TOKEN", "HF_TOKEN"), repr=False)
     hf_token_secret: str | None = Field(None, validation_alias=_env("SPEAKERLINE_HF_TOKEN_SECRET"))
-    diarization_device: str = Field("auto", validation_alias=_env("SPEAKERLINE_DIARIZATION_DEVICE"))
+    diarization_device: str = Field(DEFAULT_DIARIZATION_DEVICE, validation_alias=_env("SPEAKERLINE_DIARIZATION_DEVICE"))
     model_cache_dir: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_MODEL_CACHE_DIR"))
     embedded_weights_dir: Path | None = Field(None, validation_alias=_env("SPEAKERLINE_EMBEDDED_WEIGHTS_DIR"))
     progress_interval_s: float | None = Field(None, validation_alias=_env("SPEAKERLINE_PROGRESS_INTERVAL_S"))
     vertex_region: str = Field("", validation_alias=_env("SPEAKERLINE_VERTEX_REGION"))
     vertex_image: str = Field("", validation_alias=_env("SPEAKERLINE_VERTEX_IMAGE"))
     vertex_service_account: str | None = Field(None, validation_alias=_env("SPEAKERLINE_VERTEX_SERVICE_ACCOUNT"))
-    vertex_machine_type: str = Field("g2-standard-8", validation_alias=_env("SPEAKERLINE_VERTEX_MACHINE_TYPE"))
-    vertex_accelerator: str = Field("NVIDIA_L4", validation_alias=_env("SPEAKERLINE_VERTEX_ACCELERATOR"))
-    vertex_accelerator_count: int = Field(1, validation_alias=_env("SPEAKERLINE_VERTEX_ACCELERATOR_COUNT"))
-    vertex_worker_engine: str = Field("auto", validation_alias=_env("SPEAKERLINE_VERTEX_WORKER_ENGINE"))
+    vertex_machine_type: str = Field(
+        DEFAULT_VERTEX_MACHINE_TYPE, validation_alias=_env("SPEAKERLINE_VERTEX_MACHINE_TYPE")
+    )
+    vertex_accelerator: str = Field(DEFAULT_VERTEX_ACCELERATOR, validation_alias=_env("SPEAKERLINE_VERTEX_ACCELERATOR"))
+    vertex_accelerator_count: int = Field(
+        DEFAULT_VERTEX_ACCELERATOR_COUNT, validation_alias=_env("SPEAKERLINE_VERTEX_ACCELERATOR_COUNT")
+    )
+    vertex_worker_engine: str = Field(
+        DEFAULT_VERTEX_WORKER_ENGINE, validation_alias=_env("SPEAKERLINE_VERTEX_WORKER_ENGINE")
+    )
     #: Vertex AI API endpoint; None: `<region>-aiplatform.googleapis.com`. An `http://` URL means a local fake of
     #: the REST API, called without credentials (tests only).
     vertex_api_endpoint: str | None = Field(None, validation_alias=_env("SPEAKERLINE_VERTEX_API_ENDPOINT"))

@@ -257,6 +257,8 @@ def _diarize(
     turns_uri = storage.uri(deps.work_bucket, paths.raw_turns)
     rttm_uri = storage.uri(deps.work_bucket, paths.raw_rttm)
     deps.blobs.upload_bytes(json.dumps(raw).encode(), turns_uri, "application/json")
+    # no service reads raw.rttm (postprocess reads the turns JSON): it is there for the event's other consumers, as
+    # diarization.completed v1 requires rttm_uri (only a v2 could drop it)
     deps.blobs.upload_bytes(to_rttm(turns, job_id).encode(), rttm_uri, "text/plain")
     timings = {k: round(float(v), 3) for k, v in result.timings.items() if k in ("load_s", "inference_s", "rtf")}
     timings.setdefault("inference_s", 0.0)

@@ -11,12 +11,11 @@ engine, loaded on the first such job and kept.
 
 from __future__ import annotations
 
-import dataclasses
 from functools import cache, partial
 
 from diarization import handlers
+from diarization.engines import select
 from diarization.engines.base import DiarizationEngine
-from diarization.engines.select import EngineConfig, load_engine
 from diarization.progress import DEFAULT_INTERVAL_S
 from speakerline import logs
 from speakerline.bootstrap import Platform, Wiring
@@ -37,23 +36,23 @@ DISPATCH_CONCURRENCY = 8
 
 
 @cache
-def _engine(config: EngineConfig) -> DiarizationEngine:
+def _engine(name: str, settings: Settings) -> DiarizationEngine:
     """The engine, loaded on first use and kept for the life of the process (a model load takes seconds)."""
-    return load_engine(config)
+    return select.load(name, settings)
 
 
-def _engine_info(config: EngineConfig) -> handlers.EngineInfo:
-    engine = _engine(config)
+def _engine_info(name: str, settings: Settings) -> handlers.EngineInfo:
+    engine = _engine(name, settings)
     return handlers.EngineInfo(
         engine.name, str(getattr(engine, "model", engine.name)), str(getattr(engine, "device", "cpu"))
     )
 
 
-def _warm_up(config: EngineConfig) -> None:
+def _warm_up(name: str, settings: Settings) -> None:
     """Load the model before taking work, so the first job is not slow and a broken setup shows at start."""
     log = logs.get_logger()
     try:
-        info = _engine_info(config)
+        info = _engine_info(name, settings)
         log.info("engine ready", engine=info.name, model=info.model, device=info.device)
     except Exception as exc:  # the handler reports engine_unavailable per job; the worker must not crash-loop
         log.error("engine could not be loaded; jobs will fail with engine_unavailable", error=str(exc))
@@ -79,28 +78,26 @@ def _vertex_dispatch(platform: Platform) -> handlers.Dispatch:
     return dispatch
 
 
-def _engine_config(settings: Settings) -> tuple[EngineConfig, bool]:
+def _engine_name(settings: Settings) -> tuple[str, bool]:
     """The engine this worker loads, and whether it dispatches jobs to Vertex AI (its engine is then the CPU
     fallback's, for when the GPU path cannot take a job)."""
-    config = EngineConfig.from_settings(settings)
-    dispatching = config.engine == "vertex"
-    if dispatching:
-        config = dataclasses.replace(config, engine="embedded")
-    return config, dispatching
+    name = select.EngineConfig.from_settings(settings).engine
+    dispatching = name == "vertex"
+    return ("embedded" if dispatching else name), dispatching
 
 
 def build_deps(platform: Platform) -> handlers.DiarizationDeps:
     """The handler's deps, from the platform's adapters (blobs, the Vertex AI client) and settings."""
     settings = platform.settings
-    config, dispatching = _engine_config(settings)
+    name, dispatching = _engine_name(settings)
     interval = settings.progress_interval_s
     return handlers.DiarizationDeps(
         blobs=platform.blobs,
         work_bucket=platform.bucket("work"),
         source=platform.source,
         worker=platform.worker,
-        engine=partial(_engine, config),
-        engine_info=partial(_engine_info, config),
+        engine=partial(_engine, name, settings),
+        engine_info=partial(_engine_info, name, settings),
         dispatch=_vertex_dispatch(platform) if dispatching else None,
         # least time between two progress events of a job (seconds)
         progress_interval_s=or_default(interval, DEFAULT_INTERVAL_S),
@@ -108,7 +105,7 @@ def build_deps(platform: Platform) -> handlers.DiarizationDeps:
 
 
 def wire(platform: Platform) -> Wiring:
-    config, dispatching = _engine_config(platform.settings)
+    name, dispatching = _engine_name(platform.settings)
     deps = build_deps(platform)
     route = Route(
         partial(handlers.on_audio_ingested, deps=deps),
@@ -120,5 +117,5 @@ def wire(platform: Platform) -> Wiring:
         best_effort=(DiarizationProgress,),  # losing a progress report must not redo the job
     )
     # a dispatching worker loads its (fallback) engine only when it first needs it
-    warm_up = None if dispatching else partial(_warm_up, config)
+    warm_up = None if dispatching else partial(_warm_up, name, platform.settings)
     return Wiring(routes={HANDLER: route}, warm_up=warm_up)

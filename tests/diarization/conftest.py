@@ -58,11 +58,12 @@ def eval_manifest() -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def embedded_engine() -> Any:
     """One EmbeddedEngine for the whole session (loading takes a few seconds)."""
+    from diarization.engines import select
     from diarization.engines.base import EngineUnavailable
-    from diarization.engines.embedded import EmbeddedEngine
+    from speakerline.settings import Settings
 
     try:
-        return EmbeddedEngine.from_pretrained(device="cpu")
+        return select.load("embedded", Settings(diarization_device="cpu"))
     except EngineUnavailable as exc:  # pragma: no cover - install problem
         pytest.fail(f"embedded engine must be available in the test environment: {exc}")
 

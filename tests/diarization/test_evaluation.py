@@ -191,7 +191,7 @@ def test_cli_exit_codes_and_json(
     import diarization.engines.select as select
     from speakerline import logs
 
-    monkeypatch.setattr(select, "load_engine", lambda config: FakeEngine({10.0: HYP_10, 4.0: []}))
+    monkeypatch.setattr(select, "load", lambda name, settings: FakeEngine({10.0: HYP_10, 4.0: []}))
     monkeypatch.setattr(logs, "configure", lambda *args, **kwargs: None)  # leave this process' logging alone
     assert cli.main(["eval", str(eval_dir), "--json", "--max-der", "0.5"]) == evaluation.EXIT_OK
     out = capsys.readouterr()

@@ -27,7 +27,7 @@ from diarization.engines.vertex import (
     VertexConfig,
 )
 from speakerline import events, runtime
-from speakerline.bootstrap import build_service
+from speakerline.bootstrap import Platform, build_service
 from speakerline.events import AudioIngested, DiarizationCompleted, DiarizationProgress, DiarizationStarted
 from speakerline.settings import Settings
 from speakerline.timeline import Turn
@@ -106,12 +106,15 @@ def test_a_refused_create_call_means_fallback(error: Exception) -> None:
 
 
 def test_a_client_that_cannot_be_made_means_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(config: VertexConfig) -> Any:
+    from google.cloud import aiplatform_v1
+
+    def broken(**options: Any) -> Any:
         raise auth_exceptions.DefaultCredentialsError("no credentials")
 
-    monkeypatch.setattr(vertex, "default_job_client", broken)
+    monkeypatch.setattr(aiplatform_v1, "JobServiceClient", broken)
+    platform = Platform("diarization", Settings(project="acme-prod", vertex_region="europe-west4"))
     with pytest.raises(DispatchUnavailable) as raised:
-        dispatcher(None).dispatch(ingested())
+        dispatcher(platform.vertex_jobs).dispatch(ingested())
     assert raised.value.reason == GPU_DISPATCH_REFUSED and "no credentials" in raised.value.message
 
 
@@ -198,11 +201,8 @@ def test_timeouts_come_from_the_settings() -> None:
     base: dict[str, Any] = {"project": "p", "vertex_region": "us-central1", "vertex_image": "img"}
     default = VertexConfig.from_settings(Settings(**base))
     assert default.start_timeout_s == vertex.DEFAULT_START_TIMEOUT_S == 900.0
-    assert default.endpoint == "us-central1-aiplatform.googleapis.com"
-    configured = VertexConfig.from_settings(
-        Settings(**base, gpu_start_timeout_s=5, vertex_api_endpoint="europe-west4-aiplatform.googleapis.com")
-    )
-    assert configured.start_timeout_s == 5.0 and configured.endpoint == "europe-west4-aiplatform.googleapis.com"
+    configured = VertexConfig.from_settings(Settings(**base, gpu_start_timeout_s=5))
+    assert configured.start_timeout_s == 5.0
     with pytest.raises(ValueError, match="start_timeout_s"):
         VertexConfig(project="p", region="r", image_uri="i", start_timeout_s=0)
 
@@ -340,7 +340,7 @@ def test_a_fallback_without_a_cpu_engine_fails_the_job_as_retriable(blobs: Memor
 def _service(
     monkeypatch: pytest.MonkeyPatch, endpoint: str, engine: ScriptedEngine, blobs: MemoryBlobStore
 ) -> runtime.ServiceDef:
-    monkeypatch.setattr(wiring, "_engine", lambda config: engine if config.engine == "embedded" else None)
+    monkeypatch.setattr(wiring, "_engine", lambda name, settings: engine if name == "embedded" else None)
     settings = Settings(
         project="p",
         engine="vertex",

@@ -1,4 +1,4 @@
-"""Engine selection: which engine `load_engine` returns for each configuration."""
+"""Engine selection: which engine `load` returns for each name and configuration."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from diarization.engines.base import (
     DiarizationResult,
     EngineUnavailable,
 )
-from diarization.engines.select import EngineConfig, load_engine, resolve_hf_token
+from diarization.engines.select import EngineConfig, load, resolve_hf_token
 from speakerline.settings import Settings
 
 
@@ -41,14 +41,14 @@ class Recorder:
         self.embedded_calls.append(config)
         return FakeEngine("embedded")
 
-    def load(self, config: EngineConfig, **kwargs: Any) -> Any:
-        return load_engine(config, pyannote_loader=self.pyannote, embedded_loader=self.embedded, **kwargs)
+    def load(self, name: str, settings: Settings, **kwargs: Any) -> Any:
+        return load(name, settings, pyannote_loader=self.pyannote, embedded_loader=self.embedded, **kwargs)
 
 
 def test_auto_without_token_or_local_model_uses_embedded_without_trying_pyannote() -> None:
     rec = Recorder()
     with capture_logs() as logs:
-        engine = rec.load(EngineConfig())
+        engine = rec.load("auto", Settings())
     assert engine.name == "embedded"
     assert rec.pyannote_calls == []
     assert any(e["event"] == "diarization.pyannote_skipped" for e in logs)
@@ -56,7 +56,7 @@ def test_auto_without_token_or_local_model_uses_embedded_without_trying_pyannote
 
 def test_auto_with_token_uses_pyannote() -> None:
     rec = Recorder()
-    engine = rec.load(EngineConfig(hf_token="hf_x"))
+    engine = rec.load("auto", Settings(hf_token="hf_x"))
     assert engine.name == "pyannote"
     assert rec.pyannote_calls[0][1] == "hf_x"
     assert rec.embedded_calls == []
@@ -65,7 +65,7 @@ def test_auto_with_token_uses_pyannote() -> None:
 def test_auto_falls_back_to_embedded_and_logs_why() -> None:
     rec = Recorder(pyannote_error="gated repo, token lacks access")
     with capture_logs() as logs:
-        engine = rec.load(EngineConfig(hf_token="hf_x"))
+        engine = rec.load("auto", Settings(hf_token="hf_x"))
     assert engine.name == "embedded"
     warning = next(e for e in logs if e["event"] == "diarization.pyannote_unavailable")
     assert warning["log_level"] == "warning"
@@ -75,14 +75,14 @@ def test_auto_falls_back_to_embedded_and_logs_why() -> None:
 
 def test_auto_with_local_model_dir_tries_pyannote_without_token(tmp_path: Path) -> None:
     rec = Recorder()
-    engine = rec.load(EngineConfig(pyannote_model=str(tmp_path)))
+    engine = rec.load("auto", Settings(pyannote_model=str(tmp_path)))
     assert engine.name == "pyannote"
     assert rec.pyannote_calls[0][1] is None
 
 
 def test_auto_with_gcs_mirror_tries_pyannote_without_token() -> None:
     rec = Recorder()
-    assert rec.load(EngineConfig(pyannote_model="gs://models/pyannote")).name == "pyannote"
+    assert rec.load("auto", Settings(pyannote_model="gs://models/pyannote")).name == "pyannote"
 
 
 def test_auto_token_from_secret_manager() -> None:
@@ -94,7 +94,7 @@ def test_auto_token_from_secret_manager() -> None:
         return "hf_from_secret"
 
     secret = "projects/p/secrets/hf/versions/latest"
-    engine = rec.load(EngineConfig(hf_token_secret=secret), secret_fetcher=fetch)
+    engine = rec.load("auto", Settings(hf_token_secret=secret), secret_fetcher=fetch)
     assert engine.name == "pyannote"
     assert fetched == [secret]
     assert rec.pyannote_calls[0][1] == "hf_from_secret"
@@ -107,7 +107,7 @@ def test_auto_secret_failure_falls_back_to_embedded() -> None:
         raise PermissionError("denied")
 
     with capture_logs() as logs:
-        engine = rec.load(EngineConfig(hf_token_secret="projects/p/secrets/hf"), secret_fetcher=fetch)
+        engine = rec.load("auto", Settings(hf_token_secret="projects/p/secrets/hf"), secret_fetcher=fetch)
     assert engine.name == "embedded"
     assert any("denied" in str(e.get("reason")) for e in logs)
 
@@ -115,19 +115,19 @@ def test_auto_secret_failure_falls_back_to_embedded() -> None:
 def test_explicit_pyannote_does_not_fall_back() -> None:
     rec = Recorder(pyannote_error="offline")
     with pytest.raises(EngineUnavailable, match="offline"):
-        rec.load(EngineConfig(engine="pyannote", hf_token="hf_x"))
+        rec.load("pyannote", Settings(hf_token="hf_x"))
     assert rec.embedded_calls == []
 
 
 def test_explicit_embedded() -> None:
     rec = Recorder()
-    assert rec.load(EngineConfig(engine="embedded", hf_token="hf_x")).name == "embedded"
+    assert rec.load("embedded", Settings(hf_token="hf_x")).name == "embedded"
     assert rec.pyannote_calls == []
 
 
 def test_vertex_is_not_an_in_process_engine() -> None:
     with pytest.raises(ValueError, match="VertexAIDispatcher"):
-        Recorder().load(EngineConfig(engine="vertex"))
+        Recorder().load("vertex", Settings())
 
 
 def test_unknown_engine_rejected() -> None:
@@ -213,21 +213,13 @@ def test_from_settings_defaults_and_vertex_flag(monkeypatch: pytest.MonkeyPatch)
 def test_real_loaders_report_unavailable_engines(tmp_path: Path) -> None:
     """The default loaders turn missing weights into EngineUnavailable (no fallback loop)."""
     with pytest.raises(EngineUnavailable, match="weights missing"):
-        load_engine(EngineConfig(engine="embedded", embedded_weights_dir=tmp_path))
+        load("embedded", Settings(embedded_weights_dir=tmp_path))
 
 
-def test_load_by_name_takes_the_rest_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from diarization.engines import select
-
-    configs: list[EngineConfig] = []
-
-    def fake_load_engine(config: EngineConfig) -> FakeEngine:
-        configs.append(config)
-        return FakeEngine(config.engine)
-
-    monkeypatch.setattr(select, "load_engine", fake_load_engine)
+def test_load_by_name_takes_the_rest_from_the_settings() -> None:
+    rec = Recorder()
     settings = Settings(pyannote_model="gs://models/p", diarization_device="cpu", engine="auto")
-    assert select.load("embedded", settings).name == "embedded"
-    assert configs == [EngineConfig(engine="embedded", pyannote_model="gs://models/p", device="cpu")]
+    assert rec.load("embedded", settings).name == "embedded"
+    assert rec.embedded_calls == [EngineConfig(engine="embedded", pyannote_model="gs://models/p", device="cpu")]
     with pytest.raises(ValueError, match="unknown engine"):
-        select.load("whisper", settings)
+        rec.load("whisper", settings)

@@ -327,13 +327,12 @@ def test_config_from_settings_reads_the_deployment_environment(monkeypatch: pyte
     }
 
 
-def test_a_vertex_worker_dispatches_through_the_topologys_subscription(monkeypatch: pytest.MonkeyPatch) -> None:
-    from diarization.engines import vertex
-
+def test_a_vertex_worker_dispatches_through_the_topologys_subscription() -> None:
     client = FakeJobClient()
-    monkeypatch.setattr(vertex, "default_job_client", lambda config: client)
     settings = Settings(project="acme-prod", vertex_dispatch=True, vertex_region="europe-west4", vertex_image="img:1")
-    service = bootstrap.build_service("diarization", settings, publisher=RecordingPublisher(), blobs=MemoryBlobStore())
+    service = bootstrap.build_service(
+        "diarization", settings, publisher=RecordingPublisher(), blobs=MemoryBlobStore(), vertex_jobs=client
+    )
     route = service.routes["on_audio_ingested"]
     assert service.warm_up is None  # nothing to load: the custom job diarizes
     event = ingested()

@@ -224,7 +224,7 @@ class DiarizationCompletedResult(BaseModel):
     """
     rttm_uri: Annotated[str, Field(pattern="^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/.+$")]
     """
-    A Cloud Storage object URI (gs://bucket/object).
+    The engine's raw overlap-aware timeline (turns_uri's segments) in NIST RTTM, before post-processing: for consumers of this event that score or inspect the engine itself with RTTM tools. The pipeline reads turns_uri; the job's result RTTM is job.completed's rttm_uri.
     """
     num_speakers: Annotated[int, Field(ge=0)]
     num_turns: Annotated[int, Field(ge=0)]

@@ -53,6 +53,8 @@ def main() -> int:
 
     rss_before = peak_rss_mib()
     started = time.perf_counter()
+    # the engine's own entry point, not `select.load`: --threads (torch's and ONNX Runtime's threads, fixed at load)
+    # is a knob of this benchmark only; the service always runs the engine's default of one thread
     engine = EmbeddedEngine.from_pretrained(device="cpu", num_threads=args.threads)
     load_s = time.perf_counter() - started
     rss_loaded = peak_rss_mib()

@@ -93,10 +93,11 @@ def _der(reference: Any, turns: Any, duration: float) -> float:
 
 def measure(minutes: float) -> dict[str, Any]:
     """One length, in this process (run by :func:`main` in a child process per length)."""
+    from diarization.engines import select
     from diarization.engines.base import DiarizationOptions
-    from diarization.engines.embedded import EmbeddedEngine
+    from speakerline.settings import Settings
 
-    engine = EmbeddedEngine.from_pretrained(device="cpu")
+    engine = select.load("embedded", Settings(diarization_device="cpu"))
     loaded_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "long.wav"
@@ -119,10 +120,11 @@ def parts_der() -> float:
     """DER over all parts, each diarized on its own (the figure a long file should stay close to)."""
     import soundfile as sf
 
+    from diarization.engines import select
     from diarization.engines.base import DiarizationOptions
-    from diarization.engines.embedded import EmbeddedEngine
+    from speakerline.settings import Settings
 
-    engine = EmbeddedEngine.from_pretrained(device="cpu")
+    engine = select.load("embedded", Settings(diarization_device="cpu"))
     errors = total = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         for k, (samples, reference) in enumerate(_parts()):

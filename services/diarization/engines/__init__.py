@@ -14,7 +14,7 @@ from .base import (
     DiarizationResult,
     EngineUnavailable,
 )
-from .select import EngineConfig, EngineName, load_engine, resolve_hf_token
+from .select import EngineConfig, EngineName, load, resolve_hf_token
 from .vertex import VertexAIDispatcher, VertexConfig, build_custom_job_request
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ __all__ = [
     "VertexAIDispatcher",
     "VertexConfig",
     "build_custom_job_request",
-    "load_engine",
+    "load",
     "resolve_hf_token",
 ]
 

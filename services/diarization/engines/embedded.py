@@ -30,6 +30,8 @@ from typing import Any
 
 import structlog
 
+from speakerline.settings import DEFAULT_DIARIZATION_DEVICE
+
 from .base import DiarizationOptions, DiarizationResult, EngineUnavailable, ProgressCallback
 from .embedded_pipeline import CAMPPLUS_FILE, SEGMENTATION_FILE, build_pipeline
 from .pieces import DEFAULT_PIECE_S
@@ -99,7 +101,7 @@ class EmbeddedEngine:
         cls,
         weights_dir: Path | None = None,
         *,
-        device: str = "auto",
+        device: str = DEFAULT_DIARIZATION_DEVICE,
         segmentation_step: float = 0.1,
         num_threads: int | None = 1,
         piece_s: float = DEFAULT_PIECE_S,

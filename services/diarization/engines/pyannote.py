@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 import structlog
 
-from speakerline.settings import DEFAULT_PYANNOTE_MODEL
+from speakerline.settings import DEFAULT_DIARIZATION_DEVICE, DEFAULT_PYANNOTE_MODEL
 from speakerline.timeline import Turn, merge_turns
 
 from .base import (
@@ -317,7 +317,7 @@ class PyannoteEngine:
         source: str = DEFAULT_PYANNOTE_MODEL,
         *,
         token: str | None,
-        device: str = "auto",
+        device: str = DEFAULT_DIARIZATION_DEVICE,
         cache_dir: Path | None = None,
         downloader: GcsDownloader | None = None,
     ) -> PyannoteEngine:

@@ -1,8 +1,8 @@
-"""Choose and load a diarization engine from configuration."""
+"""The one way to get a diarization engine: `load(name, settings)`, which picks an engine and loads it through its
+``from_pretrained`` (the service's wiring, the Vertex AI job, ``speakerline eval`` and the benchmarks all call it)."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,11 +10,11 @@ from typing import Literal, cast, get_args
 
 import structlog
 
-from speakerline.settings import DEFAULT_PYANNOTE_MODEL, Settings, read_secret
+from speakerline.settings import DEFAULT_DIARIZATION_DEVICE, DEFAULT_PYANNOTE_MODEL, Settings, read_secret
 
 from .base import DiarizationEngine, EngineUnavailable
 
-__all__ = ["EngineConfig", "EngineName", "load", "load_engine", "resolve_hf_token"]
+__all__ = ["EngineConfig", "EngineName", "load", "resolve_hf_token"]
 
 log = structlog.get_logger()
 
@@ -40,7 +40,7 @@ class EngineConfig:
     hf_token: str | None = None
     #: Secret Manager resource name holding the HF token (used when ``hf_token`` is unset)
     hf_token_secret: str | None = None
-    device: str = "auto"
+    device: str = DEFAULT_DIARIZATION_DEVICE
     cache_dir: Path | None = None
     embedded_weights_dir: Path | None = None
 
@@ -63,24 +63,25 @@ class EngineConfig:
         return self.pyannote_model.startswith("gs://") or Path(self.pyannote_model).exists()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> EngineConfig:
+    def from_settings(cls, settings: Settings, engine: str | None = None) -> EngineConfig:
         """The engine settings of the service's `Settings` (environment names as in the README's configuration
-        table).
+        table); `engine`, when given, instead of the settings' engine.
 
         ``engine`` (``SPEAKERLINE_ENGINE``; ``auto`` unless ``vertex_dispatch`` is true, then ``vertex``),
         ``pyannote_model``, ``hf_token`` (``SPEAKERLINE_HF_TOKEN`` or ``HF_TOKEN``), ``hf_token_secret``
         (Secret Manager version resource name), ``diarization_device``, ``model_cache_dir``,
         ``embedded_weights_dir``.
         """
-        engine = settings.engine or ("vertex" if settings.vertex_dispatch else "auto")
-        if engine not in get_args(EngineName):
-            raise ValueError(f"SPEAKERLINE_ENGINE={engine!r} is not one of {get_args(EngineName)}")
+        if engine is None:
+            engine = settings.engine or ("vertex" if settings.vertex_dispatch else "auto")
+            if engine not in get_args(EngineName):
+                raise ValueError(f"SPEAKERLINE_ENGINE={engine!r} is not one of {get_args(EngineName)}")
         return cls(
             engine=cast(EngineName, engine),
             pyannote_model=settings.pyannote_model or DEFAULT_PYANNOTE_MODEL,
             hf_token=settings.hf_token or None,
             hf_token_secret=settings.hf_token_secret or None,
-            device=settings.diarization_device or "auto",
+            device=settings.diarization_device or DEFAULT_DIARIZATION_DEVICE,
             cache_dir=settings.model_cache_dir,
             embedded_weights_dir=settings.embedded_weights_dir,
         )
@@ -116,26 +117,23 @@ def _load_embedded(config: EngineConfig) -> DiarizationEngine:
     return EmbeddedEngine.from_pretrained(config.embedded_weights_dir, device=config.device)
 
 
-def load(name: str, settings: Settings) -> DiarizationEngine:
-    """Engine `name` (``auto``, ``pyannote`` or ``embedded``) with the rest of its configuration (model, token,
-    device, caches) from `settings`, as the service reads them: for a process that picks the engine itself (the
-    ``speakerline eval`` command). ``ValueError`` for an unknown name; `load_engine` says what else is raised."""
-    return load_engine(dataclasses.replace(EngineConfig.from_settings(settings), engine=cast(EngineName, name)))
-
-
-def load_engine(
-    config: EngineConfig,
+def load(
+    name: str,
+    settings: Settings,
     *,
     secret_fetcher: SecretFetcher | None = None,
     pyannote_loader: PyannoteLoader | None = None,
     embedded_loader: EmbeddedLoader | None = None,
 ) -> DiarizationEngine:
-    """Load the configured engine (loaders are injectable for tests).
+    """Engine `name` (``auto``, ``pyannote`` or ``embedded``), loaded with the rest of its configuration (model,
+    token, device, caches) from `settings` (the loaders are injectable for tests).
 
-    Raises :class:`EngineUnavailable` when the requested engine (or, for ``auto``, both
-    engines) cannot be loaded, and ``ValueError`` for ``vertex``, which dispatches jobs
-    rather than diarizing in this process.
+    ``auto`` is pyannote when it has something to load (a token, or a local directory / ``gs://`` model source)
+    and loads, else the embedded engine. Raises :class:`EngineUnavailable` when the requested engine (or, for
+    ``auto``, both engines) cannot be loaded, and ``ValueError`` for an unknown name and for ``vertex``, which
+    dispatches jobs rather than diarizing in this process.
     """
+    config = EngineConfig.from_settings(settings, name)
     load_pyannote = pyannote_loader or _load_pyannote
     load_embedded = embedded_loader or _load_embedded
 

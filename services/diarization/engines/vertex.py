@@ -3,8 +3,8 @@
 Nothing is diarized in-process: :func:`build_custom_job_request` (pure, unit-tested) builds a
 ``CreateCustomJobRequest`` for one worker pool (``g2-standard-8`` + 1x ``NVIDIA_L4`` by
 default) running the same worker image with ``python -m speakerline.worker diarization
---envelope FILE``, and :class:`VertexAIDispatcher` submits it through an injected client
-(``google.cloud.aiplatform_v1.JobServiceClient`` by default, imported lazily).
+--envelope FILE``, and :class:`VertexAIDispatcher` submits it through the Vertex AI job client it
+is given (the Platform's ``vertex_jobs``, :class:`speakerline.bootstrap.VertexJobService`).
 
 The event travels as the Pub/Sub push envelope the push function would receive for the
 diarization subscription (:func:`push_envelope`: binary-mode CloudEvent, first delivery), so the
@@ -30,11 +30,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from speakerline import events
+from speakerline.bootstrap import VertexJobs
 
 from .base import DispatchUnavailable
 from .vertex_job import (
@@ -56,7 +57,6 @@ __all__ = [
     "GPU_DISPATCH_REFUSED",
     "GPU_START_FAILED",
     "GPU_START_TIMEOUT",
-    "JobServiceClient",
     "VertexAIDispatcher",
     "VertexConfig",
     "build_custom_job_request",
@@ -78,41 +78,6 @@ _STARTED_STATES = frozenset({"JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED", "JOB_ST
 _ENDED_STATES = frozenset({"JOB_STATE_FAILED", "JOB_STATE_CANCELLING", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
 
 
-class JobServiceClient(Protocol):
-    """The methods we use of ``aiplatform_v1.JobServiceClient``."""
-
-    def create_custom_job(self, *, request: Any, timeout: float) -> Any: ...
-
-    def get_custom_job(self, *, name: str, timeout: float) -> Any: ...
-
-    def cancel_custom_job(self, *, name: str, timeout: float) -> Any: ...
-
-
-def default_job_client(config: VertexConfig) -> JobServiceClient:
-    """The Vertex AI job client for ``config.endpoint``: gRPC with the process's credentials, or, for an
-    ``http://`` endpoint (a local fake, tests only), REST over plain HTTP with no credentials at all."""
-    try:
-        from google.cloud import aiplatform_v1  # type: ignore[attr-defined,unused-ignore]
-    except ImportError as exc:  # pragma: no cover - a dependency of the service
-        from .base import EngineUnavailable
-
-        raise EngineUnavailable("google-cloud-aiplatform is needed to submit Vertex jobs") from exc
-    endpoint = config.endpoint
-    if endpoint.startswith("http://"):
-        from google.auth.credentials import AnonymousCredentials
-
-        local: JobServiceClient = aiplatform_v1.JobServiceClient(
-            transport="rest",
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-            client_options={"api_endpoint": endpoint},
-        )
-        return local
-    client: JobServiceClient = aiplatform_v1.JobServiceClient(  # pragma: no cover - needs GCP
-        client_options={"api_endpoint": endpoint}
-    )
-    return client  # pragma: no cover
-
-
 def _state_name(job: Any) -> str:
     """``JOB_STATE_RUNNING`` and so on, from a proto enum (or a plain string)."""
     state = getattr(job, "state", None)
@@ -131,7 +96,7 @@ class VertexAIDispatcher:
     def __init__(
         self,
         config: VertexConfig,
-        client: JobServiceClient | None = None,
+        client: VertexJobs,
         *,
         subscription: str,
         clock: Callable[[], float] = time.monotonic,
@@ -143,11 +108,6 @@ class VertexAIDispatcher:
         self.subscription = subscription
         self._clock = clock
         self._sleep = sleep
-
-    def _job_client(self) -> JobServiceClient:
-        if self._client is None:
-            self._client = default_job_client(self.config)
-        return self._client
 
     @property
     def model(self) -> str:
@@ -171,7 +131,7 @@ class VertexAIDispatcher:
         does not take it (any error of the client or of the call: quota, permissions, network, API)."""
         request = build_custom_job_request(self.config, job_id=job_id, envelope_json=envelope_json, event_id=event_id)
         try:
-            response = self._job_client().create_custom_job(request=request, timeout=CALL_TIMEOUT_S)
+            response = self._client.create_custom_job(request=request, timeout=CALL_TIMEOUT_S)
         except Exception as exc:
             raise DispatchUnavailable(
                 self.name, GPU_DISPATCH_REFUSED, f"Vertex AI did not create the custom job: {_describe(exc)}"
@@ -190,12 +150,11 @@ class VertexAIDispatcher:
         """Return once the custom job ``name`` runs (or has run); raise :class:`DispatchUnavailable` when it has
         not started within ``config.start_timeout_s`` (the job is cancelled first, best effort) or ended without
         ever running. A failed look at the job is logged and retried until the deadline."""
-        client = self._job_client()
         deadline = self._clock() + self.config.start_timeout_s
         state = "JOB_STATE_UNSPECIFIED"
         while True:
             try:
-                job = client.get_custom_job(name=name, timeout=CALL_TIMEOUT_S)
+                job = self._client.get_custom_job(name=name, timeout=CALL_TIMEOUT_S)
             except Exception as exc:
                 log.warning("diarization.vertex_job_poll_failed", job_id=job_id, custom_job=name, error=_describe(exc))
             else:
@@ -225,7 +184,7 @@ class VertexAIDispatcher:
     def _cancel(self, name: str, *, job_id: str) -> None:
         """Best effort: a job left pending would start later and diarize the job a second time."""
         try:
-            self._job_client().cancel_custom_job(name=name, timeout=CALL_TIMEOUT_S)
+            self._client.cancel_custom_job(name=name, timeout=CALL_TIMEOUT_S)
         except Exception as exc:
             log.warning("diarization.vertex_job_cancel_failed", job_id=job_id, custom_job=name, error=_describe(exc))
         else:

@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from speakerline import events
-from speakerline.settings import DEFAULT_PYANNOTE_MODEL, Settings, or_default
+from speakerline.settings import (
+    DEFAULT_PYANNOTE_MODEL,
+    DEFAULT_VERTEX_ACCELERATOR,
+    DEFAULT_VERTEX_ACCELERATOR_COUNT,
+    DEFAULT_VERTEX_MACHINE_TYPE,
+    DEFAULT_VERTEX_WORKER_ENGINE,
+    Settings,
+    or_default,
+)
 
 ENV_ENGINE = "SPEAKERLINE_ENGINE"
 ENV_PYANNOTE_MODEL = "SPEAKERLINE_PYANNOTE_MODEL"
@@ -54,13 +62,13 @@ class VertexConfig:
     region: str
     image_uri: str
     service_account: str | None = None
-    machine_type: str = "g2-standard-8"
-    accelerator_type: str = "NVIDIA_L4"
-    accelerator_count: int = 1
+    machine_type: str = DEFAULT_VERTEX_MACHINE_TYPE
+    accelerator_type: str = DEFAULT_VERTEX_ACCELERATOR
+    accelerator_count: int = DEFAULT_VERTEX_ACCELERATOR_COUNT
     boot_disk_size_gb: int = 100
     timeout_s: int = 3600
     #: engine the GPU job runs: ``auto`` = pyannote when loadable, else embedded (on the GPU)
-    worker_engine: str = "auto"
+    worker_engine: str = DEFAULT_VERTEX_WORKER_ENGINE
     pyannote_model: str = DEFAULT_PYANNOTE_MODEL
     #: Secret Manager resource name, e.g. ``projects/p/secrets/hf-token/versions/latest``
     hf_token_secret: str | None = None
@@ -69,9 +77,6 @@ class VertexConfig:
     labels: Mapping[str, str] = field(default_factory=dict)
     network: str | None = None
     display_name_prefix: str = "speakerline-diarize"
-    #: API endpoint; None: ``<region>-aiplatform.googleapis.com``. ``http://...``: a local fake of the REST API,
-    #: called without credentials (tests only)
-    api_endpoint: str | None = None
     #: how long a created job may take to reach JOB_STATE_RUNNING before the worker runs the job itself
     start_timeout_s: float = DEFAULT_START_TIMEOUT_S
     #: time between two looks at the job's state while waiting for it to start
@@ -95,13 +100,8 @@ class VertexConfig:
             pyannote_model=settings.pyannote_model,
             hf_token_secret=settings.hf_token_secret or None,
             env={name: str(value) for name, value in passthrough.items() if value},
-            api_endpoint=settings.vertex_api_endpoint or None,
             start_timeout_s=or_default(settings.gpu_start_timeout_s, DEFAULT_START_TIMEOUT_S),
         )
-
-    @property
-    def endpoint(self) -> str:
-        return self.api_endpoint or f"{self.region}-aiplatform.googleapis.com"
 
     def __post_init__(self) -> None:
         for name in ("project", "region", "image_uri"):
