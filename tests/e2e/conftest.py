@@ -12,6 +12,8 @@ from speakerline import apikeys
 from speakerline_tools import stack
 from tests.conftest import WebhookReceiver
 
+from .bad_input import write_report
+
 
 @pytest.fixture(scope="session")
 def team_channel() -> Iterator[WebhookReceiver]:
@@ -62,3 +64,10 @@ def api(pipeline: stack.StackConfig) -> ApiHandle:
     key, _ = keys.create("studio-test", "e2e")
     other, _ = keys.create("someone-else", "e2e")
     return ApiHandle(url=pipeline.api_url, key=key, other_key=other)
+
+
+@pytest.fixture(scope="module")
+def bad_input_report() -> Iterator[None]:
+    """After each bad input module: the table of every case tried so far (the modules record into one registry)."""
+    yield
+    write_report()
