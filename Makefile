@@ -55,9 +55,9 @@ test: lint typecheck browsers infra-tools
 
 # The fault tests alone (also part of `make test`): every service SIGKILLed inside its handler at once, each job
 # checked for one completion, one delivery per channel and recovery within 60 s; storage away; duplicates; poison;
-# a failing webhook (README: Faults).
+# a failing webhook (docs/operations.md: Faults).
 test-faults: install
-	$(BIN)/pytest tests/e2e/test_faults.py -s
+	$(BIN)/pytest tests/e2e/test_faults.py tests/e2e/test_faults_delivery.py -s
 
 # After editing schemas/events/: regenerate the typed models and the bundled schemas (libs/speakerline/events/),
 # freeze compatible changes into schemas/released.json and regenerate schemas/asyncapi.yaml.
