@@ -80,7 +80,7 @@ status: install
 run: install
 	$(BIN)/speakerline demo
 
-# Every benchmark against the real local stack (README: Performance), one at a time: DER per suite, engine RTF
+# Every benchmark against the real local stack (docs/performance.md), one at a time: DER per suite, engine RTF
 # (1 and 2 threads; pyannote on CUDA when there is a GPU), projector throughput, then one stack taking 1/5/15/60-minute
 # jobs (time, peak RSS per service), three 5-minute runs (pipeline overhead) and 30 short jobs (hop latency from
 # the traces); the cost model on top. ~35 min on 2 cores. Writes .speakerline/bench.json, bench.md, bench.png.

@@ -150,7 +150,7 @@ def _gcloud() -> str:
     if not gcloud:
         raise StackError(
             "gcloud is not on PATH. Install the Google Cloud CLI with the pubsub and firestore emulator components "
-            "(README: 'Local stack'), or use docker compose."
+            "(docs/using.md: 'Requirements'), or use docker compose."
         )
     return gcloud
 

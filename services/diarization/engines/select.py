@@ -64,8 +64,7 @@ class EngineConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineConfig:
-        """The engine settings of the service's `Settings` (environment names as in the README's configuration
-        table).
+        """The engine settings of the service's `Settings` (environment names as in docs/configuration.md).
 
         ``engine`` (``SPEAKERLINE_ENGINE``; ``auto`` unless ``vertex_dispatch`` is true, then ``vertex``),
         ``pyannote_model``, ``hf_token`` (``SPEAKERLINE_HF_TOKEN`` or ``HF_TOKEN``), ``hf_token_secret``
