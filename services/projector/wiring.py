@@ -1,4 +1,4 @@
-"""Wiring of the projector, the only writer of `jobs/` (see speakerline.jobs): one handler, `project`, fed by every
+"""Wiring of the projector, the only writer of `jobs/` (see speakerline.jobs): one handler, `on_job_event`, fed by every
 topic (see the `projector-*` subscriptions of infra/topology.yaml)."""
 
 from __future__ import annotations
