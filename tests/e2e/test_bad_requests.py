@@ -200,7 +200,7 @@ def test_bad_requests_are_4xx_problems_with_a_reason(api: ApiHandle, case: ApiCa
 
 def test_a_revoked_key_is_refused_at_once(api: ApiHandle, pipeline: stack.StackConfig) -> None:
     keys = apikeys.FirestoreApiKeys(firestore.Client(project=pipeline.project))
-    key, record = keys.create("bad-input", "revoked by test_bad_input")
+    key, record = keys.create("bad-input", "revoked by test_bad_requests")
     assert requests.get(f"{api.url}/v1/me", headers=api.auth(key), timeout=30).status_code == 200
     assert keys.revoke(record.key_id)
     response = requests.get(f"{api.url}/v1/me", headers=api.auth(key), timeout=30)
