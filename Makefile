@@ -59,17 +59,17 @@ test: lint typecheck browsers infra-tools
 	$(BIN)/speakerline schemas check
 	$(BIN)/pytest tests -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
-# The fault tests alone (also part of `make test`): every service SIGKILLed inside its handler at once, each job
-# checked for one completion, one delivery per channel and recovery within 60 s; storage away; duplicates; poison;
-# a failing webhook (README: Faults).
 # Line coverage of libs/ and services/ by the whole suite, in-process (the services the e2e tests start as processes
 # are not traced): a table, and .stack/coverage.json.
 coverage: install browsers infra-tools
 	$(BIN)/pytest tests -n $(TEST_WORKERS) --dist loadgroup -q --cov=libs --cov=services --cov-report=term \
 		--cov-report=json:.stack/coverage.json
 
+# The fault tests alone (also part of `make test`): every service SIGKILLed inside its handler at once, each job
+# checked for one completion, one delivery per channel and recovery within 60 s; storage away; duplicates; poison;
+# a failing webhook (docs/operations.md: Faults).
 test-faults: install
-	$(BIN)/pytest tests/e2e/test_faults.py -s
+	$(BIN)/pytest tests/e2e/test_faults.py tests/e2e/test_faults_delivery.py -s
 
 # After editing schemas/events/: regenerate the typed models and the bundled schemas (libs/speakerline/events/),
 # freeze compatible changes into schemas/released.json and regenerate schemas/asyncapi.yaml.
@@ -92,7 +92,7 @@ status: install
 run: install
 	$(BIN)/speakerline demo
 
-# Every benchmark against the real local stack (README: Performance), one at a time: DER per suite, engine RTF
+# Every benchmark against the real local stack (docs/performance.md), one at a time: DER per suite, engine RTF
 # (1 and 2 threads; pyannote on CUDA when there is a GPU), projector throughput, then one stack taking 1/5/15/60-minute
 # jobs (time, peak RSS per service), three 5-minute runs (pipeline overhead) and 30 short jobs (hop latency from
 # the traces); the cost model on top. ~35 min on 2 cores. Writes .speakerline/bench.json, bench.md, bench.png.

@@ -2,7 +2,7 @@
 # (local.subscriptions):
 #
 # - dead letters: any message waiting on `<sub>-dead-letter`. Nothing retries a dead letter by itself: an operator
-#   reads it and replays or purges it (`speakerline dlq`, README "Runbook: dead letters").
+#   reads it and replays or purges it (`speakerline dlq`, docs/operations.md "Runbook: dead letters").
 # - backlog age: the oldest unacknowledged message of `<sub>` older than a threshold, i.e. its service is failing,
 #   stuck or cannot keep up. A pull worker holds a message (extending its lease) for the whole engine run, so pull
 #   subscriptions get their own, longer threshold.
@@ -68,7 +68,7 @@ resource "google_monitoring_alert_policy" "dead_letter" {
       deliveries (reason `retries_exhausted`), or the runtime refused them at once. Nothing retries them by
       itself and they are kept 7 days.
 
-      Follow the dead-letter runbook (README, "Runbook: dead letters"):
+      Follow the dead-letter runbook (docs/operations.md, "Runbook: dead letters"):
 
       1. `speakerline dlq list --subscription ${each.key}` (reading never consumes), then
          `speakerline dlq show ${each.key}` for each message in full.
@@ -123,7 +123,7 @@ resource "google_monitoring_alert_policy" "backlog_age" {
 
       Check the service's Cloud Run logs and instances (`speakerline-${each.value.service}`), and
       `speakerline jobs list --status FAILED`. Messages that run out of attempts land on
-      `${google_pubsub_subscription.dead_letter[each.key].name}`: see README, "Runbook: dead letters".
+      `${google_pubsub_subscription.dead_letter[each.key].name}`: see docs/operations.md, "Runbook: dead letters".
     EOT
   }
 

@@ -1,7 +1,7 @@
 """One bootstrap for every service: `build_service(name, settings)`, and `start`, the one start-up sequence of every
 entry point.
 
-A service is a package under services/ with `handlers.py` (plain functions `handle(event, context, deps)`) and
+A service is a package under services/ with `handlers.py` (plain functions `on_<event>(event, context, deps)`) and
 `wiring.py`, whose `wire(platform) -> Wiring` says which handler takes which subscription's events (the names in
 infra/topology.yaml), with which deps, and, for a service whose topology `entrypoint` is `http` (the API), which
 ASGI app it serves. Nothing else is service-specific: `start` runs every service through the same sequence

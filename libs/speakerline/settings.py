@@ -1,6 +1,6 @@
 """Every setting of every service, typed, read once from the environment (pydantic-settings).
 
-The environment variable of each field is in its alias (the README's configuration table lists them). A service
+The environment variable of each field is in its alias (docs/configuration.md lists them). A service
 reads the fields it needs from the one `Settings` object `build_service` hands its wiring; tests construct
 `Settings(...)` directly, with no environment at all. A secret field has a companion `*_secret` field holding a
 Secret Manager version resource name, which the cloud deployment sets instead of the value (`secret()`).

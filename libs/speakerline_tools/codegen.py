@@ -71,7 +71,8 @@ def _pascal(name: str) -> str:
 def _codegen_input(root: Path) -> dict[str, Any]:
     """One document with every event's data schema under $defs, named `<Name>V<major>Data`. A top-level property
     that has different shapes in different events (`result`, `error`) is titled after its event, so that the
-    generated class says which one it is (`JobResult` and `DiarizationResult`, not `Result` and `Result1`)."""
+    generated class says which one it is (`JobCompletedResult` and `DiarizationCompletedResult`, not `Result` and
+    `Result1`)."""
     schemas = {(name, major): json.loads(file.read_text()) for name, major, file in schema_files(root)}
     users: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))  # key -> shape -> event names
     for (name, _), schema in schemas.items():

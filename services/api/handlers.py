@@ -1,5 +1,5 @@
-"""What each endpoint does: plain functions `handle(request, principal, deps) -> result`, no HTTP in them (app.py
-maps them to routes, ApiError to problem answers)."""
+"""What each endpoint does: plain functions of the request, the principal and the deps (`create_upload`, `submit_job`,
+`get_job`, ...) that return the result, no HTTP in them (app.py maps them to routes, ApiError to problem answers)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Wiring of the projector, the only writer of `jobs/` (see speakerline.jobs): one handler, `project`, fed by every
+"""Wiring of the projector, the only writer of `jobs/` (see speakerline.jobs): one handler, `on_job_event`, fed by every
 topic (see the `projector-*` subscriptions of infra/topology.yaml)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from .store import FirestoreJobStore
 #: events in flight per subscription. A handler mostly waits for its event's group commit (see FirestoreJobStore), and
 #: the more events wait together the fewer round trips each costs; the diarization subscription alone carries most
 #: events (every progress report). At 8 a commit carried about 2 events, at 64 about 11; with the group commit,
-#: 128 drained ~20 % faster than 64 (tests/bench/projector_bench.py).
+#: 128 drained ~20 % faster than 64 (python -m speakerline_tools.bench.projector_bench).
 CONCURRENCY = 128
 
 

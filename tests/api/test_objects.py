@@ -22,7 +22,7 @@ from api.objects import GcsObjects
 from api.schemas import UploadRequest
 from api.wiring import config
 from speakerline.settings import Settings
-from speakerline_tools.stack import ensure_signing_key
+from speakerline_tools.stack_keys import ensure_signing_key
 from tests.fakes import MemoryApiStore, MemoryBlobStore, RecordingPublisher
 
 HEADERS = {

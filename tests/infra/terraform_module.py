@@ -63,7 +63,7 @@ class Module:
     def evaluate(self, expression: str, variables: Mapping[str, str]) -> Any:
         """The value of an HCL expression over this module's locals and variables."""
         terraform = shutil.which("terraform")
-        assert terraform, "terraform is not installed (README: Requirements)"
+        assert terraform, "terraform is not installed (docs/deploy.md: 1. Prerequisites)"
         with tempfile.TemporaryDirectory() as scratch:
             (Path(scratch) / "variables.tf").write_text((self.path / "variables.tf").read_text())
             (Path(scratch) / "locals.tf").write_text(self._evaluable_locals())

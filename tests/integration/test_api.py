@@ -27,7 +27,7 @@ from speakerline import apikeys, events
 from speakerline.bootstrap import Platform
 from speakerline.events import AudioUploaded, models
 from speakerline.settings import Settings
-from speakerline_tools import stack
+from speakerline_tools import stack, stack_keys
 
 from .helpers import pull
 
@@ -48,7 +48,7 @@ class InProcessApi:
 
 
 def _wired(cfg: stack.StackConfig, tmp: Path, **settings: Any) -> Wired:
-    stack.ensure_signing_key(tmp / "key.json")
+    stack_keys.ensure_signing_key(tmp / "key.json")
     return build_wired(
         Platform(
             "api",

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from speakerline import apikeys
-from speakerline_tools import stack
+from speakerline_tools import stack, stack_keys
 
 pytestmark = pytest.mark.integration
 
@@ -86,11 +86,11 @@ def test_stack_lifecycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", cfg.emulator_env()["FIRESTORE_EMULATOR_HOST"])
         from google.cloud import firestore
 
-        key = stack.ensure_studio_key(cfg, apikeys.FirestoreApiKeys(firestore.Client(project=cfg.project)))
+        key = stack_keys.ensure_studio_key(cfg, apikeys.FirestoreApiKeys(firestore.Client(project=cfg.project)))
         assert cfg.studio_link(key) == f"http://127.0.0.1:{base + 3}/#key={key}"
         me = urllib.request.Request(f"{cfg.api_url}/v1/me", headers={"Authorization": f"Bearer {key}"})
         with urllib.request.urlopen(me, timeout=10) as response:
-            assert json.load(response)["producer"] == stack.LOCAL_PRODUCER
+            assert json.load(response)["producer"] == stack_keys.LOCAL_PRODUCER
 
         # Every process each component started, Java children included.
         names = ("pubsub", "firestore", "gcs", "api")

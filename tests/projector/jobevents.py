@@ -35,6 +35,11 @@ OFFSETS = {
 CLASSES: dict[str, type[Event[Any]]] = {events.event_name(t): cls for t, cls in events.EVENT_CLASSES.items()}
 
 
+def at(seconds: float) -> datetime:
+    """`seconds` after T0, the first event's time."""
+    return T0 + timedelta(seconds=seconds)
+
+
 def example_data(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((SCHEMAS / name / "v1.example.json").read_text())["data"]
     return data

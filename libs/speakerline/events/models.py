@@ -480,7 +480,7 @@ class JobError(BaseModel):
     """
     code: Annotated[str, Field(pattern="^[a-z][a-z0-9_]*$")]
     """
-    Machine-readable reason. Stable; new codes may be added. See the codes list in the README.
+    Machine-readable reason. Stable; new codes may be added. See the codes list in docs/events.md, Error codes.
     """
     message: str
     """

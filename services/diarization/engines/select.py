@@ -64,8 +64,8 @@ class EngineConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: str | None = None) -> EngineConfig:
-        """The engine settings of the service's `Settings` (environment names as in the README's configuration
-        table); `engine`, when given, instead of the settings' engine.
+        """The engine settings of the service's `Settings` (environment names as in docs/configuration.md);
+        `engine`, when given, instead of the settings' engine.
 
         ``engine`` (``SPEAKERLINE_ENGINE``; ``auto`` unless ``vertex_dispatch`` is true, then ``vertex``),
         ``pyannote_model``, ``hf_token`` (``SPEAKERLINE_HF_TOKEN`` or ``HF_TOKEN``), ``hf_token_secret``
