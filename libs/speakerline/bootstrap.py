@@ -27,7 +27,9 @@ from typing import Any, Literal, Protocol, TypedDict, Unpack
 
 from speakerline import failpoints, logs, runtime, storage, telemetry
 from speakerline.pubsub import EventPublisher, PubSubPublisher
+from speakerline.secrets import SecretManagerVersions, SecretVersions
 from speakerline.settings import Settings
+from speakerline.vertexjobs import VertexJobs, VertexJobService
 
 #: How a process runs its service (see the module's docstring).
 Mode = Literal["pull", "push", "envelope", "http"]
@@ -40,69 +42,6 @@ ASGIApp = Callable[
 class ConfigurationError(RuntimeError):
     """A service cannot run with these settings (e.g. no webhook signing key): raised while wiring, so that a
     deployment fails at start-up, never job by job."""
-
-
-class SecretVersions(Protocol):
-    """Reads a Secret Manager version (`projects/p/secrets/s/versions/v`)."""
-
-    def access(self, version: str) -> str: ...
-
-
-class SecretManagerVersions:
-    """`SecretVersions` on Secret Manager, its client made on first use."""
-
-    @cached_property
-    def _client(self) -> Any:
-        from google.cloud import secretmanager
-
-        return secretmanager.SecretManagerServiceClient()
-
-    def access(self, version: str) -> str:
-        secret: str = self._client.access_secret_version(name=version).payload.data.decode("utf-8")
-        return secret
-
-
-class VertexJobs(Protocol):
-    """The calls diarization's dispatcher makes of Vertex AI's job service (`aiplatform_v1.JobServiceClient`)."""
-
-    def create_custom_job(self, *, request: Any, timeout: float) -> Any: ...
-
-    def get_custom_job(self, *, name: str, timeout: float) -> Any: ...
-
-    def cancel_custom_job(self, *, name: str, timeout: float) -> Any: ...
-
-
-class VertexJobService:
-    """`VertexJobs` on the Vertex AI API at `endpoint`, its client made on first use: a client needs credentials,
-    and one that cannot be made fails the call (the dispatcher takes that as Vertex AI refusing the job) rather
-    than the worker's start. An `http://` endpoint is a local fake of the REST API, called without credentials
-    (tests only)."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint
-
-    @cached_property
-    def _client(self) -> Any:
-        from google.cloud import aiplatform_v1  # type: ignore[attr-defined,unused-ignore]
-
-        if self.endpoint.startswith("http://"):
-            from google.auth.credentials import AnonymousCredentials
-
-            return aiplatform_v1.JobServiceClient(
-                transport="rest",
-                credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-                client_options={"api_endpoint": self.endpoint},
-            )
-        return aiplatform_v1.JobServiceClient(client_options={"api_endpoint": self.endpoint})  # pragma: no cover
-
-    def create_custom_job(self, *, request: Any, timeout: float) -> Any:
-        return self._client.create_custom_job(request=request, timeout=timeout)
-
-    def get_custom_job(self, *, name: str, timeout: float) -> Any:
-        return self._client.get_custom_job(name=name, timeout=timeout)
-
-    def cancel_custom_job(self, *, name: str, timeout: float) -> Any:
-        return self._client.cancel_custom_job(name=name, timeout=timeout)
 
 
 class Adapters(TypedDict, total=False):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from speakerline import apikeys, bootstrap, events, runtime, topology
+from speakerline import apikeys, bootstrap, events, runtime, topology, vertexjobs
 from speakerline.settings import Settings, or_default
 from tests.fakes import MemoryBlobStore, MemoryFirestore, RecordingPublisher
 
@@ -86,11 +86,11 @@ def test_the_platform_makes_the_vertex_client_for_the_settings_endpoint() -> Non
     """The region's Vertex AI endpoint unless one is set (a local fake's, in tests); the client itself is made on
     first call, so a process without credentials still wires (test_gpu_fallback: its first call then fails)."""
     regional = bootstrap.Platform("diarization", Settings(project="p", vertex_region="europe-west4")).vertex_jobs
-    assert isinstance(regional, bootstrap.VertexJobService)
+    assert isinstance(regional, vertexjobs.VertexJobService)
     assert regional.endpoint == "europe-west4-aiplatform.googleapis.com"
     settings = Settings(project="p", vertex_region="europe-west4", vertex_api_endpoint="http://127.0.0.1:9")
     local = bootstrap.Platform("diarization", settings).vertex_jobs
-    assert isinstance(local, bootstrap.VertexJobService) and local.endpoint == "http://127.0.0.1:9"
+    assert isinstance(local, vertexjobs.VertexJobService) and local.endpoint == "http://127.0.0.1:9"
 
 
 def test_a_secret_setting_is_read_through_the_platform_secret_adapter() -> None:

@@ -4,7 +4,7 @@ Nothing is diarized in-process: :func:`build_custom_job_request` (pure, unit-tes
 ``CreateCustomJobRequest`` for one worker pool (``g2-standard-8`` + 1x ``NVIDIA_L4`` by
 default) running the same worker image with ``python -m speakerline.worker diarization
 --envelope FILE``, and :class:`VertexAIDispatcher` submits it through the Vertex AI job client it
-is given (the Platform's ``vertex_jobs``, :class:`speakerline.bootstrap.VertexJobService`).
+is given (the Platform's ``vertex_jobs``, :class:`speakerline.vertexjobs.VertexJobService`).
 
 The event travels as the Pub/Sub push envelope the push function would receive for the
 diarization subscription (:func:`push_envelope`: binary-mode CloudEvent, first delivery), so the
@@ -35,7 +35,7 @@ from typing import Any
 import structlog
 
 from speakerline import events
-from speakerline.bootstrap import VertexJobs
+from speakerline.vertexjobs import VertexJobs
 
 from .base import DispatchUnavailable
 from .vertex_job import (
