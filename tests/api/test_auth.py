@@ -18,6 +18,7 @@ from google.auth import crypt, jwt
 from api.auth import Authenticator, Principal, RateLimiter, google_id_token_verifier, parse_producers
 from api.problems import ApiError
 from speakerline import apikeys
+from tests.fakes import FakeClock
 
 KEY = "slk_0123456789ab_" + "S" * 43
 AUDIENCE = "https://api.example"
@@ -221,16 +222,8 @@ def test_id_token_from_another_issuer_is_401(signing: _Signing) -> None:
 # --- rate limiting ------------------------------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_burst_then_429_with_retry_after() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(per_minute=60, burst=3, clock=clock)
     for _ in range(3):
         limiter.take("k")
@@ -240,7 +233,7 @@ def test_burst_then_429_with_retry_after() -> None:
 
 
 def test_retry_after_is_the_wait_for_the_next_token() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(per_minute=6, burst=1, clock=clock)  # one token every 10 s
     limiter.take("k")
     clock.now += 2.5
@@ -249,7 +242,7 @@ def test_retry_after_is_the_wait_for_the_next_token() -> None:
 
 
 def test_tokens_refill_over_time_up_to_the_burst() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(per_minute=60, burst=2, clock=clock)
     limiter.take("k")
     limiter.take("k")
@@ -266,7 +259,7 @@ def test_tokens_refill_over_time_up_to_the_burst() -> None:
 
 
 def test_refused_requests_do_not_spend_tokens() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(per_minute=60, burst=1, clock=clock)
     limiter.take("k")
     for _ in range(5):
@@ -277,7 +270,7 @@ def test_refused_requests_do_not_spend_tokens() -> None:
 
 
 def test_callers_have_independent_buckets() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(per_minute=60, burst=2, clock=clock)
     limiter.take("a")
     limiter.take("a")

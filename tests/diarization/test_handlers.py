@@ -29,22 +29,7 @@ from speakerline.events import (
 )
 from speakerline.settings import Settings
 from speakerline.timeline import Turn, parse_rttm
-from tests.fakes import MemoryBlobStore, RecordingPublisher
-
-
-class ScriptedEngine:
-    name = "scripted"
-
-    def __init__(self, exclusive: tuple[Turn, ...] = ()) -> None:
-        self.calls: list[tuple[bytes, DiarizationOptions]] = []
-        self.exclusive = exclusive
-
-    def diarize(self, audio_path: Path, options: DiarizationOptions, progress: object = None) -> DiarizationResult:
-        self.calls.append((audio_path.read_bytes(), options))
-        turns = (Turn(0.0, 1.5, "spk_a"), Turn(1.5, 3.0, "spk_b"))
-        return DiarizationResult(
-            turns, "scripted", "test-model", "cpu", {"inference_s": 0.5, "rtf": 0.1}, exclusive_turns=self.exclusive
-        )
+from tests.fakes import MemoryBlobStore, RecordingPublisher, ScriptedEngine
 
 
 def _deps(blobs, engine) -> handlers.DiarizationDeps:  # type: ignore[no-untyped-def]
@@ -132,7 +117,7 @@ def test_the_engines_exclusive_timeline_is_stored_beside_the_raw_turns(blobs, ex
     blobs.put(data["audio"]["uri"], b"RIFF")
     exclusive = (Turn(0.0, 1.25, "spk_a"), Turn(1.25, 2.5, "spk_b"), Turn(2.5, 3.0, "spk_a"))
 
-    _, out = _run(_ingested(data), _deps(blobs, ScriptedEngine(exclusive)))
+    _, out = _run(_ingested(data), _deps(blobs, ScriptedEngine(exclusive=exclusive)))
 
     result = out.payload()["result"]  # validated against the (extended) schema in _run
     assert (result["num_turns"], result["num_exclusive_turns"]) == (2, 3)

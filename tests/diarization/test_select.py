@@ -9,20 +9,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from diarization.engines.base import (
-    DiarizationOptions,
-    DiarizationResult,
     EngineUnavailable,
 )
 from diarization.engines.select import EngineConfig, load_engine, resolve_hf_token
 from speakerline.settings import Settings
-
-
-class FakeEngine:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def diarize(self, audio_path: Path, options: DiarizationOptions, progress: object = None) -> DiarizationResult:
-        return DiarizationResult((), self.name, "fake", "cpu", {})
+from tests.fakes import ScriptedEngine
 
 
 class Recorder:
@@ -31,15 +22,15 @@ class Recorder:
         self.embedded_calls: list[EngineConfig] = []
         self.pyannote_error = pyannote_error
 
-    def pyannote(self, config: EngineConfig, token: str | None) -> FakeEngine:
+    def pyannote(self, config: EngineConfig, token: str | None) -> ScriptedEngine:
         self.pyannote_calls.append((config, token))
         if self.pyannote_error:
             raise EngineUnavailable(self.pyannote_error)
-        return FakeEngine("pyannote")
+        return ScriptedEngine((), name="pyannote")
 
-    def embedded(self, config: EngineConfig) -> FakeEngine:
+    def embedded(self, config: EngineConfig) -> ScriptedEngine:
         self.embedded_calls.append(config)
-        return FakeEngine("embedded")
+        return ScriptedEngine((), name="embedded")
 
     def load(self, config: EngineConfig, **kwargs: Any) -> Any:
         return load_engine(config, pyannote_loader=self.pyannote, embedded_loader=self.embedded, **kwargs)
@@ -221,9 +212,9 @@ def test_load_by_name_takes_the_rest_from_the_settings(monkeypatch: pytest.Monke
 
     configs: list[EngineConfig] = []
 
-    def fake_load_engine(config: EngineConfig) -> FakeEngine:
+    def fake_load_engine(config: EngineConfig) -> ScriptedEngine:
         configs.append(config)
-        return FakeEngine(config.engine)
+        return ScriptedEngine((), name=config.engine)
 
     monkeypatch.setattr(select, "load_engine", fake_load_engine)
     settings = Settings(pyannote_model="gs://models/p", diarization_device="cpu", engine="auto")

@@ -6,7 +6,6 @@ import base64
 import json
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from diarization.engines.vertex_job import (
 from speakerline import bootstrap, events, runtime
 from speakerline.settings import Settings
 from tests.conftest import example_data
-from tests.fakes import MemoryBlobStore, RecordingPublisher
+from tests.fakes import VERTEX_JOB, FakeJobClient, MemoryBlobStore, RecordingPublisher
 
 SECRET = "projects/acme-prod/secrets/speakerline-hf-token/versions/latest"
 SUBSCRIPTION = "diarization-audio-ingested"
@@ -197,37 +196,11 @@ def test_request_is_a_valid_aiplatform_proto() -> None:
     assert job.labels["job-id"] == "job_2026-11-22-abc"
 
 
-class FakeJobClient:
-    """Creates every job; each look at a job shows the next of `states` (the last one stays)."""
-
-    def __init__(self, states: tuple[Any, ...] = ("JOB_STATE_RUNNING",)) -> None:
-        self.requests: list[Any] = []
-        self.states = list(states)
-        self.gets: list[str] = []
-        self.cancels: list[str] = []
-
-    def create_custom_job(self, *, request: Any, timeout: float) -> Any:
-        assert timeout > 0  # the client's default is no timeout at all
-        self.requests.append(request)
-        return type("CustomJob", (), {"name": "projects/1/locations/europe-west4/customJobs/42"})()
-
-    def get_custom_job(self, *, name: str, timeout: float) -> Any:
-        self.gets.append(name)
-        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
-        if isinstance(state, Exception):
-            raise state
-        return state if not isinstance(state, str) else SimpleNamespace(name=name, state=state, start_time=None)
-
-    def cancel_custom_job(self, *, name: str, timeout: float) -> Any:
-        self.cancels.append(name)
-        return None
-
-
 def test_dispatcher_submits_through_injected_client() -> None:
     client = FakeJobClient()
     dispatcher = VertexAIDispatcher(config(), client, subscription=SUBSCRIPTION)
     name = dispatcher.submit("J1", json.dumps(ENVELOPE), event_id="ev-1")
-    assert name == "projects/1/locations/europe-west4/customJobs/42"
+    assert name == VERTEX_JOB
     assert client.requests == [
         build_custom_job_request(config(), job_id="J1", envelope_json=json.dumps(ENVELOPE), event_id="ev-1")
     ]
