@@ -13,6 +13,7 @@ from api.auth import Principal
 from api.handlers import ApiConfig, ApiDeps
 from api.problems import ApiError
 from api.schemas import JobRequest, UploadRequest
+from speakerline import uploads
 from speakerline.events import AudioUploaded, JobDeleted
 from tests.fakes import MemoryApiStore, MemoryBlobStore, MemoryObjects, RecordingPublisher
 
@@ -118,6 +119,14 @@ def test_create_upload_signs_the_metadata_and_claims_the_job(w: World) -> None:
     claim = w.store.claims[upload.job_id]
     assert (claim["producer"], claim["file_name"]) == ("newsroom", "Reunion_du_lundi.mp3")
     assert not w.publisher.events  # the upload's finalize notification starts the job, not the API
+
+
+@pytest.mark.parametrize("options", [{"num_speakers": 3}, {"min_speakers": 2, "max_speakers": 4}])
+def test_every_signed_upload_header_is_allowed_by_the_uploads_buckets_cors(w: World, options: dict[str, int]) -> None:
+    # A browser must send each signed header; the bucket's CORS allowlist (UPLOAD_HEADERS) has to let it through.
+    body = _upload(webhook_url="https://hooks.example/x", correlation_id="c-1", **options)
+    upload = handlers.create_upload(body, NEWS, w.deps)
+    assert set(upload.upload_headers) - {"content-type"} <= set(uploads.UPLOAD_HEADERS)
 
 
 def test_create_upload_gives_each_upload_its_own_job(w: World) -> None:
