@@ -196,12 +196,13 @@ def test_no_channels_means_no_reports(example) -> None:
     assert _run(_outcome(example, "job.completed", None), _deps()) == []
 
 
-def test_the_outcome_map_covers_the_accepted_event_types() -> None:
-    assert handlers.OUTCOMES == {
-        events.JobCompleted.TYPE: "completed",
-        events.JobFailed.TYPE: "failed",
-        events.JobRejected.TYPE: "rejected",
-    }
+@pytest.mark.parametrize(
+    ("kind", "outcome_type"), [("job.completed", "completed"), ("job.failed", "failed"), ("job.rejected", "rejected")]
+)
+def test_each_outcome_event_is_reported_as_its_outcome(example, kind: str, outcome_type: str) -> None:
+    outcome = handlers.job_outcome(_outcome(example, kind, None))
+    assert outcome.outcome_type == outcome_type
+    assert outcome.job_id == example(kind)["job_id"]
 
 
 def test_build_service_wires_the_route_and_the_settings(webhook_receiver, example, monkeypatch) -> None:
