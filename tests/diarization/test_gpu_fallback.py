@@ -178,7 +178,7 @@ def test_a_failed_cancel_still_falls_back() -> None:
 def test_timeouts_come_from_the_settings() -> None:
     base: dict[str, Any] = {"project": "p", "vertex_region": "us-central1", "vertex_image": "img"}
     default = VertexConfig.from_settings(Settings(**base))
-    assert default.start_timeout_s == vertex.DEFAULT_START_TIMEOUT_S == 900.0
+    assert default.start_timeout_s == vertex.DEFAULT_START_TIMEOUT_S
     assert default.endpoint == "us-central1-aiplatform.googleapis.com"
     configured = VertexConfig.from_settings(
         Settings(**base, gpu_start_timeout_s=5, vertex_api_endpoint="europe-west4-aiplatform.googleapis.com")

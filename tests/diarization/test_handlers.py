@@ -324,4 +324,4 @@ def test_build_service_wires_the_audio_ingested_route_with_the_configured_interv
 def test_without_a_configured_interval_progress_uses_the_services_default() -> None:
     platform = Platform("diarization", Settings(project="p", engine="embedded"), blobs=MemoryBlobStore())
     deps = wiring.build_deps(platform)
-    assert deps.progress_interval_s == handlers.DEFAULT_INTERVAL_S == 5.0
+    assert deps.progress_interval_s == handlers.DEFAULT_INTERVAL_S
