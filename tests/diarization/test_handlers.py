@@ -18,6 +18,7 @@ from diarization.engines.base import (
     EngineUnavailable,
     Progress,
 )
+from diarization.progress import DEFAULT_INTERVAL_S
 from speakerline import events, runtime
 from speakerline.audio.limits import MediaLimits
 from speakerline.bootstrap import Platform, build_service
@@ -327,4 +328,4 @@ def test_build_service_wires_the_audio_ingested_route_with_the_configured_interv
 def test_without_a_configured_interval_progress_uses_the_services_default() -> None:
     platform = Platform("diarization", Settings(project="p", engine="embedded"), blobs=MemoryBlobStore())
     deps = wiring.build_deps(platform)
-    assert deps.progress_interval_s == handlers.DEFAULT_INTERVAL_S
+    assert deps.progress_interval_s == DEFAULT_INTERVAL_S

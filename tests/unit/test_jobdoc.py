@@ -40,7 +40,7 @@ def test_an_empty_or_missing_document_reads_as_nothing() -> None:
 
 def test_every_result_format_is_read_from_the_field_the_projector_writes() -> None:
     data = example_data("job.completed")
-    doc = project(None, events.JobCompleted.new(events.JobCompleted.DATA.model_validate(data), source="//t"))
+    doc = project(None, events.JobCompleted.new(events.models.JobCompletedV1Data.model_validate(data), source="//t"))
     assert jobdoc.result_formats(doc) == list(RESULT_FORMATS)
     uris = {value for key, value in data["result"].items() if key.endswith("_uri")}
     assert {jobdoc.result_uri(doc, fmt) for fmt in RESULT_FORMATS} == uris
