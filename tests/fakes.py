@@ -3,6 +3,7 @@ emulators and fake-gcs-server instead)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,6 +14,14 @@ from speakerline.timeline import Turn
 
 if TYPE_CHECKING:
     from diarization.engines.base import DiarizationOptions, DiarizationResult, Progress
+    from speakerline.runtime import Context
+
+
+def handler_context(attempt: int = 1, final: bool = False) -> Context:
+    """The runtime's `Context` of one delivery of an event, as a handler unit test hands it to the handler."""
+    from speakerline.runtime import Context
+
+    return Context(attempt=attempt, final_attempt=final, deadline=time.time() + 600)
 
 
 class MemoryBlobStore:

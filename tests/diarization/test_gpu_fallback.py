@@ -29,7 +29,15 @@ from speakerline import events, runtime
 from speakerline.bootstrap import build_service
 from speakerline.events import AudioIngested, DiarizationCompleted, DiarizationProgress, DiarizationStarted
 from speakerline.settings import Settings
-from tests.fakes import VERTEX_JOB, FakeClock, FakeJobClient, MemoryBlobStore, RecordingPublisher, ScriptedEngine
+from tests.fakes import (
+    VERTEX_JOB,
+    FakeClock,
+    FakeJobClient,
+    MemoryBlobStore,
+    RecordingPublisher,
+    ScriptedEngine,
+    handler_context,
+)
 
 from . import fake_vertex
 from .test_vertex import ingested
@@ -201,7 +209,7 @@ def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- the handler ---------------------------------------------------------------------------------------------
 
 
-def embedded_engine() -> ScriptedEngine:
+def cpu_fallback_engine() -> ScriptedEngine:
     """Stands in for the embedded engine (which takes seconds to load)."""
     return ScriptedEngine(
         name="embedded",
@@ -224,12 +232,8 @@ def _deps(blobs: MemoryBlobStore, engine: ScriptedEngine, dispatch: handlers.Dis
     )
 
 
-def _context() -> runtime.Context:
-    return runtime.Context(attempt=1, final_attempt=False, deadline=0.0)
-
-
 def _run(event: AudioIngested, deps: handlers.DiarizationDeps) -> list[Any]:
-    out = list(handlers.on_audio_ingested(event, _context(), deps))
+    out = list(handlers.on_audio_ingested(event, handler_context(), deps))
     for e in out:
         events.to_pubsub(e)  # every event valid against its schema
     return out
@@ -248,7 +252,7 @@ def test_refused_dispatch_runs_the_job_here_and_says_why(blobs: MemoryBlobStore)
     def refuse(event: AudioIngested) -> handlers.Dispatched:
         raise DispatchUnavailable("vertex", GPU_DISPATCH_REFUSED, "ResourceExhausted: 429 quota")
 
-    engine = embedded_engine()
+    engine = cpu_fallback_engine()
     out = _run(_event(blobs), _deps(blobs, engine, refuse))
 
     assert [type(e) for e in out] == [DiarizationStarted, DiarizationProgress, DiarizationCompleted]
@@ -267,7 +271,7 @@ def test_a_gpu_job_that_does_not_start_is_run_here_after_its_own_start(blobs: Me
         waited.append("waited")
         raise DispatchUnavailable("vertex", GPU_START_TIMEOUT, "did not start within 900 s")
 
-    engine = embedded_engine()
+    engine = cpu_fallback_engine()
     deps = _deps(blobs, engine, lambda event: handlers.Dispatched(VERTEX, wait_started=timeout))
     out = _run(_event(blobs), deps)
 
@@ -284,7 +288,9 @@ def test_a_gpu_job_that_starts_in_time_leaves_the_cpu_engine_alone(blobs: Memory
     def never() -> ScriptedEngine:
         raise AssertionError("the fallback engine must not be loaded")
 
-    deps = dataclasses.replace(_deps(blobs, embedded_engine(), lambda event: handlers.Dispatched(VERTEX)), engine=never)
+    deps = dataclasses.replace(
+        _deps(blobs, cpu_fallback_engine(), lambda event: handlers.Dispatched(VERTEX)), engine=never
+    )
     (started,) = _run(_event(blobs), deps)
     assert isinstance(started, DiarizationStarted) and "fallback" not in started.payload()["engine"]
 
@@ -298,7 +304,7 @@ def test_a_fallback_without_a_cpu_engine_fails_the_job_as_retriable(blobs: Memor
     def broken() -> ScriptedEngine:
         raise EngineUnavailable("weights missing")
 
-    deps = dataclasses.replace(_deps(blobs, embedded_engine(), refuse), engine=broken)
+    deps = dataclasses.replace(_deps(blobs, cpu_fallback_engine(), refuse), engine=broken)
     (failed,) = _run(_event(blobs), deps)
     error = failed.payload()["error"]
     assert isinstance(failed, events.JobFailed) and error["code"] == "engine_unavailable"
@@ -330,7 +336,7 @@ def test_the_wired_worker_falls_back_on_a_refusing_and_on_a_never_starting_verte
         job_id = fake_vertex.dispatched_event(custom_job).data.job_id
         return fake_vertex.REFUSE if job_id.startswith("job_refuse") else fake_vertex.PENDING
 
-    engine = embedded_engine()
+    engine = cpu_fallback_engine()
     with fake_vertex.serve(behaviour) as fake:
         blobs = MemoryBlobStore()
         service = _service(monkeypatch, fake.url, engine, blobs)
@@ -340,7 +346,7 @@ def test_the_wired_worker_falls_back_on_a_refusing_and_on_a_never_starting_verte
         for job_id in ("job_refuse_0001", "job_pending_0001"):
             event = ingested(job_id)
             blobs.put(event.data.audio.uri, b"RIFF")
-            outcomes[job_id] = list(route.handler(event, _context()))
+            outcomes[job_id] = list(route.handler(event, handler_context()))
         assert len(fake.creates) == 2 and len(fake.jobs) == 1
         (pending,) = fake.jobs
         assert fake.cancels == [pending] and fake.jobs[pending]["state"] == "JOB_STATE_CANCELLING"

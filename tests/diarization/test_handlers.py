@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from speakerline.events import (
 )
 from speakerline.settings import Settings
 from speakerline.timeline import Turn, parse_rttm
-from tests.fakes import MemoryBlobStore, RecordingPublisher, ScriptedEngine
+from tests.fakes import MemoryBlobStore, RecordingPublisher, ScriptedEngine, handler_context
 
 
 def _deps(blobs, engine) -> handlers.DiarizationDeps:  # type: ignore[no-untyped-def]
@@ -50,17 +49,13 @@ def _deps(blobs, engine) -> handlers.DiarizationDeps:  # type: ignore[no-untyped
     )
 
 
-def _context(attempt: int = 1, final: bool = False) -> runtime.Context:
-    return runtime.Context(attempt=attempt, final_attempt=final, deadline=time.time() + 600)
-
-
 def _ingested(data: dict[str, Any]) -> AudioIngested:
     return AudioIngested.new(events.models.AudioIngestedV1Data.model_validate(data), source="//t")
 
 
 def _run(event: AudioIngested, deps: handlers.DiarizationDeps, context: runtime.Context | None = None) -> list[Any]:
     """Drive the handler's generator to its end, as the runtime does; every event is checked against its schema."""
-    out = list(handlers.on_audio_ingested(event, context or _context(), deps))
+    out = list(handlers.on_audio_ingested(event, context or handler_context(), deps))
     for e in out:
         events.to_pubsub(e)
     return out
@@ -91,7 +86,7 @@ def test_the_started_event_is_yielded_before_the_engine_runs(blobs, example) -> 
     data = example("audio.ingested")
     blobs.put(data["audio"]["uri"], b"RIFF")
     engine = ScriptedEngine()
-    outputs = handlers.on_audio_ingested(_ingested(data), _context(), _deps(blobs, engine))
+    outputs = handlers.on_audio_ingested(_ingested(data), handler_context(), _deps(blobs, engine))
     assert isinstance(next(outputs), DiarizationStarted)
     assert engine.calls == []
     assert [type(e) for e in outputs] == [DiarizationCompleted]
@@ -106,7 +101,7 @@ def test_event_ids_are_derived_from_the_cause_attempt_and_worker(blobs, example)
 
     first, again = _run(event, deps), _run(event, deps)
     assert [e.id for e in first] == [e.id for e in again]  # a redelivery repeats the very same events
-    retried = _run(event, deps, _context(attempt=2))
+    retried = _run(event, deps, handler_context(attempt=2))
     assert retried[0].id != first[0].id and retried[0].data.attempt == 2  # another attempt tells its own story
     assert retried[1].id == first[1].id  # the completion is one per job, whatever the attempt
     elsewhere = _run(event, dataclasses.replace(deps, worker="w2"))
@@ -147,7 +142,7 @@ def test_without_an_exclusive_timeline_from_the_engine_none_is_claimed(blobs, ex
 
 def test_an_engine_that_cannot_load_fails_the_job_without_retrying(blobs, example) -> None:
     event = _ingested(example("audio.ingested"))
-    outputs = _run(event, _deps(blobs, EngineUnavailable("no model")), _context(attempt=3))
+    outputs = _run(event, _deps(blobs, EngineUnavailable("no model")), handler_context(attempt=3))
     (out,) = outputs  # nothing else: no diarization.started for a job that never started
     assert isinstance(out, JobFailed) and out.TYPE == JobFailed.TYPE
     error = out.payload()["error"]
@@ -163,7 +158,7 @@ def test_an_engine_error_propagates_out_of_the_generator(blobs, example) -> None
 
     data = example("audio.ingested")
     blobs.put(data["audio"]["uri"], b"RIFF")
-    outputs = handlers.on_audio_ingested(_ingested(data), _context(), _deps(blobs, BrokenEngine()))
+    outputs = handlers.on_audio_ingested(_ingested(data), handler_context(), _deps(blobs, BrokenEngine()))
     assert isinstance(next(outputs), DiarizationStarted)
     with pytest.raises(RuntimeError, match="CUDA error"):
         next(outputs)
@@ -171,7 +166,9 @@ def test_an_engine_error_propagates_out_of_the_generator(blobs, example) -> None
 
 def test_exhausted_retries_fail_the_job_as_retriable(blobs, example) -> None:
     event = _ingested(example("audio.ingested"))
-    (out,) = handlers.on_exhausted(event, _context(5, final=True), RuntimeError("CUDA error"), _deps(blobs, None))
+    (out,) = handlers.on_exhausted(
+        event, handler_context(5, final=True), RuntimeError("CUDA error"), _deps(blobs, None)
+    )
     events.to_pubsub(out)
     assert isinstance(out, JobFailed)
     error = out.payload()["error"]
@@ -256,7 +253,7 @@ def test_progress_events_are_published_as_the_engine_reports_them(blobs, example
             assert proceed.wait(10), "the handler did not hand the report over while the engine ran"
             return super().diarize(audio_path, options)
 
-    outputs = handlers.on_audio_ingested(_ingested(data), _context(), _deps(blobs, SteppedEngine()))
+    outputs = handlers.on_audio_ingested(_ingested(data), handler_context(), _deps(blobs, SteppedEngine()))
     assert isinstance(next(outputs), DiarizationStarted)
     half = next(outputs)  # the engine is still running: it waits for `proceed`
     assert isinstance(half, DiarizationProgress) and half.data.progress.fraction == 0.5

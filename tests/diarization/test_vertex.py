@@ -22,7 +22,7 @@ from diarization.engines.vertex_job import (
 from speakerline import bootstrap, events, runtime
 from speakerline.settings import Settings
 from tests.conftest import example_data
-from tests.fakes import VERTEX_JOB, FakeJobClient, MemoryBlobStore, RecordingPublisher
+from tests.fakes import VERTEX_JOB, FakeJobClient, MemoryBlobStore, RecordingPublisher, handler_context
 
 SECRET = "projects/acme-prod/secrets/speakerline-hf-token/versions/latest"
 SUBSCRIPTION = "diarization-audio-ingested"
@@ -311,7 +311,7 @@ def test_a_vertex_worker_dispatches_through_the_topologys_subscription(monkeypat
     assert service.warm_up is None  # nothing to load: the custom job diarizes
     event = ingested()
 
-    (started,) = route.handler(event, runtime.Context(attempt=1, final_attempt=False, deadline=0.0))
+    (started,) = route.handler(event, handler_context())
 
     assert isinstance(started, events.DiarizationStarted)
     assert started.payload()["engine"] == {"name": "vertex", "model": settings.pyannote_model, "device": "NVIDIA_L4"}
