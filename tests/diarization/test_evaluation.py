@@ -62,7 +62,9 @@ REF_4 = [(1.0, 3.0, "C")]
 
 
 @pytest.fixture
-def eval_dir(tmp_path: Path) -> Path:
+def hand_made_set(tmp_path: Path) -> Path:
+    """Two scored files (a 10 s and a 4 s one), one without a reference and one that is not audio (not the
+    committed evaluation set of the `eval_dir` fixture)."""
     write_wav(tmp_path / "ten.wav", 10.0)
     write_rttm(tmp_path / "ten.rttm", "meeting_ten_original_uri", REF_10)  # uri differs from the stem
     write_wav(tmp_path / "four.wav", 4.0, rate=44_100, channels=2)
@@ -72,9 +74,9 @@ def eval_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_known_turns_give_known_der(eval_dir: Path) -> None:
+def test_known_turns_give_known_der(hand_made_set: Path) -> None:
     engine = engine_by_duration({10.0: HYP_10, 4.0: []})
-    report = evaluate_dir(engine, eval_dir)
+    report = evaluate_dir(engine, hand_made_set)
 
     four, ten = report.files  # sorted by stem
     assert ten.name == "ten" and ten.uri == "meeting_ten_original_uri" and ten.audio == "ten.wav"
@@ -102,17 +104,17 @@ def test_known_turns_give_known_der(eval_dir: Path) -> None:
     assert all(options.num_speakers is None for _, options in engine.calls)
 
 
-def test_num_speakers_from_reference_is_passed_to_the_engine(eval_dir: Path) -> None:
+def test_num_speakers_from_reference_is_passed_to_the_engine(hand_made_set: Path) -> None:
     engine = engine_by_duration({10.0: [(0.0, 4.0, "X"), (5.0, 9.0, "Y")], 4.0: [(1.0, 3.0, "X")]})
-    report = evaluate_dir(engine, eval_dir, num_speakers_from_reference=True)
+    report = evaluate_dir(engine, hand_made_set, num_speakers_from_reference=True)
     assert sorted(options.num_speakers or 0 for _, options in engine.calls) == [1, 2]
     assert [f.num_speakers for f in report.files] == [1, 2]
     assert report.der == pytest.approx(0.0)
     assert report.exact_speaker_counts == 2
 
 
-def test_report_formats_as_table_and_json(eval_dir: Path) -> None:
-    report = evaluate_dir(engine_by_duration({10.0: HYP_10, 4.0: []}), eval_dir)
+def test_report_formats_as_table_and_json(hand_made_set: Path) -> None:
+    report = evaluate_dir(engine_by_duration({10.0: HYP_10, 4.0: []}), hand_made_set)
     table = format_report(report)
     lines = table.splitlines()
     row = next(line for line in lines if line.startswith("ten "))
@@ -182,23 +184,23 @@ def test_bad_inputs_are_eval_errors(tmp_path: Path) -> None:
 
 
 def test_cli_exit_codes_and_json(
-    eval_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    hand_made_set: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import diarization.engines.select as select
     from speakerline import logs
 
     monkeypatch.setattr(select, "load_engine", lambda config: engine_by_duration({10.0: HYP_10, 4.0: []}))
     monkeypatch.setattr(logs, "configure", lambda *args, **kwargs: None)  # leave this process' logging alone
-    assert cli.main(["eval", str(eval_dir), "--json", "--max-der", "0.5"]) == evaluation.EXIT_OK
+    assert cli.main(["eval", str(hand_made_set), "--json", "--max-der", "0.5"]) == evaluation.EXIT_OK
     out = capsys.readouterr()
     doc = json.loads(out.out)  # stdout holds only the report
     assert doc["overall"]["der"] == pytest.approx(0.4) and doc["passed"] is True and doc["max_der"] == 0.5
     assert "ten: DER 25.0%" in out.err  # progress goes to stderr
 
-    assert cli.main(["eval", str(eval_dir), "--max-der", "0.39"]) == evaluation.EXIT_DER_ABOVE_MAX
+    assert cli.main(["eval", str(hand_made_set), "--max-der", "0.39"]) == evaluation.EXIT_DER_ABOVE_MAX
     out = capsys.readouterr()
     assert out.out.splitlines()[0].startswith("engine fake (fake-model, cpu)")
     assert "overall DER 40.0% is above --max-der 39.0%" in out.err
 
-    assert cli.main(["eval", str(eval_dir / "missing")]) == evaluation.EXIT_INPUT_ERROR
+    assert cli.main(["eval", str(hand_made_set / "missing")]) == evaluation.EXIT_INPUT_ERROR
     assert "no such directory" in capsys.readouterr().err
