@@ -40,7 +40,7 @@ from tests.fakes import (
 )
 
 from . import fake_vertex
-from .test_vertex import ingested
+from .handler_harness import diarization_deps, ingested, run_handler
 
 api_exceptions: Any = _api_exceptions  # untyped constructors
 auth_exceptions: Any = _auth_exceptions
@@ -220,23 +220,7 @@ def cpu_fallback_engine() -> ScriptedEngine:
 
 
 def _deps(blobs: MemoryBlobStore, engine: ScriptedEngine, dispatch: handlers.Dispatch) -> handlers.DiarizationDeps:
-    return handlers.DiarizationDeps(
-        blobs=blobs,
-        work_bucket="work",
-        source="//speakerline/services/diarization",
-        worker="w1",
-        engine=lambda: engine,
-        engine_info=lambda: handlers.EngineInfo("embedded", "segmentation-3.0+campplus", "cpu"),
-        dispatch=dispatch,
-        progress_interval_s=0.0,
-    )
-
-
-def _run(event: AudioIngested, deps: handlers.DiarizationDeps) -> list[Any]:
-    out = list(handlers.on_audio_ingested(event, handler_context(), deps))
-    for e in out:
-        events.to_pubsub(e)  # every event valid against its schema
-    return out
+    return diarization_deps(blobs, engine, dispatch=dispatch, progress_interval_s=0.0)
 
 
 VERTEX = handlers.EngineInfo("vertex", "pyannote/speaker-diarization-3.1", "NVIDIA_L4")
@@ -253,7 +237,7 @@ def test_refused_dispatch_runs_the_job_here_and_says_why(blobs: MemoryBlobStore)
         raise DispatchUnavailable("vertex", GPU_DISPATCH_REFUSED, "ResourceExhausted: 429 quota")
 
     engine = cpu_fallback_engine()
-    out = _run(_event(blobs), _deps(blobs, engine, refuse))
+    out = run_handler(_event(blobs), _deps(blobs, engine, refuse))
 
     assert [type(e) for e in out] == [DiarizationStarted, DiarizationProgress, DiarizationCompleted]
     fallback = {"from": "vertex", "reason": GPU_DISPATCH_REFUSED, "message": "ResourceExhausted: 429 quota"}
@@ -273,7 +257,7 @@ def test_a_gpu_job_that_does_not_start_is_run_here_after_its_own_start(blobs: Me
 
     engine = cpu_fallback_engine()
     deps = _deps(blobs, engine, lambda event: handlers.Dispatched(VERTEX, wait_started=timeout))
-    out = _run(_event(blobs), deps)
+    out = run_handler(_event(blobs), deps)
 
     assert [type(e) for e in out] == [DiarizationStarted, DiarizationStarted, DiarizationProgress, DiarizationCompleted]
     assert out[0].payload()["engine"] == {"name": "vertex", "model": VERTEX.model, "device": "NVIDIA_L4"}
@@ -288,10 +272,11 @@ def test_a_gpu_job_that_starts_in_time_leaves_the_cpu_engine_alone(blobs: Memory
     def never() -> ScriptedEngine:
         raise AssertionError("the fallback engine must not be loaded")
 
-    deps = dataclasses.replace(
-        _deps(blobs, cpu_fallback_engine(), lambda event: handlers.Dispatched(VERTEX)), engine=never
-    )
-    (started,) = _run(_event(blobs), deps)
+    def started_in_time(event: AudioIngested) -> handlers.Dispatched:
+        return handlers.Dispatched(VERTEX)
+
+    deps = dataclasses.replace(_deps(blobs, cpu_fallback_engine(), started_in_time), engine=never)
+    (started,) = run_handler(_event(blobs), deps)
     assert isinstance(started, DiarizationStarted) and "fallback" not in started.payload()["engine"]
 
 
@@ -305,7 +290,7 @@ def test_a_fallback_without_a_cpu_engine_fails_the_job_as_retriable(blobs: Memor
         raise EngineUnavailable("weights missing")
 
     deps = dataclasses.replace(_deps(blobs, cpu_fallback_engine(), refuse), engine=broken)
-    (failed,) = _run(_event(blobs), deps)
+    (failed,) = run_handler(_event(blobs), deps)
     error = failed.payload()["error"]
     assert isinstance(failed, events.JobFailed) and error["code"] == "engine_unavailable"
     assert error["retriable"] is True and "quota" in error["message"] and "weights missing" in error["message"]
@@ -344,7 +329,7 @@ def test_the_wired_worker_falls_back_on_a_refusing_and_on_a_never_starting_verte
         assert route.concurrency == wiring.DISPATCH_CONCURRENCY > 1 and service.warm_up is None
         outcomes = {}
         for job_id in ("job_refuse_0001", "job_pending_0001"):
-            event = ingested(job_id)
+            event = ingested(job_id=job_id)
             blobs.put(event.data.audio.uri, b"RIFF")
             outcomes[job_id] = list(route.handler(event, handler_context()))
         assert len(fake.creates) == 2 and len(fake.jobs) == 1

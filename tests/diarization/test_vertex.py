@@ -21,19 +21,14 @@ from diarization.engines.vertex_job import (
 )
 from speakerline import bootstrap, events, runtime
 from speakerline.settings import Settings
-from tests.conftest import example_data
 from tests.fakes import VERTEX_JOB, FakeJobClient, MemoryBlobStore, RecordingPublisher, handler_context
+
+from .handler_harness import ingested
 
 SECRET = "projects/acme-prod/secrets/speakerline-hf-token/versions/latest"
 SUBSCRIPTION = "diarization-audio-ingested"
 #: an envelope-shaped document (build_custom_job_request only needs JSON)
 ENVELOPE = {"message": {"data": "e30=", "attributes": {"ce-id": "ev-1"}, "messageId": "ev-1"}, "deliveryAttempt": 1}
-
-
-def ingested(job_id: str = "job_j9_vertex") -> events.AudioIngested:
-    data = example_data("audio.ingested")
-    data["job_id"] = job_id
-    return events.AudioIngested.new(events.models.AudioIngestedV1Data.model_validate(data), source="//test")
 
 
 def config(**overrides: Any) -> VertexConfig:
@@ -209,7 +204,7 @@ def test_dispatcher_submits_through_injected_client() -> None:
 
 
 def test_dispatch_sends_the_event_as_a_push_envelope_of_the_diarization_subscription() -> None:
-    event = ingested("job_j9_vertex")
+    event = ingested(job_id="job_j9_vertex")
     client = FakeJobClient()
     VertexAIDispatcher(config(), client, subscription=SUBSCRIPTION).dispatch(event)
     request = client.requests[0]
