@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from projector.projection import project
 from speakerline import events
 from speakerline.events import Event
+from tests.conftest import example_data  # re-exported: the projector tests build their events from it
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "events"
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 
 # Offsets (seconds after T0) of a normal job's events, as in the examples.
@@ -33,11 +31,6 @@ OFFSETS = {
 
 # Event class by event name ("audio.uploaded"), so that tests name events the way the schema folders do.
 CLASSES: dict[str, type[Event[Any]]] = {events.event_name(t): cls for t, cls in events.EVENT_CLASSES.items()}
-
-
-def example_data(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((SCHEMAS / name / "v1.example.json").read_text())["data"]
-    return data
 
 
 def typed(
