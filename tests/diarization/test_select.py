@@ -181,12 +181,13 @@ def test_from_settings_reads_the_environment_names(monkeypatch: pytest.MonkeyPat
 def test_from_settings_defaults_and_vertex_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("SPEAKERLINE_ENGINE", "SPEAKERLINE_VERTEX_DISPATCH", "SPEAKERLINE_HF_TOKEN", "HF_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    default = EngineConfig.from_settings(Settings())
+    settings = Settings()
+    default = EngineConfig.from_settings(settings)
     assert (default.engine, default.pyannote_model, default.hf_token, default.device) == (
-        "auto",
-        "pyannote/speaker-diarization-3.1",
+        "auto",  # no engine named: chosen by what is available
+        settings.pyannote_model,
         None,
-        "auto",
+        settings.diarization_device,
     )
     monkeypatch.setenv("HF_TOKEN", "hf_2")
     assert EngineConfig.from_settings(Settings()).hf_token == "hf_2"
