@@ -1,5 +1,6 @@
-"""Test doubles of speakerline's ports, for handler unit tests (integration and end-to-end tests use the real
-emulators and fake-gcs-server instead)."""
+"""Test doubles of speakerline's ports (blob store, publisher, stores, clock, diarization engine, Vertex AI job
+client), each declared once here for every unit test that needs it, and the delivery `Context` handler tests pass;
+integration and end-to-end tests use the real emulators and fake-gcs-server instead."""
 
 from __future__ import annotations
 
