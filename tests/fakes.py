@@ -1,13 +1,28 @@
-"""Test doubles of speakerline's ports, for handler unit tests (integration and end-to-end tests use the real
-emulators and fake-gcs-server instead)."""
+"""Test doubles of speakerline's ports (blob store, publisher, stores, clock, diarization engine, Vertex AI job
+client), each declared once here for every unit test that needs it, and the delivery `Context` handler tests pass;
+integration and end-to-end tests use the real emulators and fake-gcs-server instead."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from speakerline.events import CloudEvent, Event
+from speakerline.timeline import Turn
+
+if TYPE_CHECKING:
+    from diarization.engines.base import DiarizationOptions, DiarizationResult, Progress
+    from speakerline.runtime import Context
+
+
+def handler_context(attempt: int = 1, final: bool = False) -> Context:
+    """The runtime's `Context` of one delivery of an event, as a handler unit test hands it to the handler."""
+    from speakerline.runtime import Context
+
+    return Context(attempt=attempt, final_attempt=final, deadline=time.time() + 600)
 
 
 class MemoryBlobStore:
@@ -266,3 +281,92 @@ class MemoryLedger:
 
     def record(self, event_id: str, channel: str, job_id: str, status_code: int | None) -> None:
         self.records[(event_id, channel)] = status_code
+
+
+class FakeClock:
+    """A clock (`time.time`) that moves only when a test moves `now` or when its `sleep` is called; each sleep is
+    recorded. A sleep of no time at all is a bug of the caller (a busy loop), so it fails the test."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0, f"slept {seconds} s"
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+TWO_SPEAKERS = (Turn(0.0, 1.5, "spk_a"), Turn(1.5, 3.0, "spk_b"))
+SCRIPTED_TIMINGS: Mapping[str, float] = {"inference_s": 0.5, "rtf": 0.1}
+
+TurnsScript = Sequence[Turn] | Callable[[Path], Sequence[Turn]]
+TimingsScript = Mapping[str, float] | Callable[[Path], Mapping[str, float]]
+
+
+class ScriptedEngine:
+    """The diarization `Engine` port without a model: answers `turns` (or `turns(audio_path)`) with `timings` (or
+    `timings(audio_path)`), reports each of `progress_steps` to the progress hook first, and records every call as
+    (the audio's bytes, the options)."""
+
+    def __init__(
+        self,
+        turns: TurnsScript = TWO_SPEAKERS,
+        *,
+        name: str = "scripted",
+        model: str = "test-model",
+        device: str = "cpu",
+        timings: TimingsScript = SCRIPTED_TIMINGS,
+        exclusive: Sequence[Turn] = (),
+        progress_steps: Sequence[Progress] = (),
+    ) -> None:
+        self.name, self.model, self.device = name, model, device
+        self.turns, self.timings, self.exclusive = turns, timings, tuple(exclusive)
+        self.progress_steps = tuple(progress_steps)
+        self.calls: list[tuple[bytes, DiarizationOptions]] = []
+
+    def diarize(self, audio_path: Path, options: DiarizationOptions, progress: Any = None) -> DiarizationResult:
+        from diarization.engines.base import DiarizationResult
+
+        self.calls.append((audio_path.read_bytes(), options))
+        if progress is not None:
+            for step in self.progress_steps:
+                progress(step)
+        turns = self.turns(audio_path) if callable(self.turns) else self.turns
+        timings = self.timings(audio_path) if callable(self.timings) else self.timings
+        return DiarizationResult(
+            tuple(turns), self.name, self.model, self.device, dict(timings), exclusive_turns=self.exclusive
+        )
+
+
+VERTEX_JOB = "projects/1/locations/europe-west4/customJobs/42"
+
+
+class FakeJobClient:
+    """Vertex AI's `JobServiceClient`: creates every job (named `VERTEX_JOB`); each look at a job shows the next of
+    `states` (the last one stays); a state that is an exception is raised instead."""
+
+    def __init__(self, states: tuple[Any, ...] = ("JOB_STATE_RUNNING",)) -> None:
+        self.requests: list[Any] = []
+        self.states = list(states)
+        self.gets: list[str] = []
+        self.cancels: list[str] = []
+
+    def create_custom_job(self, *, request: Any, timeout: float) -> Any:
+        assert timeout > 0  # the client's default is no timeout at all
+        self.requests.append(request)
+        return SimpleNamespace(name=VERTEX_JOB)
+
+    def get_custom_job(self, *, name: str, timeout: float) -> Any:
+        self.gets.append(name)
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        if isinstance(state, Exception):
+            raise state
+        return state if not isinstance(state, str) else SimpleNamespace(name=name, state=state, start_time=None)
+
+    def cancel_custom_job(self, *, name: str, timeout: float) -> Any:
+        self.cancels.append(name)
+        return None

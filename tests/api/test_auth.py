@@ -16,8 +16,9 @@ from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
 from api.auth import Authenticator, Principal, RateLimiter, google_id_token_verifier, parse_producers
-from api.problems import ApiError
 from speakerline import apikeys
+from tests.api.refusals import refused
+from tests.fakes import FakeClock
 
 KEY = "slk_0123456789ab_" + "S" * 43
 AUDIENCE = "https://api.example"
@@ -39,13 +40,6 @@ class DictKeys:
         return self._keys.get(token)
 
 
-def _refused(call: Any, status: int, code: str) -> ApiError:
-    with pytest.raises(ApiError) as info:
-        call()
-    assert (info.value.status, info.value.code) == (status, code)
-    return info.value
-
-
 # --- API keys -------------------------------------------------------------------------------------------------
 
 
@@ -54,7 +48,7 @@ def _refused(call: Any, status: int, code: str) -> ApiError:
     [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token " + KEY, KEY, "Bearer slk_nope", "Bearer abc"],
 )
 def test_missing_or_unusable_credentials_are_401_with_www_authenticate(header: str | None) -> None:
-    error = _refused(lambda: Authenticator(DictKeys((KEY, "newsroom")))(header), 401, "unauthenticated")
+    error = refused(lambda: Authenticator(DictKeys((KEY, "newsroom")))(header), 401, "unauthenticated")
     assert error.headers["WWW-Authenticate"].startswith("Bearer")
     assert error.problem().status == 401
 
@@ -62,7 +56,7 @@ def test_missing_or_unusable_credentials_are_401_with_www_authenticate(header: s
 def test_unknown_key_is_401() -> None:
     keys = DictKeys((KEY, "newsroom"))
     other = "slk_ba9876543210_" + "S" * 43
-    error = _refused(lambda: Authenticator(keys)(f"Bearer {other}"), 401, "unauthenticated")
+    error = refused(lambda: Authenticator(keys)(f"Bearer {other}"), 401, "unauthenticated")
     assert "WWW-Authenticate" in error.headers
     assert keys.asked == [other]
 
@@ -78,7 +72,7 @@ def test_scheme_is_case_insensitive_and_token_trimmed() -> None:
 
 
 def test_jwt_shaped_token_without_id_token_verifier_is_401() -> None:
-    _refused(lambda: Authenticator(DictKeys())("Bearer a.b.c"), 401, "unauthenticated")
+    refused(lambda: Authenticator(DictKeys())("Bearer a.b.c"), 401, "unauthenticated")
 
 
 def test_parse_producers() -> None:
@@ -179,110 +173,102 @@ def test_id_token_email_is_matched_case_insensitively(signing: _Signing) -> None
 
 def test_id_token_of_an_unmapped_email_is_403(signing: _Signing) -> None:
     token = signing.token(email="someone@else.iam.gserviceaccount.com")
-    error = _refused(lambda: _authenticator(signing)(f"Bearer {token}"), 403, "forbidden")
+    error = refused(lambda: _authenticator(signing)(f"Bearer {token}"), 403, "forbidden")
     assert "someone@else" in error.detail
 
 
 def test_id_token_with_unverified_email_is_403(signing: _Signing) -> None:
     token = signing.token(email_verified=False)
-    _refused(lambda: _authenticator(signing)(f"Bearer {token}"), 403, "forbidden")
+    refused(lambda: _authenticator(signing)(f"Bearer {token}"), 403, "forbidden")
 
 
 def test_id_token_for_another_audience_is_401(signing: _Signing) -> None:
     token = signing.token(aud="https://other.example")
-    error = _refused(lambda: _authenticator(signing)(f"Bearer {token}"), 401, "unauthenticated")
+    error = refused(lambda: _authenticator(signing)(f"Bearer {token}"), 401, "unauthenticated")
     assert "WWW-Authenticate" in error.headers
 
 
 def test_expired_id_token_is_401(signing: _Signing) -> None:
     now = int(time.time())
     token = signing.token(iat=now - 3600, exp=now - 600)
-    _refused(lambda: _authenticator(signing)(f"Bearer {token}"), 401, "unauthenticated")
+    refused(lambda: _authenticator(signing)(f"Bearer {token}"), 401, "unauthenticated")
 
 
 def test_id_token_signed_by_another_key_is_401(signing: _Signing) -> None:
     other = _Signing()
     token = other.token()  # same key id "k1", but the certs endpoint has the first key's certificate
-    _refused(lambda: _authenticator(signing)(f"Bearer {token}"), 401, "unauthenticated")
+    refused(lambda: _authenticator(signing)(f"Bearer {token}"), 401, "unauthenticated")
 
 
 def test_tampered_id_token_is_401(signing: _Signing) -> None:
     header, _payload, sig = signing.token().split(".")
     forged = _encode(_Signing().pem, {"email": EMAIL})
     token = ".".join([header, forged.split(".")[1], sig])
-    _refused(lambda: _authenticator(signing)(f"Bearer {token}"), 401, "unauthenticated")
+    refused(lambda: _authenticator(signing)(f"Bearer {token}"), 401, "unauthenticated")
 
 
 def test_id_token_from_another_issuer_is_401(signing: _Signing) -> None:
     token = signing.token(iss="https://evil.example")
-    _refused(lambda: _authenticator(signing)(f"Bearer {token}"), 401, "unauthenticated")
+    refused(lambda: _authenticator(signing)(f"Bearer {token}"), 401, "unauthenticated")
 
 
 # --- rate limiting ------------------------------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_burst_then_429_with_retry_after() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(per_minute=60, burst=3, clock=clock)
     for _ in range(3):
         limiter.take("k")
 
-    error = _refused(lambda: limiter.take("k"), 429, "rate_limited")
+    error = refused(lambda: limiter.take("k"), 429, "rate_limited")
     assert error.headers["Retry-After"] == "1"  # one token a second
 
 
 def test_retry_after_is_the_wait_for_the_next_token() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(per_minute=6, burst=1, clock=clock)  # one token every 10 s
     limiter.take("k")
     clock.now += 2.5
-    error = _refused(lambda: limiter.take("k"), 429, "rate_limited")
+    error = refused(lambda: limiter.take("k"), 429, "rate_limited")
     assert error.headers["Retry-After"] == "8"  # 7.5 s, rounded up
 
 
 def test_tokens_refill_over_time_up_to_the_burst() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(per_minute=60, burst=2, clock=clock)
     limiter.take("k")
     limiter.take("k")
-    _refused(lambda: limiter.take("k"), 429, "rate_limited")
+    refused(lambda: limiter.take("k"), 429, "rate_limited")
 
     clock.now += 1.0
     limiter.take("k")  # one token back after a second
-    _refused(lambda: limiter.take("k"), 429, "rate_limited")
+    refused(lambda: limiter.take("k"), 429, "rate_limited")
 
     clock.now += 3600  # a long pause refills only up to the burst
     limiter.take("k")
     limiter.take("k")
-    _refused(lambda: limiter.take("k"), 429, "rate_limited")
+    refused(lambda: limiter.take("k"), 429, "rate_limited")
 
 
 def test_refused_requests_do_not_spend_tokens() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(per_minute=60, burst=1, clock=clock)
     limiter.take("k")
     for _ in range(5):
         clock.now += 0.1
-        _refused(lambda: limiter.take("k"), 429, "rate_limited")
+        refused(lambda: limiter.take("k"), 429, "rate_limited")
     clock.now += 0.5  # 1 s after the first take in all
     limiter.take("k")
 
 
 def test_callers_have_independent_buckets() -> None:
-    clock = Clock()
+    clock = FakeClock()
     limiter = RateLimiter(per_minute=60, burst=2, clock=clock)
     limiter.take("a")
     limiter.take("a")
-    _refused(lambda: limiter.take("a"), 429, "rate_limited")
+    refused(lambda: limiter.take("a"), 429, "rate_limited")
 
     limiter.take("b")
     limiter.take("b")
-    _refused(lambda: limiter.take("b"), 429, "rate_limited")
+    refused(lambda: limiter.take("b"), 429, "rate_limited")

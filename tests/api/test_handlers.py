@@ -11,9 +11,10 @@ import pytest
 from api import handlers
 from api.auth import Principal
 from api.handlers import ApiConfig, ApiDeps
-from api.problems import ApiError
 from api.schemas import JobRequest, UploadRequest
+from speakerline import uploads
 from speakerline.events import AudioUploaded, JobDeleted
+from tests.api.refusals import refused
 from tests.fakes import MemoryApiStore, MemoryBlobStore, MemoryObjects, RecordingPublisher
 
 NEWS = Principal("newsroom", "0123456789ab")
@@ -45,13 +46,6 @@ def w() -> World:
     return World()
 
 
-def _refused(call: Any, status: int, code: str) -> ApiError:
-    with pytest.raises(ApiError) as info:
-        call()
-    assert (info.value.status, info.value.code) == (status, code), info.value.detail
-    return info.value
-
-
 def _upload(**fields: Any) -> UploadRequest:
     return UploadRequest.model_validate(
         {"file_name": "standup.mp3", "content_type": "audio/mpeg", "size": 1000, **fields}
@@ -63,9 +57,7 @@ def _upload(**fields: Any) -> UploadRequest:
 
 @pytest.mark.parametrize("content_type", ["text/plain", "image/png", "application/json", "application/pdf"])
 def test_create_upload_refuses_what_cannot_be_audio(w: World, content_type: str) -> None:
-    _refused(
-        lambda: handlers.create_upload(_upload(content_type=content_type), NEWS, w.deps), 422, "unsupported_format"
-    )
+    refused(lambda: handlers.create_upload(_upload(content_type=content_type), NEWS, w.deps), 422, "unsupported_format")
     assert not w.objects.signed_puts and not w.store.claims
 
 
@@ -79,7 +71,7 @@ def test_create_upload_accepts_audio_and_video(w: World, content_type: str) -> N
 def test_create_upload_refuses_a_file_over_the_limit(w: World) -> None:
     limit = w.deps.config.max_upload_bytes
     handlers.create_upload(_upload(size=limit), NEWS, w.deps)  # exactly the limit is fine
-    error = _refused(lambda: handlers.create_upload(_upload(size=limit + 1), NEWS, w.deps), 422, "file_too_large")
+    error = refused(lambda: handlers.create_upload(_upload(size=limit + 1), NEWS, w.deps), 422, "file_too_large")
     assert "10.0 MiB" in error.detail
     assert len(w.objects.signed_puts) == 1
 
@@ -118,6 +110,14 @@ def test_create_upload_signs_the_metadata_and_claims_the_job(w: World) -> None:
     claim = w.store.claims[upload.job_id]
     assert (claim["producer"], claim["file_name"]) == ("newsroom", "Reunion_du_lundi.mp3")
     assert not w.publisher.events  # the upload's finalize notification starts the job, not the API
+
+
+@pytest.mark.parametrize("options", [{"num_speakers": 3}, {"min_speakers": 2, "max_speakers": 4}])
+def test_every_signed_upload_header_is_allowed_by_the_uploads_buckets_cors(w: World, options: dict[str, int]) -> None:
+    # A browser must send each signed header; the bucket's CORS allowlist (UPLOAD_HEADERS) has to let it through.
+    body = _upload(webhook_url="https://hooks.example/x", correlation_id="c-1", **options)
+    upload = handlers.create_upload(body, NEWS, w.deps)
+    assert set(upload.upload_headers) - {"content-type"} <= set(uploads.UPLOAD_HEADERS)
 
 
 def test_create_upload_gives_each_upload_its_own_job(w: World) -> None:
@@ -190,7 +190,7 @@ def test_same_idempotency_key_other_body_is_409(w: World) -> None:
     w.objects.add(INPUT)
     handlers.submit_job(_job(min_speakers=2), "key-1", NEWS, w.deps)
 
-    _refused(lambda: handlers.submit_job(_job(min_speakers=3), "key-1", NEWS, w.deps), 409, "idempotency_key_reused")
+    refused(lambda: handlers.submit_job(_job(min_speakers=3), "key-1", NEWS, w.deps), 409, "idempotency_key_reused")
     assert len(w.publisher.events) == 1
 
 
@@ -211,7 +211,7 @@ def test_without_idempotency_key_each_call_is_a_new_job(w: World) -> None:
 
 def test_input_outside_the_uploads_bucket_is_refused(w: World) -> None:
     w.objects.add("gs://results-bucket/results/job_x/output.json")
-    _refused(
+    refused(
         lambda: handlers.submit_job(
             _job(input_uri="gs://results-bucket/results/job_x/output.json"), None, NEWS, w.deps
         ),
@@ -222,13 +222,13 @@ def test_input_outside_the_uploads_bucket_is_refused(w: World) -> None:
 
 
 def test_missing_input_is_input_not_found(w: World) -> None:
-    _refused(lambda: handlers.submit_job(_job(), None, NEWS, w.deps), 422, "input_not_found")
+    refused(lambda: handlers.submit_job(_job(), None, NEWS, w.deps), 422, "input_not_found")
     assert not w.publisher.events and not w.store.claims
 
 
 def test_another_producers_upload_is_input_not_found(w: World) -> None:
     w.objects.add(INPUT, producer="other")
-    _refused(lambda: handlers.submit_job(_job(), "k", NEWS, w.deps), 422, "input_not_found")
+    refused(lambda: handlers.submit_job(_job(), "k", NEWS, w.deps), 422, "input_not_found")
     assert not w.publisher.events and not w.store.claims
     assert handlers.submit_job(_job(), "k", OTHER, w.deps).job_id  # its own producer may
 
@@ -256,25 +256,25 @@ def _doc(status: str = "COMPLETED", producer: str = "newsroom", **extra: Any) ->
 
 def test_get_job_of_another_producer_is_404(w: World) -> None:
     w.store.docs[JOB] = _doc()
-    _refused(lambda: handlers.get_job(JOB, OTHER, w.deps), 404, "not_found")
+    refused(lambda: handlers.get_job(JOB, OTHER, w.deps), 404, "not_found")
 
 
 def test_get_job_claimed_by_another_producer_is_404(w: World) -> None:
     w.store.claim(JOB, "newsroom", "a.wav")
-    _refused(lambda: handlers.get_job(JOB, OTHER, w.deps), 404, "not_found")
+    refused(lambda: handlers.get_job(JOB, OTHER, w.deps), 404, "not_found")
     assert handlers.get_job(JOB, NEWS, w.deps)["status"] == "PENDING"
 
 
 @pytest.mark.parametrize("job_id", ["job_unknown00000", "nope", "../../etc", "JOB_UPPERCASE000"])
 def test_get_unknown_or_malformed_job_is_404(w: World, job_id: str) -> None:
-    _refused(lambda: handlers.get_job(job_id, NEWS, w.deps), 404, "not_found")
+    refused(lambda: handlers.get_job(job_id, NEWS, w.deps), 404, "not_found")
 
 
 def test_the_document_producer_wins_over_a_claim(w: World) -> None:
     w.store.docs[JOB] = _doc(producer="newsroom")
     w.store.claim(JOB, "other", None)
     assert handlers.get_job(JOB, NEWS, w.deps)["job_id"] == JOB
-    _refused(lambda: handlers.get_job(JOB, OTHER, w.deps), 404, "not_found")
+    refused(lambda: handlers.get_job(JOB, OTHER, w.deps), 404, "not_found")
 
 
 def test_completed_job_reads_its_segments_from_output_json(w: World) -> None:
@@ -313,20 +313,20 @@ def test_signed_result_of_a_completed_job(w: World) -> None:
     url = handlers.signed_result(JOB, "rttm", NEWS, w.deps)
     assert url.endswith("output.rttm")
     assert w.objects.signed_gets == [(RESULT.replace(".json", ".rttm"), 300, "standup.rttm")]
-    _refused(lambda: handlers.signed_result(JOB, "vtt", NEWS, w.deps), 409, "result_not_ready")
+    refused(lambda: handlers.signed_result(JOB, "vtt", NEWS, w.deps), 409, "result_not_ready")
 
 
 def test_signed_result_before_completion_is_409_and_after_deletion_410(w: World) -> None:
     w.store.docs[JOB] = _doc(status="DIARIZING")
-    _refused(lambda: handlers.signed_result(JOB, "json", NEWS, w.deps), 409, "result_not_ready")
+    refused(lambda: handlers.signed_result(JOB, "json", NEWS, w.deps), 409, "result_not_ready")
     w.store.docs[JOB] = _doc(status="DELETED")
-    _refused(lambda: handlers.signed_result(JOB, "json", NEWS, w.deps), 410, "job_deleted")
-    _refused(lambda: handlers.signed_audio(JOB, NEWS, w.deps), 410, "job_deleted")
+    refused(lambda: handlers.signed_result(JOB, "json", NEWS, w.deps), 410, "job_deleted")
+    refused(lambda: handlers.signed_audio(JOB, NEWS, w.deps), 410, "job_deleted")
 
 
 def test_signed_audio(w: World) -> None:
     w.store.claim(JOB, "newsroom", None)
-    _refused(lambda: handlers.signed_audio(JOB, NEWS, w.deps), 409, "audio_not_ready")
+    refused(lambda: handlers.signed_audio(JOB, NEWS, w.deps), 409, "audio_not_ready")
     w.store.docs[JOB] = _doc(status="RECEIVED")
     handlers.signed_audio(JOB, NEWS, w.deps)
     assert w.objects.signed_gets == [(f"gs://{UPLOADS}/api/{JOB}/standup.mp3", 300, None)]
@@ -344,7 +344,7 @@ def test_list_jobs_pages_newest_first(w: World) -> None:
     last = handlers.list_jobs(NEWS, None, 3, page["next_page_token"], w.deps)
     assert [j["job_id"] for j in last["jobs"]] == ["job_00000002", "job_00000001", "job_00000000"]
     assert last["next_page_token"] is None
-    _refused(lambda: handlers.list_jobs(NEWS, None, 2, "not a token!", w.deps), 400, "invalid_page_token")
+    refused(lambda: handlers.list_jobs(NEWS, None, 2, "not a token!", w.deps), 400, "invalid_page_token")
 
 
 # --- DELETE /v1/jobs/{id} -------------------------------------------------------------------------------------
@@ -399,7 +399,7 @@ def test_delete_of_a_submitted_object_deletes_it(w: World) -> None:
 def test_delete_of_another_producers_job_is_404(w: World) -> None:
     w.store.docs[JOB] = _doc()
     w.objects.add(f"gs://{UPLOADS}/api/{JOB}/standup.mp3")
-    _refused(lambda: handlers.delete_job(JOB, OTHER, w.deps), 404, "not_found")
+    refused(lambda: handlers.delete_job(JOB, OTHER, w.deps), 404, "not_found")
     assert w.objects.objects and not w.publisher.events
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diarization.engines.base import DiarizationOptions, DiarizationResult
 from speakerline.timeline import Turn
 from speakerline_tools import cli, evaluation
 from speakerline_tools.evaluation import ErrorParts, EvalError, evaluate_dir, find_pairs, format_report
+from tests.fakes import ScriptedEngine
 
 RATE = 16_000
 
@@ -36,24 +36,20 @@ def write_rttm(path: Path, uri: str, turns: list[tuple[float, float, str]]) -> P
     return path
 
 
-class FakeEngine:
-    """Returns the turns given for each audio duration; records the options it was called with."""
+def engine_by_duration(turns_by_duration: dict[float, list[tuple[float, float, str]]]) -> ScriptedEngine:
+    """An engine that answers the turns given for each audio duration, and takes a tenth of it to do so."""
 
-    name = "fake"
-
-    def __init__(self, turns_by_duration: dict[float, list[tuple[float, float, str]]]) -> None:
-        self.turns_by_duration = turns_by_duration
-        self.calls: list[tuple[Path, DiarizationOptions]] = []
-
-    def diarize(self, audio_path: Path, options: DiarizationOptions, progress: object = None) -> DiarizationResult:
-        self.calls.append((audio_path, options))
+    def duration(audio_path: Path) -> float:
         with wave.open(str(audio_path), "rb") as wav:  # the engine gets 16 kHz mono PCM16 WAV
             assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (RATE, 1, 2)
-            duration = round(wav.getnframes() / RATE, 1)
-        turns = tuple(Turn(s, e, spk) for s, e, spk in self.turns_by_duration[duration])
-        return DiarizationResult(
-            turns, "fake", "fake-model", "cpu", timings={"inference_s": duration / 10, "audio_s": duration}
-        )
+            return round(wav.getnframes() / RATE, 1)
+
+    return ScriptedEngine(
+        lambda path: [Turn(s, e, spk) for s, e, spk in turns_by_duration[duration(path)]],
+        name="fake",
+        model="fake-model",
+        timings=lambda path: {"inference_s": duration(path) / 10, "audio_s": duration(path)},
+    )
 
 
 # Reference: A 0-4, B 5-9 (8 s of speech) in a 10 s file.
@@ -66,7 +62,9 @@ REF_4 = [(1.0, 3.0, "C")]
 
 
 @pytest.fixture
-def eval_dir(tmp_path: Path) -> Path:
+def hand_made_set(tmp_path: Path) -> Path:
+    """Two scored files (a 10 s and a 4 s one), one without a reference and one that is not audio (not the
+    committed evaluation set of the `eval_dir` fixture)."""
     write_wav(tmp_path / "ten.wav", 10.0)
     write_rttm(tmp_path / "ten.rttm", "meeting_ten_original_uri", REF_10)  # uri differs from the stem
     write_wav(tmp_path / "four.wav", 4.0, rate=44_100, channels=2)
@@ -76,9 +74,9 @@ def eval_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_known_turns_give_known_der(eval_dir: Path) -> None:
-    engine = FakeEngine({10.0: HYP_10, 4.0: []})
-    report = evaluate_dir(engine, eval_dir)
+def test_known_turns_give_known_der(hand_made_set: Path) -> None:
+    engine = engine_by_duration({10.0: HYP_10, 4.0: []})
+    report = evaluate_dir(engine, hand_made_set)
 
     four, ten = report.files  # sorted by stem
     assert ten.name == "ten" and ten.uri == "meeting_ten_original_uri" and ten.audio == "ten.wav"
@@ -106,17 +104,17 @@ def test_known_turns_give_known_der(eval_dir: Path) -> None:
     assert all(options.num_speakers is None for _, options in engine.calls)
 
 
-def test_num_speakers_from_reference_is_passed_to_the_engine(eval_dir: Path) -> None:
-    engine = FakeEngine({10.0: [(0.0, 4.0, "X"), (5.0, 9.0, "Y")], 4.0: [(1.0, 3.0, "X")]})
-    report = evaluate_dir(engine, eval_dir, num_speakers_from_reference=True)
+def test_num_speakers_from_reference_is_passed_to_the_engine(hand_made_set: Path) -> None:
+    engine = engine_by_duration({10.0: [(0.0, 4.0, "X"), (5.0, 9.0, "Y")], 4.0: [(1.0, 3.0, "X")]})
+    report = evaluate_dir(engine, hand_made_set, num_speakers_from_reference=True)
     assert sorted(options.num_speakers or 0 for _, options in engine.calls) == [1, 2]
     assert [f.num_speakers for f in report.files] == [1, 2]
     assert report.der == pytest.approx(0.0)
     assert report.exact_speaker_counts == 2
 
 
-def test_report_formats_as_table_and_json(eval_dir: Path) -> None:
-    report = evaluate_dir(FakeEngine({10.0: HYP_10, 4.0: []}), eval_dir)
+def test_report_formats_as_table_and_json(hand_made_set: Path) -> None:
+    report = evaluate_dir(engine_by_duration({10.0: HYP_10, 4.0: []}), hand_made_set)
     table = format_report(report)
     lines = table.splitlines()
     row = next(line for line in lines if line.startswith("ten "))
@@ -144,7 +142,7 @@ def test_report_formats_as_table_and_json(eval_dir: Path) -> None:
 def test_hypothesis_outside_the_file_is_not_scored(tmp_path: Path) -> None:
     write_wav(tmp_path / "a.wav", 10.0)
     write_rttm(tmp_path / "a.rttm", "a", REF_10)
-    report = evaluate_dir(FakeEngine({10.0: [*REF_10, (10.0, 12.0, "A")]}), tmp_path)
+    report = evaluate_dir(engine_by_duration({10.0: [*REF_10, (10.0, 12.0, "A")]}), tmp_path)
     assert report.der == pytest.approx(0.0)
 
 
@@ -173,12 +171,12 @@ def test_bad_inputs_are_eval_errors(tmp_path: Path) -> None:
     with pytest.raises(EvalError, match="no such directory"):
         find_pairs(tmp_path / "missing")
     with pytest.raises(EvalError, match="no audio file with a reference"):
-        evaluate_dir(FakeEngine({}), tmp_path)
+        evaluate_dir(engine_by_duration({}), tmp_path)
 
     (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
     write_rttm(tmp_path / "broken.rttm", "broken", REF_4)
     with pytest.raises(EvalError, match=r"broken\.wav: unreadable audio \(undecodable\)"):
-        evaluate_dir(FakeEngine({}), tmp_path)
+        evaluate_dir(engine_by_duration({}), tmp_path)
 
     write_wav(tmp_path / "broken.flac", 1.0)  # two audio files for one reference
     with pytest.raises(EvalError, match=r"several audio files for broken\.rttm"):
@@ -186,23 +184,23 @@ def test_bad_inputs_are_eval_errors(tmp_path: Path) -> None:
 
 
 def test_cli_exit_codes_and_json(
-    eval_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    hand_made_set: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import diarization.engines.select as select
     from speakerline import logs
 
-    monkeypatch.setattr(select, "load", lambda name, settings: FakeEngine({10.0: HYP_10, 4.0: []}))
+    monkeypatch.setattr(select, "load", lambda name, settings: engine_by_duration({10.0: HYP_10, 4.0: []}))
     monkeypatch.setattr(logs, "configure", lambda *args, **kwargs: None)  # leave this process' logging alone
-    assert cli.main(["eval", str(eval_dir), "--json", "--max-der", "0.5"]) == evaluation.EXIT_OK
+    assert cli.main(["eval", str(hand_made_set), "--json", "--max-der", "0.5"]) == evaluation.EXIT_OK
     out = capsys.readouterr()
     doc = json.loads(out.out)  # stdout holds only the report
     assert doc["overall"]["der"] == pytest.approx(0.4) and doc["passed"] is True and doc["max_der"] == 0.5
     assert "ten: DER 25.0%" in out.err  # progress goes to stderr
 
-    assert cli.main(["eval", str(eval_dir), "--max-der", "0.39"]) == evaluation.EXIT_DER_ABOVE_MAX
+    assert cli.main(["eval", str(hand_made_set), "--max-der", "0.39"]) == evaluation.EXIT_DER_ABOVE_MAX
     out = capsys.readouterr()
     assert out.out.splitlines()[0].startswith("engine fake (fake-model, cpu)")
     assert "overall DER 40.0% is above --max-der 39.0%" in out.err
 
-    assert cli.main(["eval", str(eval_dir / "missing")]) == evaluation.EXIT_INPUT_ERROR
+    assert cli.main(["eval", str(hand_made_set / "missing")]) == evaluation.EXIT_INPUT_ERROR
     assert "no such directory" in capsys.readouterr().err

@@ -8,7 +8,6 @@ talking REST to a fake of the API on 127.0.0.1 (`fake_vertex.py`, as the e2e tes
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,7 +17,7 @@ from google.auth import exceptions as _auth_exceptions
 
 from diarization import handlers, wiring
 from diarization.engines import vertex
-from diarization.engines.base import DiarizationOptions, DiarizationResult, DispatchUnavailable
+from diarization.engines.base import DispatchUnavailable, Progress
 from diarization.engines.vertex import (
     GPU_DISPATCH_REFUSED,
     GPU_START_FAILED,
@@ -30,32 +29,22 @@ from speakerline import events, runtime
 from speakerline.bootstrap import Platform, build_service
 from speakerline.events import AudioIngested, DiarizationCompleted, DiarizationProgress, DiarizationStarted
 from speakerline.settings import Settings
-from speakerline.timeline import Turn
-from tests.fakes import MemoryBlobStore, RecordingPublisher
+from tests.fakes import (
+    VERTEX_JOB,
+    FakeClock,
+    FakeJobClient,
+    MemoryBlobStore,
+    RecordingPublisher,
+    ScriptedEngine,
+    handler_context,
+)
 
 from . import fake_vertex
-from .test_vertex import FakeJobClient, ingested
+from .handler_harness import diarization_deps, ingested, run_handler
 
 api_exceptions: Any = _api_exceptions  # untyped constructors
 auth_exceptions: Any = _auth_exceptions
 SUBSCRIPTION = "diarization-audio-ingested"
-JOB = "projects/1/locations/europe-west4/customJobs/42"
-
-
-class FakeClock:
-    """Time that passes only when the dispatcher sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds > 0
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def dispatcher(
@@ -69,7 +58,7 @@ def dispatcher(
 
 
 def job(state: Any, start_time: Any = None) -> SimpleNamespace:
-    return SimpleNamespace(name=JOB, state=state, start_time=start_time)
+    return SimpleNamespace(name=VERTEX_JOB, state=state, start_time=start_time)
 
 
 # --- the dispatcher's decisions -------------------------------------------------------------------------------
@@ -127,10 +116,10 @@ def test_a_job_pending_past_the_timeout_is_cancelled_and_falls_back() -> None:
         d.wait_started(name, job_id="job_j9_vertex")
     assert raised.value.reason == GPU_START_TIMEOUT
     assert "did not start within 12 s" in raised.value.message and "JOB_STATE_PENDING" in raised.value.message
-    assert JOB in raised.value.message
+    assert VERTEX_JOB in raised.value.message
     # looked every poll_s (the last wait cut to the deadline), then cancelled the job it gave up on
     assert clock.sleeps == [5.0, 5.0, 2.0] and len(client.gets) == 4
-    assert client.cancels == [JOB]
+    assert client.cancels == [VERTEX_JOB]
 
 
 def test_a_job_running_in_time_is_left_to_report_itself() -> None:
@@ -138,7 +127,7 @@ def test_a_job_running_in_time_is_left_to_report_itself() -> None:
     clock = FakeClock()
     d = dispatcher(client, clock, start_timeout_s=900.0)
     d.wait_started(d.dispatch(ingested()), job_id="job_j9_vertex")
-    assert client.gets == [JOB] * 3 and clock.sleeps == [5.0, 5.0] and client.cancels == []
+    assert client.gets == [VERTEX_JOB] * 3 and clock.sleeps == [5.0, 5.0] and client.cancels == []
 
 
 @pytest.mark.parametrize(
@@ -153,7 +142,7 @@ def test_a_job_running_in_time_is_left_to_report_itself() -> None:
 )
 def test_a_job_that_ran_is_never_redone_here(seen: SimpleNamespace) -> None:
     client = FakeJobClient(states=(seen,))
-    dispatcher(client).wait_started(JOB, job_id="j")
+    dispatcher(client).wait_started(VERTEX_JOB, job_id="j")
     assert client.cancels == []
 
 
@@ -162,7 +151,7 @@ def test_a_job_that_ended_before_it_started_falls_back_at_once(state: str) -> No
     client = FakeJobClient(states=("JOB_STATE_PENDING", state))
     clock = FakeClock()
     with pytest.raises(DispatchUnavailable) as raised:
-        dispatcher(client, clock).wait_started(JOB, job_id="j")
+        dispatcher(client, clock).wait_started(VERTEX_JOB, job_id="j")
     assert raised.value.reason == GPU_START_FAILED and state in raised.value.message
     assert clock.sleeps == [5.0] and client.cancels == []  # nothing left to cancel
 
@@ -170,18 +159,18 @@ def test_a_job_that_ended_before_it_started_falls_back_at_once(state: str) -> No
 def test_real_job_protos_are_understood() -> None:
     from google.cloud import aiplatform_v1
 
-    running = aiplatform_v1.CustomJob(name=JOB, state=aiplatform_v1.JobState.JOB_STATE_RUNNING)
-    dispatcher(FakeJobClient(states=(running,))).wait_started(JOB, job_id="j")
-    pending = aiplatform_v1.CustomJob(name=JOB, state=aiplatform_v1.JobState.JOB_STATE_PENDING)
+    running = aiplatform_v1.CustomJob(name=VERTEX_JOB, state=aiplatform_v1.JobState.JOB_STATE_RUNNING)
+    dispatcher(FakeJobClient(states=(running,))).wait_started(VERTEX_JOB, job_id="j")
+    pending = aiplatform_v1.CustomJob(name=VERTEX_JOB, state=aiplatform_v1.JobState.JOB_STATE_PENDING)
     client = FakeJobClient(states=(pending,))
     with pytest.raises(DispatchUnavailable, match="JOB_STATE_PENDING"):
-        dispatcher(client, start_timeout_s=10.0).wait_started(JOB, job_id="j")
-    assert client.cancels == [JOB]
+        dispatcher(client, start_timeout_s=10.0).wait_started(VERTEX_JOB, job_id="j")
+    assert client.cancels == [VERTEX_JOB]
 
 
 def test_a_failed_look_is_retried_until_the_deadline() -> None:
     client = FakeJobClient(states=(api_exceptions.ServiceUnavailable("blip"), "JOB_STATE_RUNNING"))
-    dispatcher(client).wait_started(JOB, job_id="j")
+    dispatcher(client).wait_started(VERTEX_JOB, job_id="j")
     assert len(client.gets) == 2 and client.cancels == []
 
 
@@ -193,14 +182,14 @@ def test_a_failed_cancel_still_falls_back() -> None:
 
     client = NoCancel(states=("JOB_STATE_PENDING",))
     with pytest.raises(DispatchUnavailable) as raised:
-        dispatcher(client, start_timeout_s=10.0).wait_started(JOB, job_id="j")
-    assert raised.value.reason == GPU_START_TIMEOUT and client.cancels == [JOB]
+        dispatcher(client, start_timeout_s=10.0).wait_started(VERTEX_JOB, job_id="j")
+    assert raised.value.reason == GPU_START_TIMEOUT and client.cancels == [VERTEX_JOB]
 
 
 def test_timeouts_come_from_the_settings() -> None:
     base: dict[str, Any] = {"project": "p", "vertex_region": "us-central1", "vertex_image": "img"}
     default = VertexConfig.from_settings(Settings(**base))
-    assert default.start_timeout_s == vertex.DEFAULT_START_TIMEOUT_S == 900.0
+    assert default.start_timeout_s == vertex.DEFAULT_START_TIMEOUT_S
     configured = VertexConfig.from_settings(Settings(**base, gpu_start_timeout_s=5))
     assert configured.start_timeout_s == 5.0
     with pytest.raises(ValueError, match="start_timeout_s"):
@@ -220,48 +209,18 @@ def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 # --- the handler ---------------------------------------------------------------------------------------------
 
 
-class ScriptedEngine:
+def cpu_fallback_engine() -> ScriptedEngine:
     """Stands in for the embedded engine (which takes seconds to load)."""
-
-    name = "embedded"
-    model = "segmentation-3.0+campplus"
-    device = "cpu"
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def diarize(self, audio_path: Path, options: DiarizationOptions, progress: Any = None) -> DiarizationResult:
-        self.calls += 1
-        if progress is not None:
-            from diarization.engines.base import Progress
-
-            progress(Progress(fraction=1.0, stage="clustering"))
-        turns = (Turn(0.0, 1.5, "spk_a"), Turn(1.5, 3.0, "spk_b"))
-        return DiarizationResult(turns, "embedded", "segmentation-3.0+campplus", "cpu", {"inference_s": 0.5})
-
-
-def _deps(blobs: MemoryBlobStore, engine: ScriptedEngine, dispatch: handlers.Dispatch) -> handlers.DiarizationDeps:
-    return handlers.DiarizationDeps(
-        blobs=blobs,
-        work_bucket="work",
-        source="//speakerline/services/diarization",
-        worker="w1",
-        engine=lambda: engine,
-        engine_info=lambda: handlers.EngineInfo("embedded", "segmentation-3.0+campplus", "cpu"),
-        dispatch=dispatch,
-        progress_interval_s=0.0,
+    return ScriptedEngine(
+        name="embedded",
+        model="segmentation-3.0+campplus",
+        timings={"inference_s": 0.5},
+        progress_steps=(Progress(fraction=1.0, stage="clustering"),),
     )
 
 
-def _context() -> runtime.Context:
-    return runtime.Context(attempt=1, final_attempt=False, deadline=0.0)
-
-
-def _run(event: AudioIngested, deps: handlers.DiarizationDeps) -> list[Any]:
-    out = list(handlers.on_audio_ingested(event, _context(), deps))
-    for e in out:
-        events.to_pubsub(e)  # every event valid against its schema
-    return out
+def _deps(blobs: MemoryBlobStore, engine: ScriptedEngine, dispatch: handlers.Dispatch) -> handlers.DiarizationDeps:
+    return diarization_deps(blobs, engine, dispatch=dispatch, progress_interval_s=0.0)
 
 
 VERTEX = handlers.EngineInfo("vertex", "pyannote/speaker-diarization-3.1", "NVIDIA_L4")
@@ -277,15 +236,15 @@ def test_refused_dispatch_runs_the_job_here_and_says_why(blobs: MemoryBlobStore)
     def refuse(event: AudioIngested) -> handlers.Dispatched:
         raise DispatchUnavailable("vertex", GPU_DISPATCH_REFUSED, "ResourceExhausted: 429 quota")
 
-    engine = ScriptedEngine()
-    out = _run(_event(blobs), _deps(blobs, engine, refuse))
+    engine = cpu_fallback_engine()
+    out = run_handler(_event(blobs), _deps(blobs, engine, refuse))
 
     assert [type(e) for e in out] == [DiarizationStarted, DiarizationProgress, DiarizationCompleted]
     fallback = {"from": "vertex", "reason": GPU_DISPATCH_REFUSED, "message": "ResourceExhausted: 429 quota"}
     started, completed = out[0].payload()["engine"], out[-1].payload()["engine"]
     assert started == {"name": "embedded", "model": "segmentation-3.0+campplus", "device": "cpu", "fallback": fallback}
     assert completed == started
-    assert engine.calls == 1
+    assert len(engine.calls) == 1
     assert out[-1].data.result.turns_uri in blobs.objects
 
 
@@ -296,9 +255,9 @@ def test_a_gpu_job_that_does_not_start_is_run_here_after_its_own_start(blobs: Me
         waited.append("waited")
         raise DispatchUnavailable("vertex", GPU_START_TIMEOUT, "did not start within 900 s")
 
-    engine = ScriptedEngine()
+    engine = cpu_fallback_engine()
     deps = _deps(blobs, engine, lambda event: handlers.Dispatched(VERTEX, wait_started=timeout))
-    out = _run(_event(blobs), deps)
+    out = run_handler(_event(blobs), deps)
 
     assert [type(e) for e in out] == [DiarizationStarted, DiarizationStarted, DiarizationProgress, DiarizationCompleted]
     assert out[0].payload()["engine"] == {"name": "vertex", "model": VERTEX.model, "device": "NVIDIA_L4"}
@@ -306,15 +265,18 @@ def test_a_gpu_job_that_does_not_start_is_run_here_after_its_own_start(blobs: Me
     assert out[1].id != out[0].id  # the fallback's start is not taken for a duplicate of the dispatch's
     assert out[-1].payload()["engine"]["name"] == "embedded"
     assert out[-1].payload()["engine"]["fallback"] == out[1].payload()["engine"]["fallback"]
-    assert waited == ["waited"] and engine.calls == 1
+    assert waited == ["waited"] and len(engine.calls) == 1
 
 
 def test_a_gpu_job_that_starts_in_time_leaves_the_cpu_engine_alone(blobs: MemoryBlobStore) -> None:
     def never() -> ScriptedEngine:
         raise AssertionError("the fallback engine must not be loaded")
 
-    deps = dataclasses.replace(_deps(blobs, ScriptedEngine(), lambda event: handlers.Dispatched(VERTEX)), engine=never)
-    (started,) = _run(_event(blobs), deps)
+    def started_in_time(event: AudioIngested) -> handlers.Dispatched:
+        return handlers.Dispatched(VERTEX)
+
+    deps = dataclasses.replace(_deps(blobs, cpu_fallback_engine(), started_in_time), engine=never)
+    (started,) = run_handler(_event(blobs), deps)
     assert isinstance(started, DiarizationStarted) and "fallback" not in started.payload()["engine"]
 
 
@@ -327,8 +289,8 @@ def test_a_fallback_without_a_cpu_engine_fails_the_job_as_retriable(blobs: Memor
     def broken() -> ScriptedEngine:
         raise EngineUnavailable("weights missing")
 
-    deps = dataclasses.replace(_deps(blobs, ScriptedEngine(), refuse), engine=broken)
-    (failed,) = _run(_event(blobs), deps)
+    deps = dataclasses.replace(_deps(blobs, cpu_fallback_engine(), refuse), engine=broken)
+    (failed,) = run_handler(_event(blobs), deps)
     error = failed.payload()["error"]
     assert isinstance(failed, events.JobFailed) and error["code"] == "engine_unavailable"
     assert error["retriable"] is True and "quota" in error["message"] and "weights missing" in error["message"]
@@ -359,7 +321,7 @@ def test_the_wired_worker_falls_back_on_a_refusing_and_on_a_never_starting_verte
         job_id = fake_vertex.dispatched_event(custom_job).data.job_id
         return fake_vertex.REFUSE if job_id.startswith("job_refuse") else fake_vertex.PENDING
 
-    engine = ScriptedEngine()
+    engine = cpu_fallback_engine()
     with fake_vertex.serve(behaviour) as fake:
         blobs = MemoryBlobStore()
         service = _service(monkeypatch, fake.url, engine, blobs)
@@ -367,9 +329,9 @@ def test_the_wired_worker_falls_back_on_a_refusing_and_on_a_never_starting_verte
         assert route.concurrency == wiring.DISPATCH_CONCURRENCY > 1 and service.warm_up is None
         outcomes = {}
         for job_id in ("job_refuse_0001", "job_pending_0001"):
-            event = ingested(job_id)
+            event = ingested(job_id=job_id)
             blobs.put(event.data.audio.uri, b"RIFF")
-            outcomes[job_id] = list(route.handler(event, _context()))
+            outcomes[job_id] = list(route.handler(event, handler_context()))
         assert len(fake.creates) == 2 and len(fake.jobs) == 1
         (pending,) = fake.jobs
         assert fake.cancels == [pending] and fake.jobs[pending]["state"] == "JOB_STATE_CANCELLING"
@@ -387,4 +349,4 @@ def test_the_wired_worker_falls_back_on_a_refusing_and_on_a_never_starting_verte
     ]
     fallback = timed_out[-1].payload()["engine"]["fallback"]
     assert fallback["reason"] == GPU_START_TIMEOUT and pending in fallback["message"]
-    assert engine.calls == 2
+    assert len(engine.calls) == 2

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,9 @@ from diarization.engines.base import (
     EngineUnavailable,
     Progress,
 )
+from diarization.progress import DEFAULT_INTERVAL_S
 from speakerline import events, runtime
+from speakerline.audio.limits import MediaLimits
 from speakerline.bootstrap import Platform, build_service
 from speakerline.events import (
     AudioIngested,
@@ -29,63 +30,18 @@ from speakerline.events import (
 )
 from speakerline.settings import Settings
 from speakerline.timeline import Turn, parse_rttm
-from tests.fakes import MemoryBlobStore, RecordingPublisher
+from tests.fakes import MemoryBlobStore, RecordingPublisher, ScriptedEngine, handler_context
 
-
-class ScriptedEngine:
-    name = "scripted"
-
-    def __init__(self, exclusive: tuple[Turn, ...] = ()) -> None:
-        self.calls: list[tuple[bytes, DiarizationOptions]] = []
-        self.exclusive = exclusive
-
-    def diarize(self, audio_path: Path, options: DiarizationOptions, progress: object = None) -> DiarizationResult:
-        self.calls.append((audio_path.read_bytes(), options))
-        turns = (Turn(0.0, 1.5, "spk_a"), Turn(1.5, 3.0, "spk_b"))
-        return DiarizationResult(
-            turns, "scripted", "test-model", "cpu", {"inference_s": 0.5, "rtf": 0.1}, exclusive_turns=self.exclusive
-        )
-
-
-def _deps(blobs, engine) -> handlers.DiarizationDeps:  # type: ignore[no-untyped-def]
-    def load():  # type: ignore[no-untyped-def]
-        if isinstance(engine, Exception):
-            raise engine
-        return engine
-
-    return handlers.DiarizationDeps(
-        blobs=blobs,
-        work_bucket="work",
-        source="//speakerline/services/diarization",
-        worker="w1",
-        engine=load,
-        engine_info=lambda: handlers.EngineInfo("scripted", "test-model", "cpu"),
-    )
-
-
-def _context(attempt: int = 1, final: bool = False) -> runtime.Context:
-    return runtime.Context(attempt=attempt, final_attempt=final, deadline=time.time() + 600)
-
-
-def _ingested(data: dict[str, Any]) -> AudioIngested:
-    return AudioIngested.new(events.models.AudioIngestedV1Data.model_validate(data), source="//t")
-
-
-def _run(event: AudioIngested, deps: handlers.DiarizationDeps, context: runtime.Context | None = None) -> list[Any]:
-    """Drive the handler's generator to its end, as the runtime does; every event is checked against its schema."""
-    out = list(handlers.on_audio_ingested(event, context or _context(), deps))
-    for e in out:
-        events.to_pubsub(e)
-    return out
+from .handler_harness import diarization_deps, ingested, run_handler
 
 
 def test_started_is_yielded_first_then_completed_with_results_in_the_work_bucket(blobs, example) -> None:
     data = example("audio.ingested")
     blobs.put(data["audio"]["uri"], b"RIFF-the-normalized-audio")
     engine = ScriptedEngine()
-    event = _ingested(data)
+    event = ingested(data)
 
-    started, out = _run(event, _deps(blobs, engine))
+    started, out = run_handler(event, diarization_deps(blobs, engine))
 
     assert isinstance(started, DiarizationStarted)
     assert started.payload()["engine"] == {"name": "scripted", "model": "test-model", "device": "cpu"}
@@ -104,7 +60,7 @@ def test_the_started_event_is_yielded_before_the_engine_runs(blobs, example) -> 
     data = example("audio.ingested")
     blobs.put(data["audio"]["uri"], b"RIFF")
     engine = ScriptedEngine()
-    outputs = handlers.on_audio_ingested(_ingested(data), _context(), _deps(blobs, engine))
+    outputs = handlers.on_audio_ingested(ingested(data), handler_context(), diarization_deps(blobs, engine))
     assert isinstance(next(outputs), DiarizationStarted)
     assert engine.calls == []
     assert [type(e) for e in outputs] == [DiarizationCompleted]
@@ -114,15 +70,15 @@ def test_the_started_event_is_yielded_before_the_engine_runs(blobs, example) -> 
 def test_event_ids_are_derived_from_the_cause_attempt_and_worker(blobs, example) -> None:
     data = example("audio.ingested")
     blobs.put(data["audio"]["uri"], b"RIFF")
-    event = _ingested(data)
-    deps = _deps(blobs, ScriptedEngine())
+    event = ingested(data)
+    deps = diarization_deps(blobs, ScriptedEngine())
 
-    first, again = _run(event, deps), _run(event, deps)
+    first, again = run_handler(event, deps), run_handler(event, deps)
     assert [e.id for e in first] == [e.id for e in again]  # a redelivery repeats the very same events
-    retried = _run(event, deps, _context(attempt=2))
+    retried = run_handler(event, deps, handler_context(attempt=2))
     assert retried[0].id != first[0].id and retried[0].data.attempt == 2  # another attempt tells its own story
     assert retried[1].id == first[1].id  # the completion is one per job, whatever the attempt
-    elsewhere = _run(event, dataclasses.replace(deps, worker="w2"))
+    elsewhere = run_handler(event, dataclasses.replace(deps, worker="w2"))
     assert elsewhere[0].id != first[0].id and elsewhere[0].data.worker == "w2"
     assert first[0].id == DiarizationStarted.caused_by(event, first[0].data, source="//x", discriminator="1:w1").id
 
@@ -132,7 +88,7 @@ def test_the_engines_exclusive_timeline_is_stored_beside_the_raw_turns(blobs, ex
     blobs.put(data["audio"]["uri"], b"RIFF")
     exclusive = (Turn(0.0, 1.25, "spk_a"), Turn(1.25, 2.5, "spk_b"), Turn(2.5, 3.0, "spk_a"))
 
-    _, out = _run(_ingested(data), _deps(blobs, ScriptedEngine(exclusive)))
+    _, out = run_handler(ingested(data), diarization_deps(blobs, ScriptedEngine(exclusive=exclusive)))
 
     result = out.payload()["result"]  # validated against the (extended) schema in _run
     assert (result["num_turns"], result["num_exclusive_turns"]) == (2, 3)
@@ -152,15 +108,15 @@ def test_without_an_exclusive_timeline_from_the_engine_none_is_claimed(blobs, ex
     # Left out rather than stored empty: post-processing derives it, and [] would mean "no speech".
     data = example("audio.ingested")
     blobs.put(data["audio"]["uri"], b"RIFF")
-    _, out = _run(_ingested(data), _deps(blobs, ScriptedEngine()))
+    _, out = run_handler(ingested(data), diarization_deps(blobs, ScriptedEngine()))
     result = out.payload()["result"]
     assert "num_exclusive_turns" not in result
     assert set(json.loads(blobs.read_bytes(result["turns_uri"]))) == {"segments"}
 
 
 def test_an_engine_that_cannot_load_fails_the_job_without_retrying(blobs, example) -> None:
-    event = _ingested(example("audio.ingested"))
-    outputs = _run(event, _deps(blobs, EngineUnavailable("no model")), _context(attempt=3))
+    event = ingested(example("audio.ingested"))
+    outputs = run_handler(event, diarization_deps(blobs, EngineUnavailable("no model")), handler_context(attempt=3))
     (out,) = outputs  # nothing else: no diarization.started for a job that never started
     assert isinstance(out, JobFailed) and out.TYPE == JobFailed.TYPE
     error = out.payload()["error"]
@@ -176,15 +132,17 @@ def test_an_engine_error_propagates_out_of_the_generator(blobs, example) -> None
 
     data = example("audio.ingested")
     blobs.put(data["audio"]["uri"], b"RIFF")
-    outputs = handlers.on_audio_ingested(_ingested(data), _context(), _deps(blobs, BrokenEngine()))
+    outputs = handlers.on_audio_ingested(ingested(data), handler_context(), diarization_deps(blobs, BrokenEngine()))
     assert isinstance(next(outputs), DiarizationStarted)
     with pytest.raises(RuntimeError, match="CUDA error"):
         next(outputs)
 
 
 def test_exhausted_retries_fail_the_job_as_retriable(blobs, example) -> None:
-    event = _ingested(example("audio.ingested"))
-    (out,) = handlers.on_exhausted(event, _context(5, final=True), RuntimeError("CUDA error"), _deps(blobs, None))
+    event = ingested(example("audio.ingested"))
+    (out,) = handlers.on_exhausted(
+        event, handler_context(5, final=True), RuntimeError("CUDA error"), diarization_deps(blobs, None)
+    )
     events.to_pubsub(out)
     assert isinstance(out, JobFailed)
     error = out.payload()["error"]
@@ -200,9 +158,9 @@ def test_a_dispatching_worker_only_says_the_job_started(blobs, example) -> None:
         dispatched.append(event)
         return handlers.Dispatched(handlers.EngineInfo("vertex", "pyannote/speaker-diarization-3.1", "NVIDIA_L4"))
 
-    event = _ingested(example("audio.ingested"))
-    deps = dataclasses.replace(_deps(blobs, EngineUnavailable("never loaded here")), dispatch=dispatch)
-    (started,) = _run(event, deps)
+    event = ingested(example("audio.ingested"))
+    deps = dataclasses.replace(diarization_deps(blobs, EngineUnavailable("never loaded here")), dispatch=dispatch)
+    (started,) = run_handler(event, deps)
     assert isinstance(started, DiarizationStarted)
     assert started.payload()["engine"] == {
         "name": "vertex",
@@ -231,10 +189,10 @@ def test_progress_is_yielded_while_the_engine_runs_throttled_and_validated(blobs
     data = example("audio.ingested")
     blobs.put(data["audio"]["uri"], b"RIFF")
     engine = ProgressingEngine()
-    deps = dataclasses.replace(_deps(blobs, engine), progress_interval_s=3600.0)
-    event = _ingested(data)
+    deps = dataclasses.replace(diarization_deps(blobs, engine), progress_interval_s=3600.0)
+    event = ingested(data)
 
-    published = _run(event, deps)
+    published = run_handler(event, deps)
 
     # started, then one report: the throttle holds the next nine back (an hour between reports here)
     assert [e.TYPE for e in published] == [DiarizationStarted.TYPE, DiarizationProgress.TYPE, DiarizationCompleted.TYPE]
@@ -247,13 +205,13 @@ def test_progress_is_yielded_while_the_engine_runs_throttled_and_validated(blobs
     assert engine.threads[0] is not threading.current_thread()  # the engine runs beside the yielding handler
 
     unthrottled = dataclasses.replace(deps, progress_interval_s=0.0)
-    published = _run(event, unthrottled)
+    published = run_handler(event, unthrottled)
     assert isinstance(published[0], DiarizationStarted) and isinstance(published[-1], DiarizationCompleted)
     fractions = [e.data.progress.fraction for e in published if isinstance(e, DiarizationProgress)]
     assert fractions == [step / 10 for step in range(1, 11)]
     ids = [e.id for e in published if isinstance(e, DiarizationProgress)]
     assert len(set(ids)) == 10  # one id per report; the same report of a redelivery gets the same id
-    assert ids == [e.id for e in _run(event, unthrottled) if isinstance(e, DiarizationProgress)]
+    assert ids == [e.id for e in run_handler(event, unthrottled) if isinstance(e, DiarizationProgress)]
 
 
 def test_progress_events_are_published_as_the_engine_reports_them(blobs, example) -> None:
@@ -269,7 +227,7 @@ def test_progress_events_are_published_as_the_engine_reports_them(blobs, example
             assert proceed.wait(10), "the handler did not hand the report over while the engine ran"
             return super().diarize(audio_path, options)
 
-    outputs = handlers.on_audio_ingested(_ingested(data), _context(), _deps(blobs, SteppedEngine()))
+    outputs = handlers.on_audio_ingested(ingested(data), handler_context(), diarization_deps(blobs, SteppedEngine()))
     assert isinstance(next(outputs), DiarizationStarted)
     half = next(outputs)  # the engine is still running: it waits for `proceed`
     assert isinstance(half, DiarizationProgress) and half.data.progress.fraction == 0.5
@@ -290,7 +248,7 @@ def test_a_failing_progress_publish_does_not_fail_the_job(blobs, example) -> Non
             return super().publish(events)
 
     publisher = FlakyPublisher()
-    deps = dataclasses.replace(_deps(blobs, ProgressingEngine()), progress_interval_s=0.0)
+    deps = dataclasses.replace(diarization_deps(blobs, ProgressingEngine()), progress_interval_s=0.0)
     service = runtime.ServiceDef(
         name="diarization",
         routes={
@@ -303,7 +261,7 @@ def test_a_failing_progress_publish_does_not_fail_the_job(blobs, example) -> Non
         publisher=publisher,
         topology=Settings().topology,
     )
-    body, attributes = events.to_pubsub(_ingested(data))
+    body, attributes = events.to_pubsub(ingested(data))
     sub = service.topology.subscriptions["diarization-audio-ingested"]
     outcome = runtime.process(service, sub, runtime.Delivery(body, attributes, "m1", 1))
     assert outcome is runtime.Outcome.ACK
@@ -324,7 +282,9 @@ def test_build_service_wires_the_audio_ingested_route_with_the_configured_interv
     route = service.routes["on_audio_ingested"]
     assert set(service.routes) == {"on_audio_ingested"}
     assert route.accepts == (AudioIngested,)
-    assert route.concurrency == 1 and route.max_lease_s == wiring.MAX_LEASE_S == 12 * 3600
+    assert route.concurrency == 1 and route.max_lease_s == wiring.MAX_LEASE_S
+    # the lease outlasts the longest recording ingest accepts, diarized on one CPU thread (RTF ~0.2, bench-long)
+    assert route.max_lease_s >= 0.2 * MediaLimits().max_duration_s
     assert route.best_effort == (DiarizationProgress,)
     assert route.on_exhausted is not None and service.warm_up is not None
     deps = wiring.build_deps(Platform("diarization", settings, blobs=MemoryBlobStore()))
@@ -339,4 +299,4 @@ def test_build_service_wires_the_audio_ingested_route_with_the_configured_interv
 def test_without_a_configured_interval_progress_uses_the_services_default() -> None:
     platform = Platform("diarization", Settings(project="p", engine="embedded"), blobs=MemoryBlobStore())
     deps = wiring.build_deps(platform)
-    assert deps.progress_interval_s == handlers.DEFAULT_INTERVAL_S == 5.0
+    assert deps.progress_interval_s == DEFAULT_INTERVAL_S

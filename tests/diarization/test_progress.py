@@ -7,18 +7,11 @@ import pytest
 from diarization.engines.base import Progress
 from diarization.engines.pyannote import PipelineProgress
 from diarization.progress import ProgressReport, ProgressReporter
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import FakeClock
 
 
 def test_reports_are_throttled_and_only_ever_move_forward() -> None:
-    clock, reports = Clock(), []
+    clock, reports = FakeClock(now=100.0), []
     reporter = ProgressReporter(reports.append, audio_s=600.0, interval_s=5.0, clock=clock)
     clock.now += 2.0
     reporter(Progress(0.1, "segmentation"))  # the first report goes out at once
@@ -54,7 +47,7 @@ def test_an_emit_failure_is_swallowed() -> None:
     def emit(report: ProgressReport) -> None:
         raise ConnectionError("down")
 
-    reporter = ProgressReporter(emit, audio_s=10.0, interval_s=0.0, clock=Clock())
+    reporter = ProgressReporter(emit, audio_s=10.0, interval_s=0.0, clock=FakeClock(now=100.0))
     reporter(Progress(0.5, "embeddings"))
     assert reporter.sequence == 1
 

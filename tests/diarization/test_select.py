@@ -9,20 +9,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from diarization.engines.base import (
-    DiarizationOptions,
-    DiarizationResult,
     EngineUnavailable,
 )
 from diarization.engines.select import EngineConfig, load, resolve_hf_token
 from speakerline.settings import Settings
-
-
-class FakeEngine:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def diarize(self, audio_path: Path, options: DiarizationOptions, progress: object = None) -> DiarizationResult:
-        return DiarizationResult((), self.name, "fake", "cpu", {})
+from tests.fakes import ScriptedEngine
 
 
 class Recorder:
@@ -31,15 +22,15 @@ class Recorder:
         self.embedded_calls: list[EngineConfig] = []
         self.pyannote_error = pyannote_error
 
-    def pyannote(self, config: EngineConfig, token: str | None) -> FakeEngine:
+    def pyannote(self, config: EngineConfig, token: str | None) -> ScriptedEngine:
         self.pyannote_calls.append((config, token))
         if self.pyannote_error:
             raise EngineUnavailable(self.pyannote_error)
-        return FakeEngine("pyannote")
+        return ScriptedEngine((), name="pyannote")
 
-    def embedded(self, config: EngineConfig) -> FakeEngine:
+    def embedded(self, config: EngineConfig) -> ScriptedEngine:
         self.embedded_calls.append(config)
-        return FakeEngine("embedded")
+        return ScriptedEngine((), name="embedded")
 
     def load(self, name: str, settings: Settings, **kwargs: Any) -> Any:
         return load(name, settings, pyannote_loader=self.pyannote, embedded_loader=self.embedded, **kwargs)
@@ -190,12 +181,13 @@ def test_from_settings_reads_the_environment_names(monkeypatch: pytest.MonkeyPat
 def test_from_settings_defaults_and_vertex_flag(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("SPEAKERLINE_ENGINE", "SPEAKERLINE_VERTEX_DISPATCH", "SPEAKERLINE_HF_TOKEN", "HF_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    default = EngineConfig.from_settings(Settings())
+    settings = Settings()
+    default = EngineConfig.from_settings(settings)
     assert (default.engine, default.pyannote_model, default.hf_token, default.device) == (
-        "auto",
-        "pyannote/speaker-diarization-3.1",
+        "auto",  # no engine named: chosen by what is available
+        settings.pyannote_model,
         None,
-        "auto",
+        settings.diarization_device,
     )
     monkeypatch.setenv("HF_TOKEN", "hf_2")
     assert EngineConfig.from_settings(Settings()).hf_token == "hf_2"

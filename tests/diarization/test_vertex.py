@@ -6,7 +6,6 @@ import base64
 import json
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,19 +21,14 @@ from diarization.engines.vertex_job import (
 )
 from speakerline import bootstrap, events, runtime
 from speakerline.settings import Settings
-from tests.conftest import example_data
-from tests.fakes import MemoryBlobStore, RecordingPublisher
+from tests.fakes import VERTEX_JOB, FakeJobClient, MemoryBlobStore, RecordingPublisher, handler_context
+
+from .handler_harness import ingested
 
 SECRET = "projects/acme-prod/secrets/speakerline-hf-token/versions/latest"
 SUBSCRIPTION = "diarization-audio-ingested"
 #: an envelope-shaped document (build_custom_job_request only needs JSON)
 ENVELOPE = {"message": {"data": "e30=", "attributes": {"ce-id": "ev-1"}, "messageId": "ev-1"}, "deliveryAttempt": 1}
-
-
-def ingested(job_id: str = "job_j9_vertex") -> events.AudioIngested:
-    data = example_data("audio.ingested")
-    data["job_id"] = job_id
-    return events.AudioIngested.new(events.models.AudioIngestedV1Data.model_validate(data), source="//test")
 
 
 def config(**overrides: Any) -> VertexConfig:
@@ -197,37 +191,11 @@ def test_request_is_a_valid_aiplatform_proto() -> None:
     assert job.labels["job-id"] == "job_2026-11-22-abc"
 
 
-class FakeJobClient:
-    """Creates every job; each look at a job shows the next of `states` (the last one stays)."""
-
-    def __init__(self, states: tuple[Any, ...] = ("JOB_STATE_RUNNING",)) -> None:
-        self.requests: list[Any] = []
-        self.states = list(states)
-        self.gets: list[str] = []
-        self.cancels: list[str] = []
-
-    def create_custom_job(self, *, request: Any, timeout: float) -> Any:
-        assert timeout > 0  # the client's default is no timeout at all
-        self.requests.append(request)
-        return type("CustomJob", (), {"name": "projects/1/locations/europe-west4/customJobs/42"})()
-
-    def get_custom_job(self, *, name: str, timeout: float) -> Any:
-        self.gets.append(name)
-        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
-        if isinstance(state, Exception):
-            raise state
-        return state if not isinstance(state, str) else SimpleNamespace(name=name, state=state, start_time=None)
-
-    def cancel_custom_job(self, *, name: str, timeout: float) -> Any:
-        self.cancels.append(name)
-        return None
-
-
 def test_dispatcher_submits_through_injected_client() -> None:
     client = FakeJobClient()
     dispatcher = VertexAIDispatcher(config(), client, subscription=SUBSCRIPTION)
     name = dispatcher.submit("J1", json.dumps(ENVELOPE), event_id="ev-1")
-    assert name == "projects/1/locations/europe-west4/customJobs/42"
+    assert name == VERTEX_JOB
     assert client.requests == [
         build_custom_job_request(config(), job_id="J1", envelope_json=json.dumps(ENVELOPE), event_id="ev-1")
     ]
@@ -236,7 +204,7 @@ def test_dispatcher_submits_through_injected_client() -> None:
 
 
 def test_dispatch_sends_the_event_as_a_push_envelope_of_the_diarization_subscription() -> None:
-    event = ingested("job_j9_vertex")
+    event = ingested(job_id="job_j9_vertex")
     client = FakeJobClient()
     VertexAIDispatcher(config(), client, subscription=SUBSCRIPTION).dispatch(event)
     request = client.requests[0]
@@ -337,7 +305,7 @@ def test_a_vertex_worker_dispatches_through_the_topologys_subscription() -> None
     assert service.warm_up is None  # nothing to load: the custom job diarizes
     event = ingested()
 
-    (started,) = route.handler(event, runtime.Context(attempt=1, final_attempt=False, deadline=0.0))
+    (started,) = route.handler(event, handler_context())
 
     assert isinstance(started, events.DiarizationStarted)
     assert started.payload()["engine"] == {"name": "vertex", "model": settings.pyannote_model, "device": "NVIDIA_L4"}

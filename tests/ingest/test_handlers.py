@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import wave
 from pathlib import Path
 
@@ -17,13 +16,9 @@ from speakerline.audio import MediaLimits
 from speakerline.events import AudioIngested, AudioUploaded, JobFailed, JobRejected, models
 from speakerline.jobs import job_id_for_object
 from speakerline.settings import Settings
-from tests.fakes import MemoryBlobStore, RecordingPublisher
+from tests.fakes import MemoryBlobStore, RecordingPublisher, handler_context
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "conversation.flac"
-
-
-def _context(attempt: int = 1) -> runtime.Context:
-    return runtime.Context(attempt=attempt, final_attempt=False, deadline=time.time() + 60)
 
 
 def _deps(blobs) -> handlers.IngestDeps:
@@ -83,8 +78,10 @@ def test_the_notification_decodes_to_a_typed_object_finalized_event() -> None:
 
 def test_finalize_notification_becomes_audio_uploaded_with_a_deterministic_job_id(blobs) -> None:
     note = _notification(metadata={"num_speakers": "3", "webhook_url": "https://h.example/x", "correlation_id": "c-1"})
-    (out,) = handlers.on_object_finalized(note, _context(), _deps(blobs))
-    (again,) = handlers.on_object_finalized(_notification(metadata={"num_speakers": "3"}), _context(), _deps(blobs))
+    (out,) = handlers.on_object_finalized(note, handler_context(), _deps(blobs))
+    (again,) = handlers.on_object_finalized(
+        _notification(metadata={"num_speakers": "3"}), handler_context(), _deps(blobs)
+    )
     assert isinstance(out, AudioUploaded) and isinstance(again, AudioUploaded)
     assert out.TYPE == AudioUploaded.TYPE
     assert out.data.job_id == job_id_for_object("uploads", "talks/a.flac", "17") == again.data.job_id
@@ -100,7 +97,7 @@ def test_finalize_notification_becomes_audio_uploaded_with_a_deterministic_job_i
     assert out.data.request.webhook_url == "https://h.example/x"
     assert out.data.request.correlation_id == "c-1"
     # A new generation of the same object is a new job.
-    (other,) = handlers.on_object_finalized(_notification(generation="18"), _context(), _deps(blobs))
+    (other,) = handlers.on_object_finalized(_notification(generation="18"), handler_context(), _deps(blobs))
     assert other.data.job_id != out.data.job_id
     # What leaves the handler is a valid event of the catalog.
     events.to_pubsub(out)
@@ -108,36 +105,42 @@ def test_finalize_notification_becomes_audio_uploaded_with_a_deterministic_job_i
 
 def test_a_signed_upload_keeps_the_job_id_and_producer_the_api_announced(blobs) -> None:
     metadata = {"job_id": "job_0123456789abcdef01234567", "producer": "newsroom", "submitted_by": "api"}
-    (out,) = handlers.on_object_finalized(_notification(metadata=metadata), _context(), _deps(blobs))
+    (out,) = handlers.on_object_finalized(_notification(metadata=metadata), handler_context(), _deps(blobs))
     assert isinstance(out, events.AudioUploaded)
     assert out.data.job_id == "job_0123456789abcdef01234567"
     assert out.data.request.producer == "newsroom" and out.data.request.submitted_by == "api"
     # A malformed id or producer is not trusted: the job id is derived from the object, the producer dropped.
     bad = {"job_id": "Not An Id", "producer": "News Room\n"}
-    (derived,) = handlers.on_object_finalized(_notification(metadata=bad), _context(), _deps(blobs))
+    (derived,) = handlers.on_object_finalized(_notification(metadata=bad), handler_context(), _deps(blobs))
     assert derived.data.job_id.startswith("job_") and derived.data.job_id != "job_0123456789abcdef01234567"
     assert derived.data.request is not None and derived.data.request.producer is None
 
 
 def test_invalid_metadata_rejects_the_job_with_a_reason(blobs) -> None:
     (out,) = handlers.on_object_finalized(
-        _notification(metadata={"min_speakers": "4", "max_speakers": "2"}), _context(), _deps(blobs)
+        _notification(metadata={"min_speakers": "4", "max_speakers": "2"}), handler_context(), _deps(blobs)
     )
     assert isinstance(out, JobRejected)
     assert out.TYPE == JobRejected.TYPE
     assert out.data.error.code == "invalid_options"
-    (out,) = handlers.on_object_finalized(_notification(metadata={"num_speakers": "two"}), _context(), _deps(blobs))
+    (out,) = handlers.on_object_finalized(
+        _notification(metadata={"num_speakers": "two"}), handler_context(), _deps(blobs)
+    )
     assert isinstance(out, JobRejected)
     assert out.data.error.code == "invalid_options"
     assert "two" in out.data.error.message
-    (out,) = handlers.on_object_finalized(_notification(metadata={"num_speakers": "40"}), _context(), _deps(blobs))
+    (out,) = handlers.on_object_finalized(
+        _notification(metadata={"num_speakers": "40"}), handler_context(), _deps(blobs)
+    )
     assert isinstance(out, JobRejected) and out.data.error.message == "num_speakers=40 is outside 1..32."
 
 
 @pytest.mark.parametrize("raw", ["1_0", "\u0663", "3.0", "2.5", " ", "1e1", "9" * 5000])
 def test_speaker_options_in_metadata_are_plain_ascii_whole_numbers(blobs, raw: str) -> None:
     """int() alone would take "1_0" as 10 and an Arabic-Indic digit as 3; the uploader meant something else."""
-    (out,) = handlers.on_object_finalized(_notification(metadata={"num_speakers": raw}), _context(), _deps(blobs))
+    (out,) = handlers.on_object_finalized(
+        _notification(metadata={"num_speakers": raw}), handler_context(), _deps(blobs)
+    )
     assert isinstance(out, JobRejected)
     assert out.data.error.code == "invalid_options"
     assert "is not a whole number" in out.data.error.message and len(out.data.error.message) < 200
@@ -145,9 +148,13 @@ def test_speaker_options_in_metadata_are_plain_ascii_whole_numbers(blobs, raw: s
 
 
 def test_surrounding_spaces_and_a_sign_are_still_whole_numbers(blobs) -> None:
-    (out,) = handlers.on_object_finalized(_notification(metadata={"num_speakers": " 3 "}), _context(), _deps(blobs))
+    (out,) = handlers.on_object_finalized(
+        _notification(metadata={"num_speakers": " 3 "}), handler_context(), _deps(blobs)
+    )
     assert isinstance(out, AudioUploaded) and out.data.request.options.num_speakers == 3
-    (out,) = handlers.on_object_finalized(_notification(metadata={"num_speakers": "-1"}), _context(), _deps(blobs))
+    (out,) = handlers.on_object_finalized(
+        _notification(metadata={"num_speakers": "-1"}), handler_context(), _deps(blobs)
+    )
     assert isinstance(out, JobRejected) and out.data.error.message == "num_speakers=-1 is outside 1..32."
 
 
@@ -166,7 +173,7 @@ def test_a_webhook_url_or_correlation_id_the_schema_refuses_rejects_the_job(
     """These used to fail every delivery of the notification (the event could not be built) until Pub/Sub
     dead-lettered it: the upload was lost without a word to the uploader."""
     (out,) = handlers.on_object_finalized(
-        _notification(metadata={key: value, "num_speakers": "2"}), _context(), _deps(blobs)
+        _notification(metadata={key: value, "num_speakers": "2"}), handler_context(), _deps(blobs)
     )
     assert isinstance(out, JobRejected)
     assert out.data.error.code == "invalid_metadata"
@@ -179,13 +186,13 @@ def test_a_webhook_url_or_correlation_id_the_schema_refuses_rejects_the_job(
 
 def test_invalid_speaker_options_are_reported_before_invalid_metadata(blobs) -> None:
     metadata = {"webhook_url": "ftp://x", "min_speakers": "4", "max_speakers": "2"}
-    (out,) = handlers.on_object_finalized(_notification(metadata=metadata), _context(), _deps(blobs))
+    (out,) = handlers.on_object_finalized(_notification(metadata=metadata), handler_context(), _deps(blobs))
     assert isinstance(out, JobRejected) and out.data.error.code == "invalid_options"
 
 
 def test_display_only_metadata_over_the_schema_limits_is_cut_not_refused(blobs) -> None:
     metadata = {"filename": "f" * 2000 + ".wav", "submitted_by": "s" * 300}
-    (out,) = handlers.on_object_finalized(_notification(metadata=metadata), _context(), _deps(blobs))
+    (out,) = handlers.on_object_finalized(_notification(metadata=metadata), handler_context(), _deps(blobs))
     assert isinstance(out, AudioUploaded)
     assert out.data.request.input.filename == "f" * 1024
     assert out.data.request.submitted_by == "s" * 256
@@ -194,7 +201,7 @@ def test_display_only_metadata_over_the_schema_limits_is_cut_not_refused(blobs) 
 
 def test_the_last_failed_attempt_at_an_upload_notification_fails_its_job(blobs) -> None:
     note = _notification(name="talks/b.flac", generation="9")
-    context = runtime.Context(attempt=5, final_attempt=True, deadline=time.time() + 60)
+    context = handler_context(5, final=True)
     (out,) = handlers.upload_exhausted(note, context, RuntimeError("publish timed out"), _deps(blobs))
     assert isinstance(out, JobFailed)
     assert out.data.job_id == job_id_for_object("uploads", "talks/b.flac", "9")  # the job the upload would have
@@ -234,7 +241,7 @@ def _uploaded(blobs, data: bytes, name: str = "a.flac") -> AudioUploaded:
 
 
 def test_real_speech_is_normalized_to_16k_mono_wav_in_the_work_bucket(blobs) -> None:
-    (out,) = handlers.on_audio_uploaded(_uploaded(blobs, SAMPLE.read_bytes()), _context(), _deps(blobs))
+    (out,) = handlers.on_audio_uploaded(_uploaded(blobs, SAMPLE.read_bytes()), handler_context(), _deps(blobs))
     assert isinstance(out, AudioIngested)
     assert out.TYPE == AudioIngested.TYPE
     assert out.data.audio.uri == "gs://work/jobs/job_testingest01/audio.wav"
@@ -247,7 +254,7 @@ def test_real_speech_is_normalized_to_16k_mono_wav_in_the_work_bucket(blobs) -> 
 
 def test_content_not_name_decides_the_format(blobs) -> None:
     event = _uploaded(blobs, SAMPLE.read_bytes(), name="looks-like.mp3")
-    (out,) = handlers.on_audio_uploaded(event, _context(), _deps(blobs))
+    (out,) = handlers.on_audio_uploaded(event, handler_context(), _deps(blobs))
     assert isinstance(out, AudioIngested)
     assert out.data.source.format == "flac"
 
@@ -259,7 +266,7 @@ def test_bad_input_is_rejected_with_a_machine_readable_code(blobs) -> None:
         b"\x89PNG\r\n\x1a\n" + b"\x00" * 200: "unsupported_format",
     }
     for data, code in cases.items():
-        (out,) = handlers.on_audio_uploaded(_uploaded(blobs, data), _context(), _deps(blobs))
+        (out,) = handlers.on_audio_uploaded(_uploaded(blobs, data), handler_context(), _deps(blobs))
         assert isinstance(out, JobRejected)
         assert out.TYPE == JobRejected.TYPE
         error = out.data.error
@@ -270,14 +277,14 @@ def test_bad_input_is_rejected_with_a_machine_readable_code(blobs) -> None:
 def test_missing_input_and_contradicting_options_are_rejected(blobs) -> None:
     request = models.Request(input=models.Input(uri="gs://uploads/nothing.wav"), options=models.Options())
     event = AudioUploaded.new(models.AudioUploadedV1Data(job_id="job_testingest02", request=request), source="//t")
-    (out,) = handlers.on_audio_uploaded(event, _context(), _deps(blobs))
+    (out,) = handlers.on_audio_uploaded(event, handler_context(), _deps(blobs))
     assert isinstance(out, JobRejected)
     assert out.data.error.code == "input_not_found"
     request = models.Request(
         input=models.Input(uri="gs://uploads/x.wav"), options=models.Options(min_speakers=5, max_speakers=2)
     )
     event = AudioUploaded.new(models.AudioUploadedV1Data(job_id="job_testingest03", request=request), source="//t")
-    (out,) = handlers.on_audio_uploaded(event, _context(), _deps(blobs))
+    (out,) = handlers.on_audio_uploaded(event, handler_context(), _deps(blobs))
     assert isinstance(out, JobRejected)
     assert out.data.error.code == "invalid_options"
 
@@ -285,7 +292,7 @@ def test_missing_input_and_contradicting_options_are_rejected(blobs) -> None:
 def test_an_overwritten_object_is_not_this_job(blobs, example) -> None:
     event = AudioUploaded.new(models.AudioUploadedV1Data.model_validate(example("audio.uploaded")), source="//t")
     blobs.put(event.data.request.input.uri, SAMPLE.read_bytes())  # generation "1", not the example's
-    (out,) = handlers.on_audio_uploaded(event, _context(), _deps(blobs))
+    (out,) = handlers.on_audio_uploaded(event, handler_context(), _deps(blobs))
     assert isinstance(out, JobRejected)
     assert out.data.error.code == "input_replaced"
     assert out.data.request == event.data.request  # the job's request travels with its outcome
@@ -293,14 +300,14 @@ def test_an_overwritten_object_is_not_this_job(blobs, example) -> None:
 
 def test_redelivery_produces_the_same_event_id(blobs) -> None:
     event = _uploaded(blobs, SAMPLE.read_bytes())
-    (first,) = handlers.on_audio_uploaded(event, _context(), _deps(blobs))
-    (second,) = handlers.on_audio_uploaded(event, _context(attempt=2), _deps(blobs))
+    (first,) = handlers.on_audio_uploaded(event, handler_context(), _deps(blobs))
+    (second,) = handlers.on_audio_uploaded(event, handler_context(attempt=2), _deps(blobs))
     assert first.id == second.id
 
 
 def test_the_last_failed_attempt_fails_the_job_retriably(blobs) -> None:
     event = _uploaded(blobs, SAMPLE.read_bytes())
-    (out,) = handlers.on_exhausted(event, _context(attempt=5), ConnectionError("storage is down"), _deps(blobs))
+    (out,) = handlers.on_exhausted(event, handler_context(attempt=5), ConnectionError("storage is down"), _deps(blobs))
     assert isinstance(out, JobFailed)
     assert (out.data.job_id, out.data.attempt, out.data.request) == ("job_testingest01", 5, event.data.request)
     error = out.data.error

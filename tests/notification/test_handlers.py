@@ -17,7 +17,7 @@ from speakerline import events, runtime
 from speakerline.bootstrap import ConfigurationError, Platform, build_service
 from speakerline.events import models
 from speakerline.settings import Settings
-from tests.fakes import MemoryBlobStore, MemoryFirestore, MemoryLedger, RecordingPublisher
+from tests.fakes import MemoryBlobStore, MemoryFirestore, MemoryLedger, RecordingPublisher, handler_context
 
 SECRET = "s3cret"
 OUTCOME_CLASSES = {
@@ -25,10 +25,6 @@ OUTCOME_CLASSES = {
     "job.failed": events.JobFailed,
     "job.rejected": events.JobRejected,
 }
-
-
-def _context(attempt: int = 1) -> runtime.Context:
-    return runtime.Context(attempt=attempt, final_attempt=False, deadline=time.time() + 60)
 
 
 def _deps(
@@ -61,7 +57,7 @@ def _outcome(example, kind: str, webhook: str | None) -> handlers.JobOutcomeEven
 
 
 def _run(event: handlers.JobOutcomeEvent, deps: handlers.NotificationDeps, attempt: int = 1) -> list:
-    return list(handlers.on_job_outcome(event, _context(attempt), deps))
+    return list(handlers.on_job_outcome(event, handler_context(attempt), deps))
 
 
 def test_completed_job_is_posted_signed_to_the_webhook_and_to_discord(webhook_receiver, example) -> None:
@@ -92,7 +88,7 @@ def test_completed_job_is_posted_signed_to_the_webhook_and_to_discord(webhook_re
 def test_reports_are_yielded_in_channel_order_as_each_channel_is_settled(webhook_receiver, example) -> None:
     event = _outcome(example, "job.completed", webhook_receiver.url("/hook"))
     deps = _deps(discord=webhook_receiver.url("/discord"), slack=webhook_receiver.url("/slack"))
-    reports = handlers.on_job_outcome(event, _context(), deps)
+    reports = handlers.on_job_outcome(event, handler_context(), deps)
     first = next(reports)
     # Yielded before the next channel is even tried: the runtime publishes it at once.
     assert first.data.channel == "webhook" and [p for p, _, _ in webhook_receiver.requests] == ["/hook"]
@@ -124,7 +120,7 @@ def test_a_server_error_retries_through_pubsub_then_reports_failure(webhook_rece
     event = _outcome(example, "job.completed", webhook_receiver.url("/flaky"))
     with pytest.raises(handlers.RetriableDeliveryFailure) as exc:
         _run(event, _deps())
-    last = runtime.Context(attempt=5, final_attempt=True, deadline=time.time() + 60)
+    last = handler_context(5, final=True)
     (report,) = handlers.on_exhausted(event, last, exc.value, _deps())
     assert isinstance(report, events.NotificationFailed)
     assert report.data.error.retriable is True
@@ -140,7 +136,7 @@ def test_a_retriable_failure_still_yields_the_channels_that_succeeded(webhook_re
         deps = _deps(discord=flaky.url("/discord"), slack=webhook_receiver.url("/slack"))
         yielded = []
         with pytest.raises(handlers.RetriableDeliveryFailure) as exc:
-            for report in handlers.on_job_outcome(event, _context(), deps):
+            for report in handlers.on_job_outcome(event, handler_context(), deps):
                 yielded.append(report)
         # The flaky channel neither hides nor holds back the others: both are yielded, in channel order.
         assert [(type(r), r.data.channel) for r in yielded] == [
@@ -180,7 +176,7 @@ def test_a_redelivery_does_not_send_again_to_channels_that_got_the_event(webhook
     deps = dataclasses.replace(
         _deps(slack=webhook_receiver.url("/slack"), ledger=ledger), between_channels=reached.append
     )
-    reports = handlers.on_job_outcome(event, _context(), deps)
+    reports = handlers.on_job_outcome(event, handler_context(), deps)
     first = next(reports)  # the webhook is delivered; the worker "dies" before the next channel
     reports.close()
     assert reached == [] and [p for p, _, _ in webhook_receiver.requests] == ["/hook"]
@@ -196,12 +192,13 @@ def test_no_channels_means_no_reports(example) -> None:
     assert _run(_outcome(example, "job.completed", None), _deps()) == []
 
 
-def test_the_outcome_map_covers_the_accepted_event_types() -> None:
-    assert handlers.OUTCOMES == {
-        events.JobCompleted.TYPE: "completed",
-        events.JobFailed.TYPE: "failed",
-        events.JobRejected.TYPE: "rejected",
-    }
+@pytest.mark.parametrize(
+    ("kind", "outcome_type"), [("job.completed", "completed"), ("job.failed", "failed"), ("job.rejected", "rejected")]
+)
+def test_each_outcome_event_is_reported_as_its_outcome(example, kind: str, outcome_type: str) -> None:
+    outcome = handlers.job_outcome(_outcome(example, kind, None))
+    assert outcome.outcome_type == outcome_type
+    assert outcome.job_id == example(kind)["job_id"]
 
 
 def test_build_service_wires_the_route_and_the_settings(webhook_receiver, example, monkeypatch) -> None:

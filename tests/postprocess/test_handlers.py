@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -14,13 +13,9 @@ from speakerline.bootstrap import Platform, build_service
 from speakerline.events import models
 from speakerline.settings import Settings
 from speakerline.timeline import parse_rttm
-from tests.fakes import MemoryBlobStore, RecordingPublisher
+from tests.fakes import MemoryBlobStore, RecordingPublisher, handler_context
 
 SOURCE = "//speakerline/services/postprocess"
-
-
-def _context(attempt: int = 1) -> runtime.Context:
-    return runtime.Context(attempt=attempt, final_attempt=False, deadline=time.time() + 60)
 
 
 def _completed(data: dict) -> events.DiarizationCompleted:
@@ -52,7 +47,7 @@ def test_completed_diarization_becomes_a_clean_result(blobs, example) -> None:
     data["audio"]["duration_s"] = 12.0
     event = _completed(data)
 
-    (out,) = handlers.on_diarization_completed(event, _context(), _deps(blobs))
+    (out,) = handlers.on_diarization_completed(event, handler_context(), _deps(blobs))
     assert isinstance(out, events.JobCompleted)
     assert out.TYPE == events.JobCompleted.TYPE
     result = out.data.result
@@ -91,7 +86,7 @@ def test_completed_diarization_becomes_a_clean_result(blobs, example) -> None:
     assert {"silence_s"} <= document.keys()
     assert all({"share_of_audio", "first_start_s", "last_end_s"} <= s.keys() for s in document["speakers"])
     # Derived from the input: a redelivered diarization.completed yields the very same job.completed.
-    (again,) = handlers.on_diarization_completed(event, _context(attempt=2), _deps(blobs))
+    (again,) = handlers.on_diarization_completed(event, handler_context(attempt=2), _deps(blobs))
     assert again.id == out.id
     out.to_cloudevent()  # valid against the job.completed schema
 
@@ -113,7 +108,7 @@ def test_the_engines_exclusive_timeline_is_cleaned_and_labelled_like_the_segment
     }
     blobs.put(data["result"]["turns_uri"], json.dumps(raw).encode())
 
-    (out,) = handlers.on_diarization_completed(_completed(data), _context(), _deps(blobs))
+    (out,) = handlers.on_diarization_completed(_completed(data), handler_context(), _deps(blobs))
     assert isinstance(out, events.JobCompleted)
     result = out.data.result
     output = json.loads(blobs.read_bytes(result.output_uri))
@@ -131,7 +126,7 @@ def test_the_engines_exclusive_timeline_is_cleaned_and_labelled_like_the_segment
 
 def test_an_exhausted_message_fails_the_job(blobs, example) -> None:
     event = _completed(example("diarization.completed"))
-    context = runtime.Context(attempt=5, final_attempt=True, deadline=time.time() + 60)
+    context = handler_context(5, final=True)
     (failed,) = handlers.on_exhausted(event, context, RuntimeError("disk full"), _deps(blobs))
     assert isinstance(failed, events.JobFailed)
     assert failed.data.job_id == event.data.job_id and failed.data.request == event.data.request
@@ -183,7 +178,7 @@ def test_the_engines_fallback_is_carried_into_job_completed_and_output_json(blob
     data["engine"] = {"name": "embedded", "model": "segmentation-3.0+campplus", "device": "cpu", "fallback": fallback}
     blobs.put(data["result"]["turns_uri"], json.dumps({"segments": []}).encode())
 
-    (out,) = handlers.on_diarization_completed(_completed(data), _context(), _deps(blobs))
+    (out,) = handlers.on_diarization_completed(_completed(data), handler_context(), _deps(blobs))
 
     assert out.payload()["engine"] == data["engine"]
     assert out.data.engine.fallback is not None and out.data.engine.fallback.reason == "gpu_start_timeout"

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from projector.projection import project
 from speakerline import events
 from speakerline.events import Event
+from tests.conftest import example_data  # re-exported: the projector tests build their events from it
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "events"
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 
 # Offsets (seconds after T0) of a normal job's events, as in the examples.
@@ -38,11 +36,6 @@ CLASSES: dict[str, type[Event[Any]]] = {events.event_name(t): cls for t, cls in 
 def at(seconds: float) -> datetime:
     """`seconds` after T0, the first event's time."""
     return T0 + timedelta(seconds=seconds)
-
-
-def example_data(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((SCHEMAS / name / "v1.example.json").read_text())["data"]
-    return data
 
 
 def typed(

@@ -6,8 +6,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from pydantic import AliasChoices
 
+from diarization.engines.vertex import DEFAULT_START_TIMEOUT_S
+from diarization.progress import DEFAULT_INTERVAL_S
+from postprocess.timeline_rules import DEFAULT_CONFIG
 from speakerline.settings import Settings
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
@@ -58,3 +62,26 @@ def test_the_table_is_read_from_its_first_column_only() -> None:
     page = "| variable | used by | meaning |\n| --- | --- | --- |\n| `A_B`, `C` (or `_SECRET`) | all | not `D_E` |\n"
     assert documented_variables(page) == {"A_B", "C"}
     assert documented_variables(PAGE.read_text()) >= {"GOOGLE_CLOUD_PROJECT", "SPEAKERLINE_ENGINE"}
+
+
+def documented_defaults(page: str, variable: str) -> list[float]:
+    """The seconds in the parentheses that end the description of `variable`'s row, e.g. `(0.5 s, 0.3 s)`."""
+    (row,) = [line for line in page.splitlines() if line.startswith("|") and f"`{variable}`" in line.split("|")[1]]
+    description = row.rstrip(" |").split("|")[-1]
+    last = re.findall(r"\(([^()]*)\)\s*$", description)
+    assert last, row
+    return [float(seconds) for seconds in re.findall(r"(\d+(?:\.\d+)?) s\b", last[0])]
+
+
+# Defaults that live in the code that applies them (the setting is None when unset), not in `Settings`.
+@pytest.mark.parametrize(
+    ("variable", "defaults"),
+    [
+        ("SPEAKERLINE_GPU_START_TIMEOUT_S", [DEFAULT_START_TIMEOUT_S]),
+        ("SPEAKERLINE_PROGRESS_INTERVAL_S", [DEFAULT_INTERVAL_S]),
+        ("SPEAKERLINE_MERGE_GAP_S", [DEFAULT_CONFIG.merge_gap_s, DEFAULT_CONFIG.min_segment_s]),
+        ("SPEAKERLINE_WEBHOOK_TIMEOUT_S", [Settings.model_fields["webhook_timeout_s"].default]),
+    ],
+)
+def test_the_documented_defaults_are_the_codes(variable: str, defaults: list[float]) -> None:
+    assert documented_defaults(PAGE.read_text(), variable) == defaults

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import wave
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from speakerline_tools import costs
+from speakerline.audio.limits import Rejection
+from speakerline.audio.normalizing import normalize_file
+from speakerline_tools import costs, repo
 from speakerline_tools.costs import (
     LIST_PRICES,
     Deployment,
@@ -58,13 +64,59 @@ def test_cpu_engine_cost_at_list_prices_on_one_vcpu_two_gib() -> None:
     assert report["options"]["cloud_run_cpu"]["instance_usd_per_hour"] == pytest.approx(3600 * 0.000022)
 
 
+def _terraform_variables() -> dict[str, Any]:
+    hcl2 = pytest.importorskip("hcl2")
+    with (repo.root() / "infra" / "terraform" / "variables.tf").open() as f:
+        return {name.strip('"'): spec for item in hcl2.load(f)["variable"] for name, spec in item.items()}
+
+
+def _groups(pattern: str, text: str) -> tuple[str, ...]:
+    found = re.search(pattern, text)
+    assert found, f"{pattern} not in {text[:200]}"
+    return found.groups()
+
+
+def _resources(cpu: str, memory: str) -> Resources:
+    return Resources(vcpu=float(cpu.strip('"')), memory_gib=float(memory.strip('"').removesuffix("Gi")))
+
+
 def test_defaults_follow_the_terraform_variables() -> None:
     deployment = costs.DEFAULT_DEPLOYMENT
-    assert deployment.gpu_worker == Resources(vcpu=8.0, memory_gib=32.0)
-    assert deployment.resources_of("ingest") == Resources(vcpu=2.0, memory_gib=4.0)
-    assert deployment.resources_of("projector") == Resources(vcpu=1.0, memory_gib=1.0)
-    assert not deployment.gpu_zonal_redundancy
-    assert costs.WAV_BYTES_PER_AUDIO_HOUR == 115_200_000
+    variables = _terraform_variables()
+    service_resources = variables["service_resources"]
+    for service in ("ingest", "api"):
+        given = service_resources["default"][service]
+        assert deployment.resources_of(service) == _resources(given["cpu"], given["memory"]), service
+    # unlisted services get the object type's optional() defaults
+    ((cpu,), (memory,)) = (
+        _groups(rf'{field} *= *optional\(string, *"([^"]+)"\)', service_resources["type"])
+        for field in ("cpu", "memory")
+    )
+    assert deployment.resources_of("projector") == _resources(cpu, memory)
+    # the worker's size when diarization_cpu / diarization_memory are left null: main.tf's coalesce(...) fallbacks
+    main_tf = (repo.root() / "infra" / "terraform" / "main.tf").read_text()
+    (gpu_cpu, cpu_cpu), (gpu_memory, cpu_memory) = (
+        _groups(rf'coalesce\(var\.diarization_{name}, local\.worker_gpu \? "([^"]+)" : "([^"]+)"\)', main_tf)
+        for name in ("cpu", "memory")
+    )
+    assert deployment.gpu_worker == _resources(gpu_cpu, gpu_memory)
+    assert deployment.cpu_worker == _resources(cpu_cpu, cpu_memory)
+    assert deployment.gpu_zonal_redundancy is variables["diarization_gpu_zonal_redundancy"]["default"]
+    assert deployment.results_retention_days == variables["results_retention_days"]["default"]
+
+
+def test_the_wav_size_per_audio_hour_is_what_ingest_writes(tmp_path: Path) -> None:
+    source = tmp_path / "two-seconds.wav"
+    with wave.open(str(source), "wb") as wav:  # 44.1 kHz stereo: ingest resamples and downmixes it
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(44_100)
+        wav.writeframes(b"\x00\x01" * 2 * 44_100 * 2)
+    normalized = tmp_path / "normalized.wav"
+    assert not isinstance(normalize_file(source, normalized), Rejection)
+    with wave.open(str(normalized), "rb") as wav:
+        pcm_bytes_per_s = wav.getnframes() * wav.getnchannels() * wav.getsampwidth() / 2.0
+    assert pytest.approx(pcm_bytes_per_s * 3600, rel=1e-3) == costs.WAV_BYTES_PER_AUDIO_HOUR
 
 
 def test_gpu_options_on_cloud_run_and_vertex() -> None:

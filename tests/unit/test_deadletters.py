@@ -27,6 +27,7 @@ from speakerline_tools.deadletters import (
     safe_text,
     select,
 )
+from tests.fakes import FakeClock
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -156,21 +157,8 @@ def test_detail_and_the_text_rendering_show_everything_safely() -> None:
     assert "  ce-type: " + events.JobFailed.TYPE in text
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def test_pacer_spaces_goes_by_one_over_the_rate() -> None:
-    clock = FakeClock()
+    clock = FakeClock(now=100.0)
     pacer = Pacer(4.0, clock, clock.sleep)
     times = []
     for _ in range(5):
@@ -185,7 +173,7 @@ def test_pacer_spaces_goes_by_one_over_the_rate() -> None:
 
 
 def test_an_unlimited_pacer_never_sleeps_and_a_long_wait_keeps_calling_back() -> None:
-    clock = FakeClock()
+    clock = FakeClock(now=100.0)
     unlimited = Pacer(None, clock, clock.sleep)
     for _ in range(3):
         unlimited.wait()
@@ -339,14 +327,14 @@ def test_replay_rate_spaces_republishes_and_keeps_leases_alive(queue: Any) -> No
     q, fake, sub = queue
     for i in range(3):
         fake.add(f"m{i}", "a", 10 + i)
-    clock = FakeClock()
+    clock = FakeClock(now=100.0)
     fake.clock = clock
     q.replay(sub, Filter(), operator="o", limit=10, execute=True, rate=2.0, clock=clock, sleep=clock.sleep)
     assert [float(t) for op, t in fake.log if op == "at"] == [100.0, 100.5, 101.0]
     fake.log.clear()
     for i in range(3):
         fake.add(f"s{i}", "a", 20 + i)
-    slow = FakeClock()
+    slow = FakeClock(now=100.0)
     fake.clock = slow
     q.replay(sub, Filter(), operator="o", limit=10, execute=True, rate=1 / 30, clock=slow, sleep=slow.sleep)
     assert [float(t) for op, t in fake.log if op == "at"] == [100.0, 130.0, 160.0]

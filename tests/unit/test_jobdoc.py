@@ -1,8 +1,10 @@
 from datetime import UTC, datetime
 
-from speakerline import jobdoc
+from projector.projection import project
+from speakerline import events, jobdoc
 from speakerline.jobpaths import RESULT_FORMATS
 from speakerline_tools import jobstore
+from tests.conftest import example_data
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -36,8 +38,12 @@ def test_an_empty_or_missing_document_reads_as_nothing() -> None:
         assert jobdoc.version(doc) == 0
 
 
-def test_every_result_format_has_its_field() -> None:
-    assert tuple(jobdoc.RESULT_URI_KEYS) == RESULT_FORMATS
+def test_every_result_format_is_read_from_the_field_the_projector_writes() -> None:
+    data = example_data("job.completed")
+    doc = project(None, events.JobCompleted.new(events.models.JobCompletedV1Data.model_validate(data), source="//t"))
+    assert jobdoc.result_formats(doc) == list(RESULT_FORMATS)
+    uris = {value for key, value in data["result"].items() if key.endswith("_uri")}
+    assert {jobdoc.result_uri(doc, fmt) for fmt in RESULT_FORMATS} == uris
 
 
 def test_stages_in_pipeline_order_include_the_deletion() -> None:
