@@ -38,8 +38,9 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# The inner loop: pure logic only (no emulator, no stack, no real model, no deployment tool), on two workers.
-UNIT := not integration and not e2e and not engine and not infra
+# The inner loop: pure logic only (no emulator, no stack, no real model, no deployment tool, nothing that takes
+# seconds), on two workers.
+UNIT := not integration and not e2e and not engine and not infra and not slow
 unit: install
 	$(BIN)/pytest tests -m "$(UNIT)" -n 2 -q
 

@@ -135,6 +135,7 @@ def test_spectral_cluster_tiny_inputs() -> None:
     assert list(spectral_cluster(np.eye(2, 8), num_clusters=2)) == [0, 1]
 
 
+@pytest.mark.engine
 def test_campplus_matches_reference_layout_and_embeds() -> None:
     import torch
 

@@ -43,6 +43,7 @@ def test_eval_one_real_file_as_json(tmp_path: Path) -> None:
     assert doc["passed"] is True
 
 
+@pytest.mark.slow
 def test_eval_of_an_empty_directory_fails_cleanly(tmp_path: Path) -> None:
     done = speakerline("eval", str(tmp_path))
     assert done.returncode == 2
@@ -51,6 +52,7 @@ def test_eval_of_an_empty_directory_fails_cleanly(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_eval_of_a_missing_directory_fails_cleanly(tmp_path: Path) -> None:
     done = speakerline("eval", str(tmp_path / "nowhere"), "--json")
     assert done.returncode == 2

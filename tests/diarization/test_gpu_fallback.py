@@ -94,6 +94,7 @@ def test_a_refused_create_call_means_fallback(error: Exception) -> None:
     assert len(client.requests) == 1 and client.gets == [] and client.cancels == []
 
 
+@pytest.mark.slow
 def test_a_client_that_cannot_be_made_means_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
     from google.cloud import aiplatform_v1
 

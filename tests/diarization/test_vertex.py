@@ -181,6 +181,7 @@ def test_required_settings(missing: str) -> None:
         config(**{missing: ""})
 
 
+@pytest.mark.slow
 def test_request_is_a_valid_aiplatform_proto() -> None:
     aiplatform_v1 = pytest.importorskip("google.cloud.aiplatform_v1")
     request = aiplatform_v1.CreateCustomJobRequest(build())

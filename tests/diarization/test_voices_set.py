@@ -130,6 +130,7 @@ def test_conditions_are_realistic_not_trivial(gen, voices, plans) -> None:
     assert sum(c.noise is None for c in gen.CONVERSATIONS) >= 2
 
 
+@pytest.mark.slow
 def test_generation_is_bit_identical_and_consistent(gen, tmp_path: Path) -> None:
     first = gen.generate(tmp_path / "a", GENERATED)
     gen.generate(tmp_path / "b", GENERATED)

@@ -21,7 +21,7 @@ _STATM = Path("/proc/self/statm")
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 MAX_GROWTH_BYTES = 16 * 1024 * 1024  # a 30 min output leak would be 55 MiB
 
-pytestmark = pytest.mark.skipif(not _STATM.exists(), reason="needs /proc/self/statm (Linux)")
+pytestmark = [pytest.mark.skipif(not _STATM.exists(), reason="needs /proc/self/statm (Linux)"), pytest.mark.slow]
 
 
 def _rss() -> int:

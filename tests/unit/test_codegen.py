@@ -8,6 +8,8 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from speakerline.events import EVENT_CLASSES, models
 from speakerline_tools import codegen, repo
 
@@ -29,6 +31,7 @@ def test_every_schema_has_exactly_one_event_class_with_its_generated_model() -> 
     assert set(EVENT_CLASSES) == titles, "an event class without a schema"
 
 
+@pytest.mark.slow
 def test_a_stale_generated_file_is_named(tmp_path: Path) -> None:
     root = repo.root()
     shutil.copytree(root / "schemas", tmp_path / "schemas")

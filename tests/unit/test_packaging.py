@@ -8,6 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from speakerline import topology
 
 PROJECT = tomllib.loads(Path("pyproject.toml").read_text())["project"]
@@ -37,6 +39,7 @@ def test_the_service_image_installs_only_its_own_extras() -> None:
     assert "tools" not in re.sub(r"#.*", "", dockerfile)
 
 
+@pytest.mark.slow
 def test_every_service_and_both_entry_points_import_without_the_tooling() -> None:
     """Run in a fresh interpreter where the tooling's modules cannot be imported, as in a service image."""
     modules = [f"{s.module}.wiring" for s in topology.load().services.values()]

@@ -124,7 +124,7 @@ def build_pipeline(
     from pyannote.core import SlidingWindowFeature
 
     from .campplus import CAMPPlusEmbedding
-    from .spectral import SpectralClustering
+    from .spectral_clustering import SpectralClustering
 
     loaded = Model.from_pretrained(str(weights_dir / SEGMENTATION_FILE))
     if loaded is None:  # pragma: no cover - pyannote returns None on odd failures

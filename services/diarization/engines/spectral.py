@@ -5,21 +5,18 @@ https://github.com/modelscope/3D-Speaker/blob/main/speakerlab/process/cluster.py
 affinity, per-row p-pruning, unnormalised Laplacian, eigengap over the smallest eigenvalues
 to pick the number of speakers (within the allowed range), k-means on the spectral
 embedding, then merging of clusters whose centroids are very similar and re-assignment of
-tiny clusters. ``SpectralClustering`` plugs this into pyannote's ``BaseClustering`` so the
+tiny clusters. ``spectral_clustering.SpectralClustering`` plugs this into pyannote's ``BaseClustering`` so the
 rest of pyannote's ``SpeakerDiarization`` machinery (embedding filtering, centroid
 assignment, reconstruction) is reused unchanged.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import scipy.linalg
-from pyannote.audio.pipelines.clustering import BaseClustering
 from sklearn.cluster import KMeans
 
-__all__ = ["SpectralClustering", "spectral_cluster"]
+__all__ = ["spectral_cluster"]
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
@@ -146,55 +143,3 @@ def spectral_cluster(
         sim[small] = -np.inf
         labels = _relabel(np.where(labels == small, int(np.argmax(sim)), labels))
     return labels
-
-
-class SpectralClustering(BaseClustering):
-    """pyannote ``BaseClustering`` backed by :func:`spectral_cluster`."""
-
-    expects_num_clusters: bool = False
-
-    def __init__(
-        self,
-        metric: str = "cosine",
-        pval: float = 0.2,
-        merge_threshold: float = 0.65,
-        min_cluster_size: int = 3,
-        constrained_assignment: bool = False,
-    ) -> None:
-        super().__init__(metric=metric, constrained_assignment=constrained_assignment)
-        self.pval = pval
-        self.merge_threshold = merge_threshold
-        self.min_cluster_size = min_cluster_size
-
-    #: a (window, local speaker) embedding is used to *find* clusters only when that speaker
-    #: speaks alone for at least this fraction of the window; all are assigned afterwards
-    min_active_ratio: float = 0.1
-
-    def filter_embeddings(
-        self,
-        embeddings: np.ndarray,
-        segmentations: Any = None,
-        min_active_ratio: float | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return super().filter_embeddings(
-            embeddings,
-            segmentations=segmentations,
-            min_active_ratio=self.min_active_ratio if min_active_ratio is None else min_active_ratio,
-        )
-
-    def cluster(
-        self,
-        embeddings: np.ndarray,
-        min_clusters: int,
-        max_clusters: int,
-        num_clusters: int | None = None,
-    ) -> np.ndarray:
-        return spectral_cluster(
-            embeddings,
-            num_clusters=num_clusters,
-            min_clusters=min_clusters,
-            max_clusters=max_clusters,
-            pval=self.pval,
-            merge_threshold=self.merge_threshold,
-            min_cluster_size=self.min_cluster_size,
-        )
