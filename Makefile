@@ -50,20 +50,20 @@ integration: install
 e2e: install browsers
 	$(BIN)/pytest tests -m e2e
 
-# pytest-xdist workers of make test: most of the suite waits on emulators and service processes, so more workers
-# than cores pay off; every e2e test runs on one of them, on one shared stack (tests/conftest.py).
-TEST_WORKERS ?= 4
+# pytest-xdist workers of make test: one runs every e2e test on one shared stack, one every test of the real engine
+# (loaded once), and all three share out the rest (tests/conftest.py schedules them).
+TEST_WORKERS ?= 3
 
 # The whole suite: static checks (code and deployment), contracts, unit, integration (emulators), end-to-end
 # (every service, the API and the studio in a headless browser).
 test: lint typecheck browsers infra-tools
 	$(BIN)/speakerline schemas check
-	$(BIN)/pytest tests -n $(TEST_WORKERS) --dist loadgroup --durations=25
+	$(BIN)/pytest tests -n $(TEST_WORKERS) --durations=25
 
 # Line coverage of libs/ and services/ by the whole suite, in-process (the services the e2e tests start as processes
 # are not traced): a table, and .stack/coverage.json.
 coverage: install browsers infra-tools
-	$(BIN)/pytest tests -n $(TEST_WORKERS) --dist loadgroup -q --cov=libs --cov=services --cov-report=term \
+	$(BIN)/pytest tests -n $(TEST_WORKERS) -q --cov=libs --cov=services --cov-report=term \
 		--cov-report=json:.stack/coverage.json
 
 # The fault tests alone (also part of `make test`): every service SIGKILLed inside its handler at once, each job

@@ -7,6 +7,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,36 +26,56 @@ def _free_port() -> int:
 # Fixtures whose tests run a real diarization model (seconds each): such a test is marked `engine`, and `make unit`
 # (the inner loop: pure logic) leaves it to `make test`.
 ENGINE_FIXTURES = frozenset({"embedded_engine", "pipeline_dir"})
+# The modules with such tests: pytest-xdist runs each of them on the worker that has loaded the model (`_scope`).
+ENGINE_MODULES = frozenset(
+    f"tests/diarization/{name}.py"
+    for name in ("test_quality", "test_embedded", "test_pieces", "test_pyannote_engine", "test_eval_cli")
+)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Markers by what a test needs, declared once here instead of in every file: `infra` for the deployment checks
-    (terraform, checkov, compose: `make infra-tools`), `engine` for the real model; and for pytest-xdist, every e2e
-    test in one group, so that one worker runs them all on one shared stack (`pipeline`) instead of each worker
-    starting a stack of its own, and the engine's tests in another. Runs before xdist reads the groups (tryfirst)."""
+    (terraform, checkov, compose: `make infra-tools`), `engine` for the real model. Then the longest-running work
+    first, so that the other workers share out the short tests meanwhile instead of waiting for the stack's tests at
+    the end (a stable sort: each file keeps its own order)."""
     for item in items:
         path = Path(str(item.fspath)).resolve()
         if path.is_relative_to(REPO / "tests" / "infra"):
             item.add_marker(pytest.mark.infra)
         if ENGINE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.engine)
-        if item.get_closest_marker("engine") is not None:
-            # one worker loads the model once (a few seconds and 1.5 GB each) and keeps one core busy with it
-            item.add_marker(pytest.mark.xdist_group("engine"))
-        if item.get_closest_marker("e2e") is not None:
-            item.add_marker(pytest.mark.xdist_group("stack"))
-    # The longest-running work first, so that the other workers share out the short tests meanwhile instead of
-    # waiting for the stack's group at the end (a stable sort: each file keeps its own order).
-    items.sort(key=_start_order)
+        module = path.relative_to(REPO).as_posix()
+        if item.get_closest_marker("engine") is not None and module not in ENGINE_MODULES:
+            raise pytest.UsageError(
+                f"{item.nodeid} runs the engine: add {module} to ENGINE_MODULES (tests/conftest.py)"
+            )
+    items.sort(key=lambda item: _scope(item.nodeid) is None)
 
 
-def _start_order(item: pytest.Item) -> int:
-    if item.get_closest_marker("e2e") is not None:
-        return 0
-    if item.get_closest_marker("integration") is not None or item.get_closest_marker("engine") is not None:
-        return 1
-    return 2
+def _scope(nodeid: str) -> str | None:
+    """The shared resource a test needs, which one worker sets up once and runs all its tests on: the stack of the
+    e2e tests (the `pipeline` fixture: emulators, every service, the API) or the loaded engine; None for a test any
+    worker may run."""
+    module = nodeid.split("::", 1)[0]
+    if module.startswith("tests/e2e/"):
+        return "stack"
+    if module in ENGINE_MODULES:
+        return "engine"
+    return None
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test`'s scheduling on pytest-xdist workers: the tests of one shared resource (`_scope`) on one worker,
+    every other test on whichever worker is free. (xdist's own `loadgroup` cannot do it under pytest 9: the group
+    suffix it writes into a test's node id has no effect there, so the grouping is silently lost.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedResourceScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope(nodeid) or nodeid
+
+    return SharedResourceScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
