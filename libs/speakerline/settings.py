@@ -173,20 +173,11 @@ class Settings(BaseSettings):
         # Bucket names are global: the cloud deployment prefixes them with the project id.
         return self.bucket_prefix + self.topology.bucket(key)
 
-    def secret(self, name: str) -> str | None:
-        """A secret field's value: the field itself when set, else the Secret Manager version its `<name>_secret`
-        field names (a rotation is then a new version, not a redeploy), else None."""
-        value: str | None = getattr(self, name)
-        if value:
-            return value
-        version: str | None = getattr(self, f"{name}_secret", None)
-        return read_secret(version) if version else None
-
 
 def read_secret(resource_name: str) -> str:  # pragma: no cover - needs GCP
     """The value of a Secret Manager secret version (`projects/<p>/secrets/<s>/versions/<v>`; a name without a
-    version reads `latest`). The only Secret Manager reader: `Settings.secret` and the diarization engines' HF token
-    use it."""
+    version reads `latest`): the diarization engines' HF token. Services read their secret settings through
+    `Platform.secret`."""
     from google.cloud import secretmanager
 
     if "/versions/" not in resource_name:

@@ -45,12 +45,6 @@ def test_a_bad_setting_is_refused_at_start_up_with_its_name(monkeypatch: pytest.
         Settings()
 
 
-def test_a_secret_field_prefers_its_value() -> None:
-    settings = Settings(project="p", webhook_signing_key="k", webhook_signing_key_secret="projects/p/secrets/s")
-    assert settings.secret("webhook_signing_key") == "k"
-    assert Settings(project="p").secret("slack_webhook_url") is None
-
-
 @pytest.mark.parametrize("name", SERVICES)
 def test_every_service_is_wired_by_build_service(name: str) -> None:
     settings = Settings(project="p", engine="embedded", webhook_signing_key="k")
