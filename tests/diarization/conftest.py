@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -63,9 +64,40 @@ def embedded_engine() -> Any:
     from speakerline.settings import Settings
 
     try:
-        return select.load("embedded", Settings(diarization_device="cpu"))
+        engine = select.load("embedded", Settings(diarization_device="cpu"))
     except EngineUnavailable as exc:  # pragma: no cover - install problem
         pytest.fail(f"embedded engine must be available in the test environment: {exc}")
+    reuse_features(engine._pipeline)
+    return engine
+
+
+def reuse_features(pipeline: Any) -> None:
+    """Each recording's segmentation and embeddings computed once per session, as pyannote itself caches them while
+    tuning (its training mode): the quality tests diarize the same recordings under several speaker-count options,
+    which change only the clustering, and each run still clusters, counts and reconstructs for real. (A recording
+    seen again reports no progress for these two steps.)"""
+    segmentations: dict[str, tuple[Any, Any]] = {}
+    embeddings: dict[str, Any] = {}
+    get_segmentations, get_embeddings = pipeline.get_segmentations, pipeline.get_embeddings
+
+    def key(file: dict[str, Any]) -> str:
+        return hashlib.blake2b(file["waveform"].numpy().tobytes(), digest_size=16).hexdigest()
+
+    def cached_segmentations(file: dict[str, Any], hook: Any = None) -> Any:
+        recording = key(file)
+        if recording not in segmentations:
+            segmentations[recording] = (get_segmentations(file, hook=hook), pipeline._soft)
+        found, pipeline._soft = segmentations[recording]
+        return found
+
+    def cached_embeddings(file: dict[str, Any], binary_segmentations: Any, **kwargs: Any) -> Any:
+        recording = key(file)
+        if recording not in embeddings:
+            embeddings[recording] = get_embeddings(file, binary_segmentations, **kwargs)
+        return embeddings[recording].copy()
+
+    pipeline.get_segmentations = cached_segmentations
+    pipeline.get_embeddings = cached_embeddings
 
 
 @pytest.fixture(scope="session")
