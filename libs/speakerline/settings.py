@@ -172,16 +172,3 @@ class Settings(BaseSettings):
     def bucket(self, key: str) -> str:
         # Bucket names are global: the cloud deployment prefixes them with the project id.
         return self.bucket_prefix + self.topology.bucket(key)
-
-
-def read_secret(resource_name: str) -> str:  # pragma: no cover - needs GCP
-    """The value of a Secret Manager secret version (`projects/<p>/secrets/<s>/versions/<v>`; a name without a
-    version reads `latest`): the diarization engines' HF token. Services read their secret settings through
-    `Platform.secret`."""
-    from google.cloud import secretmanager
-
-    if "/versions/" not in resource_name:
-        resource_name += "/versions/latest"
-    response = secretmanager.SecretManagerServiceClient().access_secret_version(name=resource_name)
-    secret: str = response.payload.data.decode("utf-8")
-    return secret
