@@ -1,9 +1,10 @@
-"""The speaker options of a job (`num_speakers`, or a `min_speakers`/`max_speakers` range) and the one rule of
-what makes them wrong. The API (its request schema), ingest (object metadata), the engines and the CLI ask
-`problems` and word the answer for their own audience: a flag, a metadata key, a JSON field."""
+"""The speaker options of a job (`num_speakers`, or a `min_speakers`/`max_speakers` range), the one rule of what
+makes them wrong and its one wording. The API (its request schema), ingest (object metadata), the engines and the
+CLI ask `problems`; the CLI has the options named as its flags."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -27,6 +28,8 @@ class Problem(StrEnum):
 @dataclass(frozen=True)
 class OptionsProblem:
     problem: Problem
+    #: what is wrong, each option named as the caller's audience writes it ("num_speakers=40 is outside 1..32")
+    message: str
     #: the option at fault, for OUT_OF_RANGE ("num_speakers", ...)
     key: str = ""
     value: int = 0
@@ -39,20 +42,30 @@ def problems(
     *,
     fewest: int | None = FEWEST,
     most: int | None = MOST,
+    named: Callable[[str], str] = str,
 ) -> list[OptionsProblem]:
     """Everything wrong with these options, in the order a caller reports them (each count's range, then
-    count-and-range, then min above max); empty when they are fine. `fewest`/`most` None: that bound unchecked."""
+    count-and-range, then min above max); empty when they are fine. `fewest`/`most` None: that bound unchecked.
+    `named`: an option's name in the messages (the CLI's flags)."""
     found: list[OptionsProblem] = []
     counts = ((NUM_SPEAKERS, num_speakers), (MIN_SPEAKERS, min_speakers), (MAX_SPEAKERS, max_speakers))
     for key, value in counts:
         if value is None:
             continue
         if (fewest is not None and value < fewest) or (most is not None and value > most):
-            found.append(OptionsProblem(Problem.OUT_OF_RANGE, key, value))
+            if most is None:
+                allowed = f"below {fewest}"
+            elif fewest is None:
+                allowed = f"above {most}"
+            else:
+                allowed = f"outside {fewest}..{most}"
+            found.append(OptionsProblem(Problem.OUT_OF_RANGE, f"{named(key)}={value} is {allowed}", key, value))
     if num_speakers is not None and (min_speakers is not None or max_speakers is not None):
-        found.append(OptionsProblem(Problem.COUNT_AND_RANGE))
+        message = f"give {named(NUM_SPEAKERS)} or a {named(MIN_SPEAKERS)}/{named(MAX_SPEAKERS)} range, not both"
+        found.append(OptionsProblem(Problem.COUNT_AND_RANGE, message))
     if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
-        found.append(OptionsProblem(Problem.MIN_ABOVE_MAX))
+        message = f"{named(MIN_SPEAKERS)}={min_speakers} is greater than {named(MAX_SPEAKERS)}={max_speakers}"
+        found.append(OptionsProblem(Problem.MIN_ABOVE_MAX, message))
     return found
 
 

@@ -16,7 +16,7 @@ from google.cloud import firestore
 from speakerline import jobpaths, storage
 from speakerline.jobs import JobStatus, job_id_for_object
 from speakerline.settings import Settings
-from speakerline.speaker_options import Problem, given, problems
+from speakerline.speaker_options import given, problems
 from speakerline.timeline import Turn, turns_from_json
 from speakerline_tools import jobstore
 
@@ -31,11 +31,9 @@ class Submission:
 def speaker_options(num: int | None, low: int | None, high: int | None) -> dict[str, int]:
     """The options of `--num-speakers`/`--min-speakers`/`--max-speakers`; ValueError says what is wrong. A count's
     range is left to ingest, which rejects the job with its reason."""
-    found = problems(num, low, high, fewest=None, most=None)
-    if found and found[0].problem is Problem.COUNT_AND_RANGE:
-        raise ValueError("give --num-speakers or a --min-speakers/--max-speakers range, not both")
+    found = problems(num, low, high, fewest=None, most=None, named=lambda key: "--" + key.replace("_", "-"))
     if found:
-        raise ValueError(f"--min-speakers {low} is greater than --max-speakers {high}")
+        raise ValueError(found[0].message)
     return given(num, low, high)
 
 

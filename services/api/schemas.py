@@ -50,17 +50,11 @@ class SpeakerOptions(BaseModel):
             self.num_speakers, self.min_speakers, self.max_speakers, fewest=None, most=None
         )
         if found:
-            raise ValueError(_OPTIONS_MESSAGES[found[0].problem])
+            raise ValueError(found[0].message)
         return self
 
     def options(self) -> dict[str, int]:
         return speaker_options.given(self.num_speakers, self.min_speakers, self.max_speakers)
-
-
-_OPTIONS_MESSAGES: dict[speaker_options.Problem, str] = {
-    speaker_options.Problem.COUNT_AND_RANGE: "give num_speakers or a min_speakers/max_speakers range, not both",
-    speaker_options.Problem.MIN_ABOVE_MAX: "min_speakers is greater than max_speakers",
-}
 
 
 class UploadRequest(SpeakerOptions):

@@ -78,7 +78,7 @@ def options_from_metadata(metadata: Mapping[str, str]) -> tuple[models.Options, 
     # A count out of range is reported before the model (which would refuse it too), for a message the uploader
     # understands.
     if found and found[0].problem is speaker_options.Problem.OUT_OF_RANGE:
-        return models.Options(), _options_message(found[0], low, high)
+        return models.Options(), f"{found[0].message}."
     options = models.Options(**values)
     return options, options_problem(options)
 
@@ -87,15 +87,7 @@ def options_problem(options: models.Options) -> str | None:
     """Why these speaker options cannot be honoured, or None."""
     low, high = options.min_speakers, options.max_speakers
     found = speaker_options.problems(options.num_speakers, low, high)
-    return _options_message(found[0], low, high) if found else None
-
-
-def _options_message(found: speaker_options.OptionsProblem, low: int | None, high: int | None) -> str:
-    if found.problem is speaker_options.Problem.OUT_OF_RANGE:
-        return f"{found.key}={found.value} is outside {speaker_options.FEWEST}..{speaker_options.MOST}."
-    if found.problem is speaker_options.Problem.COUNT_AND_RANGE:
-        return "Give num_speakers or a min_speakers/max_speakers range, not both."
-    return f"min_speakers={low} is greater than max_speakers={high}."
+    return f"{found[0].message}." if found else None
 
 
 def _shown(value: str, limit: int = 60) -> str:

@@ -56,10 +56,8 @@ class DiarizationOptions:
         # and num_speakers with a range is not an error here: num_speakers wins.
         found = speaker_options.problems(self.num_speakers, self.min_speakers, self.max_speakers, most=None)
         for problem in found:
-            if problem.problem is speaker_options.Problem.OUT_OF_RANGE:
-                raise ValueError(f"{problem.key} must be >= {speaker_options.FEWEST}, got {problem.value}")
-            if problem.problem is speaker_options.Problem.MIN_ABOVE_MAX:
-                raise ValueError(f"min_speakers ({self.min_speakers}) > max_speakers ({self.max_speakers})")
+            if problem.problem is not speaker_options.Problem.COUNT_AND_RANGE:
+                raise ValueError(problem.message)
 
 
 @dataclass(frozen=True)
