@@ -6,8 +6,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYANNOTE_METRICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
+# Python caches compiled modules: with this set (some shells and images do), every test worker, service and CLI
+# process compiles the project's modules again, and pytest rewrites every test module in each worker (~7 s each).
+unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install browsers test test-faults coverage unit integration e2e lint typecheck run up down status bench bench-micro bench-long bench-load eval schemas infra-tools infra-check image-sizes deploy clean
+.PHONY: install browsers test schemas-check test-faults coverage unit integration e2e lint typecheck run up down status bench bench-micro bench-long bench-load eval schemas infra-tools infra-check image-sizes deploy clean
 
 install: $(STAMP)
 
@@ -57,8 +60,9 @@ TEST_WORKERS ?= 3
 
 # The whole suite: static checks (code and deployment), contracts, unit, integration (emulators), end-to-end
 # (every service, the API and the studio in a headless browser).
-test: lint typecheck browsers infra-tools
-	$(BIN)/speakerline schemas check
+# The static checks and tool installs run side by side (mypy keeps one core busy for most of a minute).
+test: install browsers
+	$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck schemas-check infra-tools
 	$(BIN)/pytest tests -n $(TEST_WORKERS) --durations=25
 
 # Line coverage of libs/ and services/ by the whole suite, in-process (the services the e2e tests start as processes
@@ -79,6 +83,10 @@ schemas: install
 	$(BIN)/speakerline schemas generate
 	$(BIN)/speakerline schemas release
 	$(BIN)/speakerline schemas asyncapi
+
+# The generated models, bundled schemas and AsyncAPI document match schemas/events/ (part of make test).
+schemas-check: install
+	$(BIN)/speakerline schemas check
 
 up: install
 	$(BIN)/speakerline stack up
