@@ -37,6 +37,7 @@ from speakerline_tools.stack_processes import (
     _ready,
     _start,
     _stop_group,
+    _stop_groups,
 )
 
 DEFAULT_PROJECT = "speakerline-local"
@@ -343,16 +344,18 @@ def up(cfg: StackConfig, say: Callable[[str], None] = print, timeout_s: float = 
 
 
 def down(cfg: StackConfig, say: Callable[[str], None] = print) -> None:
-    """Stop every component's whole process group, services first."""
+    """Stop every component's whole process group: the services side by side, then the emulators (which the
+    services' last acknowledgements and writes still need)."""
     names = [p.stem for p in cfg.run.glob("*.pid")] if cfg.run.exists() else []
-    order = sorted(names, key=lambda n: n in ("pubsub", "firestore", "gcs"))
-    for name in order:
-        pid = _read_pid(cfg, name)
-        if pid is not None and _group_alive(pid):
-            _stop_group(pid)
-            say(f"{name}: stopped")
-        _pid_file(cfg, name).unlink(missing_ok=True)
-        (cfg.run / f"{name}.ready").unlink(missing_ok=True)
+    emulators = {"pubsub", "firestore", "gcs"}
+    for batch in ([n for n in names if n not in emulators], [n for n in names if n in emulators]):
+        running = {name: pid for name in batch if (pid := _read_pid(cfg, name)) is not None and _group_alive(pid)}
+        _stop_groups(list(running.values()))
+        for name in batch:
+            if name in running:
+                say(f"{name}: stopped")
+            _pid_file(cfg, name).unlink(missing_ok=True)
+            (cfg.run / f"{name}.ready").unlink(missing_ok=True)
 
 
 @dataclass

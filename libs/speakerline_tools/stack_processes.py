@@ -84,13 +84,22 @@ def _start(cfg: StackConfig, comp: Component) -> int:
 
 
 def _stop_group(pgid: int, timeout_s: float = 15.0) -> None:
+    _stop_groups([pgid], timeout_s)
+
+
+def _stop_groups(pgids: list[int], timeout_s: float = 15.0) -> None:
+    """SIGTERM to every group at once, SIGKILL to those still there after `timeout_s`: components stopped side by
+    side, not one drain after another."""
+    alive = list(pgids)
     for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
+        for pgid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, sig)
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _group_alive(pgid):
-                return
+        while True:
+            alive = [pgid for pgid in alive if _group_alive(pgid)]
+            if not alive or time.monotonic() >= deadline:
+                break
             time.sleep(0.1)
+        if not alive:
+            return
