@@ -184,6 +184,7 @@ def test_the_onnx_export_is_kept_in_the_cache_and_read_back(tmp_path: Path, monk
     is exported again and replaced. (The export itself is the engine's, counted here rather than redone: ~10 s.)"""
     import torch
 
+    from diarization.engines import campplus_onnx
     from diarization.engines.campplus import CAMPPlusEmbedding
     from diarization.engines.embedded import default_cache_dir
 
@@ -196,11 +197,11 @@ def test_the_onnx_export_is_kept_in_the_cache_and_read_back(tmp_path: Path, monk
     (engines_export,) = default_cache_dir().glob("campplus-*.onnx")
     exports: list[int] = []
 
-    def export(self: CAMPPlusEmbedding) -> bytes:
+    def export(network: Any, feat_dim: int) -> bytes:
         exports.append(1)
         return engines_export.read_bytes()
 
-    monkeypatch.setattr(CAMPPlusEmbedding, "_export_onnx", export)
+    monkeypatch.setattr(campplus_onnx, "export", export)
     waveform = torch.randn(1, 1, 2 * SR) * 0.1
     first = load(tmp_path)
     (cached,) = tmp_path.glob("campplus-*.onnx")

@@ -25,16 +25,10 @@ speaker speaks), which is what 3D-Speaker's own diarization does with VAD sub-se
 
 from __future__ import annotations
 
-import hashlib
-import io
-import os
-import tempfile
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
-import structlog
 import torch
 import torch.nn.functional as F
 import torchaudio.compliance.kaldi as kaldi
@@ -42,26 +36,6 @@ from pyannote.audio.core.model import Model
 from torch import nn
 
 __all__ = ["CAMPPlus", "CAMPPlusEmbedding"]
-
-log = structlog.get_logger()
-
-_ONNX_OPSET = 17
-
-
-def _write_atomically(path: Path, content: bytes) -> None:
-    """Write ``content`` to ``path`` through a temporary file in the same folder: processes loading at once never
-    see half a file. Failing to write is logged, not raised: the cache only saves time."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-            tmp.write(content)
-        try:
-            os.replace(tmp.name, path)
-        finally:
-            Path(tmp.name).unlink(missing_ok=True)
-    except OSError as exc:
-        log.warning("campplus.onnx_cache_unwritable", path=str(path), error=str(exc))
-
 
 _FRAME_LENGTH_MS = 25.0
 _FRAME_SHIFT_MS = 10.0
@@ -374,55 +348,14 @@ class CAMPPlusEmbedding(Model):
         return model
 
     def run_on_onnxruntime(self, num_threads: int | None = 1, cache_dir: Path | None = None) -> None:
-        """Run the network on ONNX Runtime's CPU provider from now on.
+        """Run the network on ONNX Runtime's CPU provider from now on (:mod:`.campplus_onnx`: exported once,
+        kept in ``cache_dir``). ``num_threads``: ONNX Runtime's intra-op threads (``None``: its default, every
+        core)."""
+        from . import campplus_onnx
 
-        The module is exported with a variable number of frames. The export costs more CPU than the rest of the
-        engine's load (about 10 s), so with ``cache_dir`` it is written there once, under a name derived from the
-        weights, torch's version and the opset, and later loads read it; a cache that cannot be read or written is
-        logged and the export is done in memory. ``num_threads``: ONNX Runtime's intra-op threads (``None``: its
-        default, every core).
-        """
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = num_threads or 0
-        options.inter_op_num_threads = 1
-        cached = cache_dir / f"campplus-{self._export_key()}.onnx" if cache_dir is not None else None
-        if cached is not None and cached.is_file():
-            try:
-                self._session = onnxruntime.InferenceSession(str(cached), options, providers=["CPUExecutionProvider"])
-                return
-            except Exception as exc:  # a damaged file: export again and replace it
-                log.warning("campplus.onnx_cache_unreadable", path=str(cached), error=str(exc))
-        exported = self._export_onnx()
-        if cached is not None:
-            _write_atomically(cached, exported)
-        self._session = onnxruntime.InferenceSession(exported, options, providers=["CPUExecutionProvider"])
-
-    def _export_onnx(self) -> bytes:
-        example = torch.zeros(1, 300, self.feat_dim)
-        exported = io.BytesIO()
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the exporter's notes on tracing; the output is checked in tests
-            torch.onnx.export(
-                self.campplus,
-                (example,),
-                exported,  # the TorchScript exporter writes to file objects too
-                input_names=["feats"],
-                output_names=["embedding"],
-                dynamic_axes={"feats": {1: "frames"}},
-                opset_version=_ONNX_OPSET,
-                dynamo=False,
-            )
-        return exported.getvalue()
-
-    def _export_key(self) -> str:
-        """What the exported graph depends on: the weights, the exporter (torch) and the opset."""
-        digest = hashlib.blake2b(f"{torch.__version__}|{_ONNX_OPSET}|{self.feat_dim}".encode(), digest_size=12)
-        for name, tensor in self.campplus.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()
+        self._session = campplus_onnx.session(
+            self.campplus, self.feat_dim, num_threads=num_threads, cache_dir=cache_dir
+        )
 
     def _network(self, feats: torch.Tensor) -> torch.Tensor:
         """(1, frames, feat_dim) -> (1, embedding_size)."""
