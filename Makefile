@@ -74,10 +74,10 @@ test: install browsers
 	$(MAKE) --no-print-directory -j4 --output-sync=target lint typecheck schemas-check infra-tools $(BYTECODE)
 	$(BIN)/pytest tests -n $(TEST_WORKERS) --durations=25
 
-# Line coverage of libs/ and services/ by the whole suite, in-process (the services the e2e tests start as processes
-# are not traced): a table, and .stack/coverage.json.
+# Line coverage of libs/ and services/ by the whole suite, the Python processes it starts included (the stack's
+# services, the CLIs: pyproject.toml's [tool.coverage.run]): a table, and .stack/coverage.json.
 coverage: install browsers infra-tools
-	$(BIN)/pytest tests -n $(TEST_WORKERS) -q --cov=libs --cov=services --cov-report=term \
+	$(BIN)/pytest tests -n $(TEST_WORKERS) -q --cov --cov-report=term \
 		--cov-report=json:.stack/coverage.json
 
 # The fault tests alone (also part of `make test`): every service SIGKILLed inside its handler at once, each job
