@@ -17,7 +17,7 @@ MOST: Final = 32
 
 
 class Problem(StrEnum):
-    #: a count outside FEWEST..MOST (`key` and `value` say which)
+    #: a count outside FEWEST..MOST (the message says which)
     OUT_OF_RANGE = "out_of_range"
     #: num_speakers together with a min/max range
     COUNT_AND_RANGE = "count_and_range"
@@ -30,9 +30,6 @@ class OptionsProblem:
     problem: Problem
     #: what is wrong, each option named as the caller's audience writes it ("num_speakers=40 is outside 1..32")
     message: str
-    #: the option at fault, for OUT_OF_RANGE ("num_speakers", ...)
-    key: str = ""
-    value: int = 0
 
 
 def problems(
@@ -59,7 +56,7 @@ def problems(
                 allowed = f"above {most}"
             else:
                 allowed = f"outside {fewest}..{most}"
-            found.append(OptionsProblem(Problem.OUT_OF_RANGE, f"{named(key)}={value} is {allowed}", key, value))
+            found.append(OptionsProblem(Problem.OUT_OF_RANGE, f"{named(key)}={value} is {allowed}"))
     if num_speakers is not None and (min_speakers is not None or max_speakers is not None):
         message = f"give {named(NUM_SPEAKERS)} or a {named(MIN_SPEAKERS)}/{named(MAX_SPEAKERS)} range, not both"
         found.append(OptionsProblem(Problem.COUNT_AND_RANGE, message))

@@ -85,8 +85,7 @@ def options_from_metadata(metadata: Mapping[str, str]) -> tuple[models.Options, 
 
 def options_problem(options: models.Options) -> str | None:
     """Why these speaker options cannot be honoured, or None."""
-    low, high = options.min_speakers, options.max_speakers
-    found = speaker_options.problems(options.num_speakers, low, high)
+    found = speaker_options.problems(options.num_speakers, options.min_speakers, options.max_speakers)
     return f"{found[0].message}." if found else None
 
 
